@@ -1,0 +1,62 @@
+# loftrec: the commands README and CI use. Each target installs what it needs by itself.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CDK := node_modules/.bin/cdk
+# Offline and quiet: no telemetry, no version check, no notices (also set in cdk.json).
+export CDK_DISABLE_CLI_TELEMETRY := 1
+export CDK_DISABLE_VERSION_CHECK := 1
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export SAGEMAKER_SUPPRESS_V2_WARNING := 1
+# Extra arguments for cdk, e.g. CDK_ARGS="-c account=123456789012 -c region=eu-west-1".
+CDK_ARGS ?=
+# Where the raw reviews are (required to deploy); defaults to raw_data_uri in cdk.json.
+RAW_DATA_URI ?= $(shell $(PYTHON) -c 'import json; print(json.load(open("cdk.json"))["context"].get("raw_data_uri") or "")')
+CODE := app.py stacks jobs lambdas local bench tests
+
+.PHONY: run test install lint typecheck unit synth cfn-lint diff deploy clean
+
+run: install synth ## Until the local pipeline lands: synthesize and summarize what would be deployed.
+	@$(PY) -m stacks.summary cdk.out
+
+test: install lint typecheck synth cfn-lint unit ## Everything CI checks.
+
+install: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --constraint constraints.txt --editable '.[dev]'
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+lint: install
+	$(VENV)/bin/ruff check $(CODE)
+	$(VENV)/bin/ruff format --check $(CODE)
+
+typecheck: install
+	$(VENV)/bin/mypy app.py stacks jobs lambdas local
+
+unit: install
+	$(VENV)/bin/pytest
+
+synth: install ## CloudFormation templates into cdk.out, offline, no credentials.
+	$(CDK) synth --quiet $(CDK_ARGS)
+
+cfn-lint: synth
+	$(VENV)/bin/cfn-lint --config-file .cfnlintrc.yaml -- cdk.out/*.template.json
+
+diff: install ## Needs AWS credentials for the target account.
+	$(CDK) diff $(if $(RAW_DATA_URI),-c raw_data_uri=$(RAW_DATA_URI)) $(CDK_ARGS)
+
+deploy: install ## Needs AWS credentials and a bootstrapped account (cdk bootstrap).
+	@test -n "$(RAW_DATA_URI)" || { echo "make deploy: set RAW_DATA_URI=s3://bucket/prefix/ (the reviews TSV files) or raw_data_uri in cdk.json" >&2; exit 2; }
+	$(CDK) deploy --require-approval broadening -c raw_data_uri=$(RAW_DATA_URI) $(CDK_ARGS)
+
+clean:
+	rm -rf cdk.out build .pytest_cache .mypy_cache .ruff_cache

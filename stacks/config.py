@@ -1,0 +1,464 @@
+"""The one typed configuration of loftrec.
+
+Defaults live in cdk.json's context; `cdk ... -c key=value` overrides any of them, and a dotted key
+(`-c fm_hyperparameters.epochs=5`) overrides one entry of a hyperparameter table. `load_config` turns the
+context into a frozen `Config` or raises `ConfigError` with one line naming the key, the value and what is
+allowed. The local pipeline reads the same defaults, so a setting means the same thing in both places.
+
+This module imports no aws_cdk: the local pipeline and the tests use it without the CDK.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import json
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+T = TypeVar("T")
+
+CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
+
+# Managed spot training: built-in algorithms that do not checkpoint may wait at most this long.
+SPOT_MAX_WAIT_SECONDS = 3600
+
+FM_HYPERPARAMETERS = frozenset(
+    {
+        "num_factors",
+        "epochs",
+        "mini_batch_size",
+        "bias_lr",
+        "linear_lr",
+        "factors_lr",
+        "bias_wd",
+        "linear_wd",
+        "factors_wd",
+        "bias_init_method",
+        "bias_init_sigma",
+        "bias_init_scale",
+        "bias_init_value",
+        "linear_init_method",
+        "linear_init_sigma",
+        "linear_init_scale",
+        "linear_init_value",
+        "factors_init_method",
+        "factors_init_sigma",
+        "factors_init_scale",
+        "factors_init_value",
+        "clip_gradient",
+        "eps",
+        "rescale_grad",
+    }
+)
+# Set by the pipeline, not by configuration: feature_dim comes from the run's manifest, and loftrec
+# predicts ratings.
+FM_RESERVED = frozenset({"feature_dim", "predictor_type"})
+
+BLAZINGTEXT_HYPERPARAMETERS = frozenset(
+    {
+        "mode",
+        "epochs",
+        "min_count",
+        "sampling_threshold",
+        "learning_rate",
+        "window_size",
+        "vector_dim",
+        "negative_samples",
+        "min_char",
+        "max_char",
+        "subwords",
+        "evaluation",
+        "batch_size",
+        "word_ngrams",
+        "buckets",
+    }
+)
+BLAZINGTEXT_MODES = frozenset({"skipgram", "cbow", "batch_skipgram"})
+
+RemovalPolicy = Literal["retain", "destroy"]
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or not allowed; the message is one line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    # Where the raw reviews are: any S3 prefix of TSV files in the Amazon Customer Reviews schema.
+    # Optional at synth, required to deploy (the notebook's public bucket is gone).
+    raw_data_uri: str | None
+    account: str | None
+    region: str | None
+
+    retrain_schedule: str
+    retrain_enabled: bool
+
+    prep_instance_type: str
+    prep_volume_size_gb: int
+    min_customer_reviews: int
+    min_product_reviews: int
+    max_bad_row_fraction: float
+
+    fm_instance_type: str
+    fm_instance_count: int
+    fm_hyperparameters: Mapping[str, str | int | float]
+    blazingtext_instance_type: str
+    blazingtext_instance_count: int
+    blazingtext_volume_size_gb: int
+    blazingtext_hyperparameters: Mapping[str, str | int | float | bool]
+    training_max_runtime_seconds: int
+    use_spot_training: bool
+
+    endpoint_instance_type: str
+    autoscaling_min_instances: int
+    autoscaling_max_instances: int
+    autoscaling_target_invocations: int
+
+    gate_min_improvement: float
+    gate_max_regression: float
+
+    notification_email: str | None
+    data_removal_policy: RemovalPolicy
+
+    @property
+    def raw_data_bucket(self) -> str | None:
+        return None if self.raw_data_uri is None else self.raw_data_uri[len("s3://") :].split("/", 1)[0]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Field parsers. Each takes the key (for the message) and the raw value (a JSON value from cdk.json or a
+# string from -c) and returns the typed value or raises ConfigError.
+
+
+def _fail(key: str, value: object, allowed: str) -> ConfigError:
+    return ConfigError(f"{key}={value!r} is not allowed: {allowed}")
+
+
+def _int(key: str, value: object, *, minimum: int, maximum: int | None = None) -> int:
+    allowed = f"an integer >= {minimum}" + ("" if maximum is None else f" and <= {maximum}")
+    if isinstance(value, bool):
+        raise _fail(key, value, allowed)
+    if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
+        value = int(value)
+    if not isinstance(value, int) or value < minimum or (maximum is not None and value > maximum):
+        raise _fail(key, value, allowed)
+    return value
+
+
+def _float(key: str, value: object, *, minimum: float, maximum: float) -> float:
+    allowed = f"a number from {minimum} to {maximum}"
+    if isinstance(value, bool):
+        raise _fail(key, value, allowed)
+    number: float
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            raise _fail(key, value, allowed) from None
+    else:
+        raise _fail(key, value, allowed)
+    if not minimum <= number <= maximum:
+        raise _fail(key, value, allowed)
+    return number
+
+
+def _bool(key: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise _fail(key, value, "true or false")
+
+
+def _optional_str(value: object) -> str | None:
+    if value is None or (isinstance(value, str) and value.strip() in ("", "null", "none")):
+        return None
+    return str(value)
+
+
+_S3_URI = re.compile(r"s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<prefix>[^\s]*))?")
+
+
+def _s3_uri(key: str, value: object) -> str | None:
+    text = _optional_str(value)
+    if text is None:
+        return None
+    match = _S3_URI.fullmatch(text)
+    if match is None or ".." in match["bucket"]:
+        raise _fail(key, value, "an S3 URI such as s3://my-bucket/reviews/ (bucket name in lower case)")
+    prefix = match["prefix"] or ""
+    return f"s3://{match['bucket']}/{prefix.rstrip('/') + '/' if prefix else ''}"
+
+
+_RATE = re.compile(r"rate\((?P<value>\d+) (?P<unit>minutes?|hours?|days?)\)")
+_CRON_FIELD = re.compile(r"[0-9A-Za-z*?,/\-LW#]+")
+
+
+def _schedule(key: str, value: object) -> str:
+    allowed = (
+        "an EventBridge expression: rate(N unit) with unit minute(s), hour(s) or day(s), "
+        "or cron(minutes hours day-of-month month day-of-week year) with ? in one of the day fields"
+    )
+    text = str(value).strip()
+    rate = _RATE.fullmatch(text)
+    if rate is not None:
+        amount = int(rate["value"])
+        singular = not rate["unit"].endswith("s")
+        if amount < 1 or singular != (amount == 1):
+            raise _fail(key, value, allowed)
+        return text
+    if text.startswith("cron(") and text.endswith(")"):
+        fields = text[5:-1].split()
+        if len(fields) == 6 and all(_CRON_FIELD.fullmatch(f) for f in fields):
+            day_of_month, day_of_week = fields[2], fields[4]
+            if (day_of_month == "?") != (day_of_week == "?"):
+                return text
+    raise _fail(key, value, allowed)
+
+
+@functools.cache
+def _sagemaker_instance_types(shape: str) -> frozenset[str]:
+    import botocore.session  # noqa: PLC0415 -- only needed when validating, keeps import of this module light
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    return frozenset(model.shape_for(shape).enum)
+
+
+def _instance_type(key: str, value: object, *, shape: str) -> str:
+    text = str(value)
+    if not re.fullmatch(r"ml\.[a-z0-9-]+\.[a-z0-9]+", text):
+        raise _fail(key, value, "a SageMaker instance type of the ml. family, such as ml.c5.2xlarge")
+    if text not in _sagemaker_instance_types(shape):
+        raise _fail(key, value, f"an instance type that SageMaker accepts as {shape} (see botocore's model)")
+    return text
+
+
+def _email(key: str, value: object) -> str | None:
+    text = _optional_str(value)
+    if text is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}", text):
+        raise _fail(key, value, "an e-mail address, or null for no subscription")
+    return text
+
+
+def _removal_policy(key: str, value: object) -> RemovalPolicy:
+    if value == "retain":
+        return "retain"
+    if value == "destroy":
+        return "destroy"
+    raise _fail(key, value, "retain or destroy")
+
+
+def _account(key: str, value: object) -> str | None:
+    text = _optional_str(value)
+    if text is not None and not re.fullmatch(r"\d{12}", text):
+        raise _fail(key, value, "a 12-digit AWS account id")
+    return text
+
+
+def _region(key: str, value: object) -> str | None:
+    text = _optional_str(value)
+    if text is not None and not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", text):
+        raise _fail(key, value, "an AWS region such as eu-west-1")
+    return text
+
+
+def _scalar(value: object) -> object:
+    """A -c value arrives as a string: read numbers and booleans the way JSON writes them."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def _hyperparameters(
+    key: str, value: object, *, known: frozenset[str], reserved: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise _fail(key, value, "a JSON object of hyperparameters") from None
+    if not isinstance(value, dict):
+        raise _fail(key, value, "a JSON object of hyperparameters")
+    table: dict[str, Any] = {}
+    for name, raw in value.items():
+        if name in reserved:
+            raise _fail(f"{key}.{name}", raw, "nothing: the pipeline sets it")
+        if name not in known:
+            raise _fail(f"{key}.{name}", raw, "one of " + ", ".join(sorted(known)))
+        parsed = _scalar(raw)
+        if not isinstance(parsed, str | int | float | bool):
+            raise _fail(f"{key}.{name}", raw, "a string, number or boolean")
+        table[name] = parsed
+    return table
+
+
+def _check_fm(table: dict[str, Any]) -> None:
+    for name in ("num_factors", "epochs", "mini_batch_size"):
+        if name in table:
+            _int(f"fm_hyperparameters.{name}", table[name], minimum=1)
+    for name in ("bias_lr", "linear_lr", "factors_lr", "bias_wd", "linear_wd", "factors_wd"):
+        if name in table:
+            _float(f"fm_hyperparameters.{name}", table[name], minimum=0.0, maximum=1e6)
+
+
+def _check_blazingtext(table: dict[str, Any]) -> None:
+    key = "blazingtext_hyperparameters"
+    mode = table.get("mode", "skipgram")
+    if mode not in BLAZINGTEXT_MODES:
+        raise _fail(f"{key}.mode", mode, "one of " + ", ".join(sorted(BLAZINGTEXT_MODES)))
+    for name in (
+        "epochs",
+        "min_count",
+        "window_size",
+        "vector_dim",
+        "negative_samples",
+        "min_char",
+        "max_char",
+    ):
+        if name in table:
+            _int(f"{key}.{name}", table[name], minimum=1)
+    if "vector_dim" in table:
+        _int(f"{key}.vector_dim", table["vector_dim"], minimum=1, maximum=1000)
+    for name in ("subwords", "evaluation"):
+        if name in table:
+            _bool(f"{key}.{name}", table[name])
+    if int(table.get("min_char", 3)) > int(table.get("max_char", 6)):
+        raise _fail(f"{key}.min_char", table.get("min_char"), "at most max_char")
+    if _bool(f"{key}.subwords", table.get("subwords", False)) and mode == "batch_skipgram":
+        raise _fail(
+            f"{key}.subwords", True, "false with mode batch_skipgram (BlazingText has no subwords there)"
+        )
+
+
+def _merge_dotted(context: Mapping[str, Any]) -> dict[str, Any]:
+    """Apply `table.entry=value` keys from the command line onto their tables."""
+    merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in context.items() if "." not in k}
+    for dotted, value in context.items():
+        if "." not in dotted or dotted.startswith("@"):
+            continue
+        table, entry = dotted.split(".", 1)
+        if table not in ("fm_hyperparameters", "blazingtext_hyperparameters"):
+            raise _fail(
+                dotted, value, "dotted keys only for fm_hyperparameters and blazingtext_hyperparameters"
+            )
+        current = merged.get(table, {})
+        if isinstance(current, str):
+            current = json.loads(current)
+        merged[table] = {**current, entry: value}
+    return merged
+
+
+def _reject_unknown(ctx: Mapping[str, Any]) -> None:
+    """A misspelt -c key would otherwise be ignored silently. Keys of the CDK's own (feature flags,
+    aws:cdk:*, cli-telemetry) have punctuation that ours never have."""
+    known = {f.name for f in dataclasses.fields(Config)}
+    for key in ctx:
+        if re.fullmatch(r"[a-z0-9_]+", key) and key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"the CDK context key {key} is not a loftrec setting{hint}")
+
+
+def load_config(context: Mapping[str, Any]) -> Config:
+    """Build the configuration from CDK context (cdk.json defaults overridden by -c)."""
+    ctx = _merge_dotted(context)
+    _reject_unknown(ctx)
+
+    def get(key: str, parse: Callable[[str, object], T]) -> T:
+        if key not in ctx:
+            raise ConfigError(f"the CDK context key {key} is undefined (its default belongs in cdk.json)")
+        return parse(key, ctx[key])
+
+    def count(key: str) -> int:
+        return get(key, lambda k, v: _int(k, v, minimum=1))
+
+    def instance(key: str, shape: str) -> str:
+        return get(key, lambda k, v: _instance_type(k, v, shape=shape))
+
+    fm = get(
+        "fm_hyperparameters",
+        lambda k, v: _hyperparameters(k, v, known=FM_HYPERPARAMETERS, reserved=FM_RESERVED),
+    )
+    _check_fm(fm)
+    bt = get(
+        "blazingtext_hyperparameters", lambda k, v: _hyperparameters(k, v, known=BLAZINGTEXT_HYPERPARAMETERS)
+    )
+    _check_blazingtext(bt)
+
+    use_spot = get("use_spot_training", _bool)
+    max_runtime = count("training_max_runtime_seconds")
+    if use_spot and max_runtime > SPOT_MAX_WAIT_SECONDS:
+        raise _fail(
+            "training_max_runtime_seconds",
+            max_runtime,
+            f"at most {SPOT_MAX_WAIT_SECONDS} with use_spot_training=true (built-in algorithms without "
+            "checkpoints may wait at most an hour for spot capacity)",
+        )
+
+    min_instances = count("autoscaling_min_instances")
+    max_instances = count("autoscaling_max_instances")
+    if max_instances < min_instances:
+        raise _fail(
+            "autoscaling_max_instances",
+            max_instances,
+            f"at least autoscaling_min_instances ({min_instances})",
+        )
+
+    return Config(
+        # The CDK CLI drops context keys whose value is null: these three are optional.
+        raw_data_uri=_s3_uri("raw_data_uri", ctx.get("raw_data_uri")),
+        account=_account("account", ctx.get("account")),
+        region=_region("region", ctx.get("region")),
+        retrain_schedule=get("retrain_schedule", _schedule),
+        retrain_enabled=get("retrain_enabled", _bool),
+        prep_instance_type=instance("prep_instance_type", "ProcessingInstanceType"),
+        prep_volume_size_gb=get("prep_volume_size_gb", lambda k, v: _int(k, v, minimum=1, maximum=16384)),
+        min_customer_reviews=count("min_customer_reviews"),
+        min_product_reviews=count("min_product_reviews"),
+        max_bad_row_fraction=get("max_bad_row_fraction", lambda k, v: _float(k, v, minimum=0.0, maximum=1.0)),
+        fm_instance_type=instance("fm_instance_type", "TrainingInstanceType"),
+        fm_instance_count=count("fm_instance_count"),
+        fm_hyperparameters=fm,
+        blazingtext_instance_type=instance("blazingtext_instance_type", "TrainingInstanceType"),
+        # BlazingText's skipgram and cbow modes train on one instance; only batch_skipgram distributes.
+        blazingtext_instance_count=get(
+            "blazingtext_instance_count",
+            lambda k, v: _int(
+                k, v, minimum=1, maximum=1 if bt.get("mode", "skipgram") != "batch_skipgram" else 64
+            ),
+        ),
+        blazingtext_volume_size_gb=get(
+            "blazingtext_volume_size_gb", lambda k, v: _int(k, v, minimum=1, maximum=16384)
+        ),
+        blazingtext_hyperparameters=bt,
+        training_max_runtime_seconds=max_runtime,
+        use_spot_training=use_spot,
+        endpoint_instance_type=instance("endpoint_instance_type", "ProductionVariantInstanceType"),
+        autoscaling_min_instances=min_instances,
+        autoscaling_max_instances=max_instances,
+        autoscaling_target_invocations=count("autoscaling_target_invocations"),
+        gate_min_improvement=get("gate_min_improvement", lambda k, v: _float(k, v, minimum=0.0, maximum=1.0)),
+        gate_max_regression=get("gate_max_regression", lambda k, v: _float(k, v, minimum=0.0, maximum=1.0)),
+        notification_email=_email("notification_email", ctx.get("notification_email")),
+        data_removal_policy=get("data_removal_policy", _removal_policy),
+    )
+
+
+def cdk_json_context() -> dict[str, Any]:
+    """cdk.json's whole context: loftrec's defaults and the CDK feature flags, as the CLI would pass them."""
+    context: dict[str, Any] = json.loads(CDK_JSON.read_text())["context"]
+    return {k: v for k, v in context.items() if v is not None}
+
+
+def default_context() -> dict[str, Any]:
+    """loftrec's defaults from cdk.json, for the local pipeline and tests."""
+    return {k: v for k, v in cdk_json_context().items() if not k.startswith("@")}

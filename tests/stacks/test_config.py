@@ -1,0 +1,170 @@
+"""The typed configuration: defaults from cdk.json, -c overrides, one clear line per invalid value."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from stacks.config import ConfigError, default_context, load_config
+
+
+def load(**overrides: Any) -> Any:
+    return load_config({**default_context(), **overrides})
+
+
+def test_defaults_are_the_notebooks() -> None:
+    config = load()
+    assert config.fm_instance_type == "ml.c5.2xlarge"
+    assert config.fm_instance_count == 4
+    assert config.fm_hyperparameters == {"num_factors": 256, "epochs": 3, "mini_batch_size": 1000}
+    assert config.blazingtext_instance_type == "ml.p3.2xlarge"
+    assert config.blazingtext_hyperparameters["mode"] == "skipgram"
+    assert config.blazingtext_hyperparameters["subwords"] is True
+    assert config.blazingtext_hyperparameters["vector_dim"] == 100
+    assert config.endpoint_instance_type == "ml.m4.xlarge"
+    assert (config.min_customer_reviews, config.min_product_reviews) == (5, 10)
+    assert config.raw_data_uri is None
+    assert config.data_removal_policy == "retain"
+
+
+def test_command_line_strings_are_typed() -> None:
+    """`-c key=value` delivers strings; they become the declared types."""
+    config = load(
+        fm_instance_count="2",
+        retrain_enabled="false",
+        gate_min_improvement="0.05",
+        raw_data_uri="s3://my-reviews/us/video",
+        notification_email="ops@example.com",
+    )
+    assert config.fm_instance_count == 2
+    assert config.retrain_enabled is False
+    assert config.gate_min_improvement == 0.05
+    assert config.raw_data_uri == "s3://my-reviews/us/video/"
+    assert config.raw_data_bucket == "my-reviews"
+    assert config.notification_email == "ops@example.com"
+
+
+def test_dotted_key_overrides_one_hyperparameter() -> None:
+    config = load(**{"fm_hyperparameters.epochs": "5", "blazingtext_hyperparameters.vector_dim": "50"})
+    assert config.fm_hyperparameters == {"num_factors": 256, "epochs": 5, "mini_batch_size": 1000}
+    assert config.blazingtext_hyperparameters["vector_dim"] == 50
+    assert config.blazingtext_hyperparameters["window_size"] == 5
+
+
+def test_whole_table_as_json_string() -> None:
+    config = load(fm_hyperparameters='{"num_factors": 64, "epochs": 1}')
+    assert config.fm_hyperparameters == {"num_factors": 64, "epochs": 1}
+
+
+def test_cdk_keys_pass_through() -> None:
+    config = load(**{"aws:cdk:enable-path-metadata": True, "@aws-cdk/core:newStyleStackSynthesis": True})
+    assert config.fm_instance_count == 4
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"fm_instance_count": 0}, "fm_instance_count=0 is not allowed: an integer >= 1"),
+        ({"fm_instance_count": "four"}, "fm_instance_count='four' is not allowed: an integer >= 1"),
+        ({"fm_instance_count": True}, "fm_instance_count=True is not allowed: an integer >= 1"),
+        (
+            {"blazingtext_instance_count": 2},
+            "blazingtext_instance_count=2 is not allowed: an integer >= 1 and <= 1",
+        ),
+        ({"retrain_schedule": "cron(0 3 * * * *)"}, "retrain_schedule='cron(0 3 * * * *)' is not allowed"),
+        ({"retrain_schedule": "cron(0 3 ? * SUN)"}, "retrain_schedule='cron(0 3 ? * SUN)' is not allowed"),
+        ({"retrain_schedule": "rate(1 days)"}, "retrain_schedule='rate(1 days)' is not allowed"),
+        ({"retrain_schedule": "rate(0 minutes)"}, "retrain_schedule='rate(0 minutes)' is not allowed"),
+        (
+            {"retrain_schedule": "weekly"},
+            "retrain_schedule='weekly' is not allowed: an EventBridge expression",
+        ),
+        (
+            {"fm_instance_type": "c5.2xlarge"},
+            "fm_instance_type='c5.2xlarge' is not allowed: a SageMaker instance",
+        ),
+        (
+            {"fm_instance_type": "ml.c5.2xlarg"},
+            "fm_instance_type='ml.c5.2xlarg' is not allowed: an instance type",
+        ),
+        ({"endpoint_instance_type": "m4.xlarge"}, "endpoint_instance_type='m4.xlarge' is not allowed"),
+        ({"prep_instance_type": "ml.p3.2xlarge "}, "prep_instance_type='ml.p3.2xlarge ' is not allowed"),
+        (
+            {"raw_data_uri": "https://example.com/reviews"},
+            "raw_data_uri='https://example.com/reviews' is not allowed",
+        ),
+        ({"raw_data_uri": "s3://My_Bucket/x"}, "raw_data_uri='s3://My_Bucket/x' is not allowed: an S3 URI"),
+        ({"raw_data_uri": "/data/reviews"}, "raw_data_uri='/data/reviews' is not allowed: an S3 URI"),
+        ({"retrain_enabled": "yes"}, "retrain_enabled='yes' is not allowed: true or false"),
+        ({"max_bad_row_fraction": 1.5}, "max_bad_row_fraction=1.5 is not allowed: a number from 0.0 to 1.0"),
+        ({"autoscaling_max_instances": 0}, "autoscaling_max_instances=0 is not allowed: an integer >= 1"),
+        (
+            {"autoscaling_min_instances": 3, "autoscaling_max_instances": 2},
+            "autoscaling_max_instances=2 is not allowed: at least autoscaling_min_instances (3)",
+        ),
+        (
+            {"notification_email": "ops-at-example"},
+            "notification_email='ops-at-example' is not allowed: an e-mail",
+        ),
+        ({"data_removal_policy": "delete"}, "data_removal_policy='delete' is not allowed: retain or destroy"),
+        ({"account": "12345"}, "account='12345' is not allowed: a 12-digit AWS account id"),
+        ({"region": "europe"}, "region='europe' is not allowed: an AWS region"),
+        (
+            {"fm_hyperparameters.feature_dim": "10"},
+            "fm_hyperparameters.feature_dim='10' is not allowed: nothing",
+        ),
+        (
+            {"fm_hyperparameters.num_factor": "10"},
+            "fm_hyperparameters.num_factor='10' is not allowed: one of ",
+        ),
+        ({"fm_hyperparameters.epochs": "0"}, "fm_hyperparameters.epochs=0 is not allowed: an integer >= 1"),
+        ({"fm_hyperparameters": "not json"}, "fm_hyperparameters='not json' is not allowed: a JSON object"),
+        (
+            {"blazingtext_hyperparameters.mode": "skip"},
+            "blazingtext_hyperparameters.mode='skip' is not allowed",
+        ),
+        (
+            {"blazingtext_hyperparameters.min_char": "11"},
+            "blazingtext_hyperparameters.min_char=11 is not allowed: at most max_char",
+        ),
+        (
+            {"use_spot_training": "true", "training_max_runtime_seconds": 7200},
+            "training_max_runtime_seconds=7200 is not allowed: at most 3600 with use_spot_training=true",
+        ),
+        (
+            {"fm_instance_cont": 2},
+            "the CDK context key fm_instance_cont is not a loftrec setting (did you mean",
+        ),
+        ({"prep_instance.type": "x"}, "prep_instance.type='x' is not allowed: dotted keys only"),
+    ],
+)
+def test_invalid_value_fails_with_one_line_naming_it(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load(**overrides)
+    text = str(raised.value)
+    assert "\n" not in text
+    assert text.startswith(message), text
+
+
+def test_missing_required_key_is_named() -> None:
+    context = default_context()
+    del context["fm_instance_type"]
+    with pytest.raises(ConfigError, match=re.escape("the CDK context key fm_instance_type is undefined")):
+        load_config(context)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "rate(1 day)",
+        "rate(7 days)",
+        "rate(12 hours)",
+        "cron(0 3 ? * SUN *)",
+        "cron(15 10 1 * ? *)",
+        "cron(0/30 * ? * MON-FRI *)",
+    ],
+)
+def test_valid_schedules(expression: str) -> None:
+    assert load(retrain_schedule=expression).retrain_schedule == expression
