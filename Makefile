@@ -14,7 +14,7 @@ export SAGEMAKER_SUPPRESS_V2_WARNING := 1
 CDK_ARGS ?=
 # Where the raw reviews are (required to deploy); defaults to raw_data_uri in cdk.json.
 RAW_DATA_URI ?= $(shell $(PYTHON) -c 'import json; print(json.load(open("cdk.json"))["context"].get("raw_data_uri") or "")')
-CODE := app.py stacks jobs lambdas local bench tests
+CODE := $(wildcard app.py stacks jobs lambdas local bench tests)
 
 .PHONY: run test install lint typecheck unit synth cfn-lint diff deploy clean
 
@@ -28,7 +28,7 @@ install: $(VENV)/.installed node_modules/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --constraint constraints.txt --editable '.[dev]'
+	$(PY) -m pip install --quiet --constraint constraints.txt '.[dev]'
 	@touch $@
 
 node_modules/.installed: package.json package-lock.json
