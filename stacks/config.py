@@ -19,6 +19,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from lambdas.pipeline.hyperparameters import (
+    BLAZINGTEXT_HYPERPARAMETERS,
+    BLAZINGTEXT_MODES,
+    FM_HYPERPARAMETERS,
+    FM_RESERVED,
+)
+
 T = TypeVar("T")
 
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
@@ -26,58 +33,6 @@ CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
 # Managed spot training: built-in algorithms that do not checkpoint may wait at most this long.
 SPOT_MAX_WAIT_SECONDS = 3600
 
-FM_HYPERPARAMETERS = frozenset(
-    {
-        "num_factors",
-        "epochs",
-        "mini_batch_size",
-        "bias_lr",
-        "linear_lr",
-        "factors_lr",
-        "bias_wd",
-        "linear_wd",
-        "factors_wd",
-        "bias_init_method",
-        "bias_init_sigma",
-        "bias_init_scale",
-        "bias_init_value",
-        "linear_init_method",
-        "linear_init_sigma",
-        "linear_init_scale",
-        "linear_init_value",
-        "factors_init_method",
-        "factors_init_sigma",
-        "factors_init_scale",
-        "factors_init_value",
-        "clip_gradient",
-        "eps",
-        "rescale_grad",
-    }
-)
-# Set by the pipeline, not by configuration: feature_dim comes from the run's manifest, and loftrec
-# predicts ratings.
-FM_RESERVED = frozenset({"feature_dim", "predictor_type"})
-
-BLAZINGTEXT_HYPERPARAMETERS = frozenset(
-    {
-        "mode",
-        "epochs",
-        "min_count",
-        "sampling_threshold",
-        "learning_rate",
-        "window_size",
-        "vector_dim",
-        "negative_samples",
-        "min_char",
-        "max_char",
-        "subwords",
-        "evaluation",
-        "batch_size",
-        "word_ngrams",
-        "buckets",
-    }
-)
-BLAZINGTEXT_MODES = frozenset({"skipgram", "cbow", "batch_skipgram"})
 
 RemovalPolicy = Literal["retain", "destroy"]
 

@@ -8,7 +8,14 @@ from aws_cdk import RemovalPolicy, Stack
 from constructs import Construct
 
 from stacks.config import Config
+from stacks.monitoring import EndpointAlarms
+from stacks.notifications import Notifications
+from stacks.pipeline import RetrainingPipeline
 from stacks.storage import DataStorage
+
+# The pipeline creates and updates these endpoints at run time; the serving shims find them through the
+# deployed-run record.
+ENDPOINT_NAMES = {"fm": "loftrec-fm", "blazingtext": "loftrec-blazingtext"}
 
 
 class LoftrecStack(Stack):
@@ -16,3 +23,18 @@ class LoftrecStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         removal = RemovalPolicy.RETAIN if config.data_removal_policy == "retain" else RemovalPolicy.DESTROY
         self.storage = DataStorage(self, "Storage", removal_policy=removal)
+        self.notifications = Notifications(
+            self, "Notifications", key=self.storage.key, email=config.notification_email
+        )
+        self.endpoint_alarms = EndpointAlarms(
+            self, "EndpointAlarms", endpoint_names=ENDPOINT_NAMES, topic=self.notifications.topic
+        )
+        self.pipeline = RetrainingPipeline(
+            self,
+            "Pipeline",
+            config=config,
+            storage=self.storage,
+            topic=self.notifications.topic,
+            endpoint_names=ENDPOINT_NAMES,
+            rollback_alarms=self.endpoint_alarms.alarms,
+        )

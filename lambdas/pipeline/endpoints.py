@@ -1,0 +1,114 @@
+"""Endpoint decisions the state machine cannot make with a Choice state.
+
+- `plan_handler`: before deploying a model, is there an endpoint to update, and does the update change the
+  instance type of an autoscaled variant (which SageMaker refuses: deregister the scalable target first)?
+- `rollback_handler`: after a failed deployment, put every endpoint this run touched back on the
+  configuration the deployed-run record names (or delete it, when this run created it), so that serving
+  never mixes a new model with an old index.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from . import aws
+
+VARIANT = "AllTraffic"
+
+
+class EndpointBusyError(RuntimeError):
+    """The endpoint is being created or updated; the state machine retries with backoff."""
+
+
+def scalable_resource_id(endpoint_name: str) -> str:
+    return f"endpoint/{endpoint_name}/variant/{VARIANT}"
+
+
+def describe_endpoint(sagemaker: Any, name: str) -> dict[str, Any] | None:
+    try:
+        return dict(sagemaker.describe_endpoint(EndpointName=name))
+    except sagemaker.exceptions.ClientError as error:
+        if error.response["Error"]["Code"] == "ValidationException" and "Could not find" in str(error):
+            return None
+        raise
+
+
+def plan(endpoint_name: str, new_instance_type: str) -> dict[str, Any]:
+    sagemaker = aws.client("sagemaker")
+    endpoint = describe_endpoint(sagemaker, endpoint_name)
+    if endpoint is None:
+        return {"action": "create", "previous_config": None, "deregister_first": False}
+    status = endpoint["EndpointStatus"]
+    if status in (
+        "Creating",
+        "Updating",
+        "SystemUpdating",
+        "RollingBack",
+        "Deleting",
+        "UpdateRollbackFailed",
+    ):
+        raise EndpointBusyError(f"endpoint {endpoint_name} is {status}")
+    if status == "Failed":
+        raise RuntimeError(
+            f"endpoint {endpoint_name} is Failed ({endpoint.get('FailureReason', 'no reason given')}); "
+            "delete it (aws sagemaker delete-endpoint) and start the run again"
+        )
+    previous = endpoint["EndpointConfigName"]
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=previous)
+    current_type = config["ProductionVariants"][0].get("InstanceType")
+    targets = aws.client("application-autoscaling").describe_scalable_targets(
+        ServiceNamespace="sagemaker", ResourceIds=[scalable_resource_id(endpoint_name)]
+    )["ScalableTargets"]
+    return {
+        "action": "update",
+        "previous_config": previous,
+        "deregister_first": bool(targets) and current_type != new_instance_type,
+    }
+
+
+def plan_handler(event: dict[str, Any], _context: object) -> dict[str, Any]:
+    """Event: {"endpoint_name", "instance_type"} -> {"action": "create"|"update", "previous_config",
+    "deregister_first"}."""
+    result = plan(event["endpoint_name"], event["instance_type"])
+    aws.log("endpoint plan", endpoint=event["endpoint_name"], **result)
+    return result
+
+
+def rollback(
+    endpoints: dict[str, str], run_configs: dict[str, str], record: dict[str, Any] | None
+) -> dict[str, str]:
+    """For each model: what was done to its endpoint ("unchanged", "rolled back to X", "deleted")."""
+    sagemaker = aws.client("sagemaker")
+    deployed_configs: dict[str, str] = (record or {}).get("endpoint_configs", {})
+    outcome: dict[str, str] = {}
+    for model, name in sorted(endpoints.items()):
+        endpoint = describe_endpoint(sagemaker, name)
+        if endpoint is None:
+            outcome[model] = "absent"
+            continue
+        status = endpoint["EndpointStatus"]
+        if status in ("Creating", "Updating", "SystemUpdating", "RollingBack"):
+            raise EndpointBusyError(f"endpoint {name} is {status}; rolling back once it settles")
+        if endpoint["EndpointConfigName"] != run_configs[model]:
+            outcome[model] = "unchanged"
+        elif model in deployed_configs:
+            sagemaker.update_endpoint(
+                EndpointName=name,
+                EndpointConfigName=deployed_configs[model],
+                RetainAllVariantProperties=True,
+            )
+            outcome[model] = f"rolled back to {deployed_configs[model]}"
+        else:
+            sagemaker.delete_endpoint(EndpointName=name)
+            outcome[model] = "deleted: this run created it and no run was deployed before"
+    return outcome
+
+
+def rollback_handler(event: dict[str, Any], _context: object) -> dict[str, str]:
+    """Event: {"run_configs": {"fm": config, "blazingtext": config}}; endpoint names from ENDPOINTS."""
+    endpoints = {"fm": os.environ["FM_ENDPOINT"], "blazingtext": os.environ["BLAZINGTEXT_ENDPOINT"]}
+    record = aws.read_json(aws.settings().run_record_uri, missing_ok=True)
+    outcome = rollback(endpoints, event["run_configs"], record)
+    aws.log("serving rolled back", **outcome)
+    return outcome

@@ -1,0 +1,118 @@
+"""The quality gate: deploy a new FM model only if it beats both baselines and does not regress.
+
+`decide` is the one decision, called by the pipeline's gate Lambda (`handler`) and by the local pipeline.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from . import aws
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    deploy: bool
+    reasons: list[str]
+    fm_test_rmse: float
+    baseline_global_mean_rmse: float
+    baseline_bias_rmse: float
+    deployed_test_rmse: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def decide(
+    *,
+    fm_test_rmse: float,
+    baseline_global_mean_rmse: float,
+    baseline_bias_rmse: float,
+    deployed_test_rmse: float | None,
+    min_improvement: float,
+    max_regression: float,
+) -> GateDecision:
+    """Deploy when FM's test RMSE is at least `min_improvement` (a fraction) below each baseline's and at
+    most `max_regression` (a fraction) above the deployed model's. Baselines and FM are measured on the same
+    test set (prep computes the baselines on it); the deployed model's RMSE is from its own run.
+    """
+    reasons: list[str] = []
+    ok = math.isfinite(fm_test_rmse)
+    if not ok:
+        reasons.append(f"FM test RMSE is {fm_test_rmse}: training diverged or reported no metric")
+    for name, baseline in (
+        ("global mean", baseline_global_mean_rmse),
+        ("user + item bias", baseline_bias_rmse),
+    ):
+        bar = baseline * (1.0 - min_improvement)
+        if ok and fm_test_rmse <= bar:
+            reasons.append(
+                f"FM test RMSE {fm_test_rmse:.4f} beats the {name} baseline {baseline:.4f} "
+                f"by at least {min_improvement:.1%} (bar {bar:.4f})"
+            )
+        else:
+            ok = False
+            reasons.append(
+                f"FM test RMSE {fm_test_rmse:.4f} does not beat the {name} baseline {baseline:.4f} "
+                f"by {min_improvement:.1%} (bar {bar:.4f})"
+            )
+    if deployed_test_rmse is None:
+        reasons.append("no model is deployed yet")
+    else:
+        ceiling = deployed_test_rmse * (1.0 + max_regression)
+        if math.isfinite(fm_test_rmse) and fm_test_rmse <= ceiling:
+            reasons.append(
+                f"FM test RMSE {fm_test_rmse:.4f} is within {max_regression:.1%} of the deployed model's "
+                f"{deployed_test_rmse:.4f} (ceiling {ceiling:.4f})"
+            )
+        else:
+            ok = False
+            reasons.append(
+                f"FM test RMSE {fm_test_rmse:.4f} is worse than the deployed model's "
+                f"{deployed_test_rmse:.4f} by more than {max_regression:.1%} (ceiling {ceiling:.4f})"
+            )
+    return GateDecision(
+        deploy=ok,
+        reasons=reasons,
+        fm_test_rmse=fm_test_rmse,
+        baseline_global_mean_rmse=baseline_global_mean_rmse,
+        baseline_bias_rmse=baseline_bias_rmse,
+        deployed_test_rmse=deployed_test_rmse,
+    )
+
+
+def final_metric(description: dict[str, Any], name: str) -> float:
+    """A metric from DescribeTrainingJob's FinalMetricDataList; NaN when the job reported none."""
+    for metric in description.get("FinalMetricDataList", []):
+        if metric.get("MetricName") == name:
+            return float(metric["Value"])
+    return math.nan
+
+
+def handler(event: dict[str, Any], _context: object) -> dict[str, Any]:
+    """Event: {"training_job_name", "baselines": manifest baselines, "run_uri": s3://.../runs/<id>/}.
+
+    Reads FM's test:rmse from DescribeTrainingJob and the deployed model's from the deployed-run record,
+    writes the decision to <run>/gate.json and returns it.
+    """
+    settings = aws.settings()
+    description = aws.client("sagemaker").describe_training_job(TrainingJobName=event["training_job_name"])
+    record = aws.read_json(settings.run_record_uri, missing_ok=True)
+    deployed = None if record is None else record.get("metrics", {}).get("fm_test_rmse")
+    baselines = event["baselines"]
+    decision = decide(
+        fm_test_rmse=final_metric(description, "test:rmse"),
+        baseline_global_mean_rmse=float(baselines["global_mean"]["rmse"]),
+        baseline_bias_rmse=float(baselines["bias"]["rmse"]),
+        deployed_test_rmse=None if deployed is None else float(deployed),
+        min_improvement=settings.gate_min_improvement,
+        max_regression=settings.gate_max_regression,
+    )
+    result = decision.to_json()
+    if not math.isfinite(decision.fm_test_rmse):
+        result["fm_test_rmse"] = None  # NaN is not JSON
+    aws.write_json(event["run_uri"].rstrip("/") + "/gate.json", result)
+    aws.log("quality gate decided", deploy=decision.deploy, reasons=decision.reasons)
+    return result

@@ -1,0 +1,174 @@
+"""The first state of a run: validate the execution input, name the run and its SageMaker resources.
+
+A manual start may override instance settings and hyperparameters (README, "Operating the pipeline"):
+
+    {"run_id": "optional-name", "fm_instance_type": "ml.c5.4xlarge", "fm_instance_count": 2,
+     "fm_hyperparameters": {"epochs": 5}, "blazingtext_instance_type": "ml.p3.2xlarge",
+     "blazingtext_hyperparameters": {"vector_dim": 50}}
+
+Anything else is refused with a message naming the field, before any job starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from typing import Any
+
+from .hyperparameters import BLAZINGTEXT_HYPERPARAMETERS, FM_HYPERPARAMETERS, FM_RESERVED
+
+RUN_ID_MAX = 40  # "loftrec-" + run id + "-bt-config" stays within SageMaker's 63 characters
+RUN_ID = re.compile(r"[a-z0-9](-?[a-z0-9])*")
+INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9-]+\.[a-z0-9]+")
+ALLOWED = {
+    "run_id",
+    "trigger",
+    "fm_instance_type",
+    "fm_instance_count",
+    "fm_hyperparameters",
+    "blazingtext_instance_type",
+    "blazingtext_hyperparameters",
+}
+
+
+class InvalidRunInputError(ValueError):
+    """The execution input is not allowed; the message names the field."""
+
+
+def derive_run_id(execution_name: str, start_time: str) -> str:
+    """A run id that sorts by start time, is unique per execution, and is safe in SageMaker names
+    ([a-zA-Z0-9-], no underscores) whatever characters the execution name holds."""
+    stamp = re.sub(r"[^0-9]", "", start_time)[:14]  # YYYYMMDDhhmmss
+    stamp = f"{stamp[:8]}-{stamp[8:]}"
+    readable = re.sub(r"[^a-z0-9]+", "-", execution_name.lower()).strip("-")[:16].strip("-")
+    digest = hashlib.sha256(execution_name.encode()).hexdigest()[:6]
+    return "-".join(part for part in (stamp, readable, digest) if part)
+
+
+def resource_names(run_id: str, prefix: str = "loftrec") -> dict[str, str]:
+    return {
+        "prep": f"{prefix}-{run_id}-prep",
+        "fm": f"{prefix}-{run_id}-fm",
+        "blazingtext": f"{prefix}-{run_id}-bt",
+        "fm_model": f"{prefix}-{run_id}-fm",
+        "blazingtext_model": f"{prefix}-{run_id}-bt",
+        "fm_config": f"{prefix}-{run_id}-fm-config",
+        "blazingtext_config": f"{prefix}-{run_id}-bt-config",
+    }
+
+
+def _instance_type(field: str, value: object) -> str:
+    if not isinstance(value, str) or not INSTANCE_TYPE.fullmatch(value):
+        raise InvalidRunInputError(
+            f"{field}={value!r}: expected a SageMaker instance type, e.g. ml.c5.2xlarge"
+        )
+    return value
+
+
+def _count(field: str, value: object, maximum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+        raise InvalidRunInputError(f"{field}={value!r}: expected an integer from 1 to {maximum}")
+    return value
+
+
+def _hyperparameters(
+    field: str, value: object, known: frozenset[str], reserved: frozenset[str] = frozenset()
+) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise InvalidRunInputError(f"{field}: expected an object of hyperparameters")
+    table: dict[str, str] = {}
+    for name, raw in value.items():
+        if name in reserved:
+            raise InvalidRunInputError(f"{field}.{name}: set by the pipeline, not by the input")
+        if name not in known:
+            raise InvalidRunInputError(
+                f"{field}.{name}: not a hyperparameter; expected one of {', '.join(sorted(known))}"
+            )
+        if isinstance(raw, bool):
+            table[name] = "true" if raw else "false"
+        elif isinstance(raw, str | int | float):
+            table[name] = str(raw)
+        else:
+            raise InvalidRunInputError(f"{field}.{name}={raw!r}: expected a string, number or boolean")
+    return table
+
+
+def plan_run(
+    execution_input: dict[str, Any],
+    *,
+    execution_name: str,
+    start_time: str,
+    defaults: dict[str, Any],
+    bucket: str,
+) -> dict[str, Any]:
+    """The run's id, names, output location and effective training settings."""
+    if not isinstance(execution_input, dict):
+        raise InvalidRunInputError("the execution input must be a JSON object")
+    unknown = sorted(set(execution_input) - ALLOWED)
+    if unknown:
+        raise InvalidRunInputError(
+            f"unknown input field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(ALLOWED))}"
+        )
+    run_id = execution_input.get("run_id") or derive_run_id(execution_name, start_time)
+    if not isinstance(run_id, str) or len(run_id) > RUN_ID_MAX or not RUN_ID.fullmatch(run_id):
+        raise InvalidRunInputError(
+            f"run_id={run_id!r}: expected lower-case letters, digits and single hyphens, at most {RUN_ID_MAX}"
+        )
+    get = execution_input.get
+    fm = {
+        "instance_type": _instance_type(
+            "fm_instance_type", get("fm_instance_type", defaults["fm_instance_type"])
+        ),
+        "instance_count": _count(
+            "fm_instance_count", get("fm_instance_count", defaults["fm_instance_count"]), 100
+        ),
+        "hyperparameters": {
+            **_hyperparameters(
+                "defaults.fm_hyperparameters", defaults["fm_hyperparameters"], FM_HYPERPARAMETERS
+            ),
+            **_hyperparameters(
+                "fm_hyperparameters", get("fm_hyperparameters", {}), FM_HYPERPARAMETERS, FM_RESERVED
+            ),
+            "predictor_type": "regressor",
+        },
+    }
+    blazingtext = {
+        "instance_type": _instance_type(
+            "blazingtext_instance_type",
+            get("blazingtext_instance_type", defaults["blazingtext_instance_type"]),
+        ),
+        "hyperparameters": {
+            **_hyperparameters(
+                "defaults.blazingtext_hyperparameters",
+                defaults["blazingtext_hyperparameters"],
+                BLAZINGTEXT_HYPERPARAMETERS,
+            ),
+            **_hyperparameters(
+                "blazingtext_hyperparameters",
+                get("blazingtext_hyperparameters", {}),
+                BLAZINGTEXT_HYPERPARAMETERS,
+            ),
+        },
+    }
+    return {
+        "run_id": run_id,
+        "run_prefix": f"runs/{run_id}/",
+        "run_uri": f"s3://{bucket}/runs/{run_id}/",
+        "names": resource_names(run_id),
+        "fm": fm,
+        "blazingtext": blazingtext,
+    }
+
+
+def handler(event: dict[str, Any], _context: object) -> dict[str, Any]:
+    """Event: {"input": the execution input, "execution_name", "start_time"} (from the context object)."""
+    defaults = json.loads(os.environ["RUN_DEFAULTS"])
+    return plan_run(
+        event.get("input") or {},
+        execution_name=event["execution_name"],
+        start_time=event["start_time"],
+        defaults=defaults,
+        bucket=os.environ["DATA_BUCKET"],
+    )
