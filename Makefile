@@ -14,7 +14,7 @@ export SAGEMAKER_SUPPRESS_V2_WARNING := 1
 CDK_ARGS ?=
 # Where the raw reviews are (required to deploy); defaults to raw_data_uri in cdk.json.
 RAW_DATA_URI ?= $(shell $(PYTHON) -c 'import json; print(json.load(open("cdk.json"))["context"].get("raw_data_uri") or "")')
-CODE := $(wildcard app.py stacks jobs lambdas local bench tests)
+CODE := $(wildcard app.py stacks jobs lambdas local tools bench tests)
 
 .PHONY: run test install lint typecheck unit synth cfn-lint diff deploy clean
 
@@ -40,7 +40,7 @@ lint: install
 	$(VENV)/bin/ruff format --check $(CODE)
 
 typecheck: install
-	$(VENV)/bin/mypy app.py stacks jobs lambdas local
+	$(VENV)/bin/mypy app.py stacks jobs lambdas local tools
 
 unit: install
 	$(VENV)/bin/pytest
