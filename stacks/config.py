@@ -30,6 +30,9 @@ T = TypeVar("T")
 
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
 
+# The shims send at most this many rows in one FM request (lambdas/serving/config.py says why).
+SERVING_MAX_FM_ROWS = 20_000
+
 # Managed spot training: built-in algorithms that do not checkpoint may wait at most this long.
 SPOT_MAX_WAIT_SECONDS = 3600
 
@@ -75,6 +78,14 @@ class Config:
 
     gate_min_improvement: float
     gate_max_regression: float
+
+    serving_max_batch_size: int
+    serving_neighbours: int
+    serving_max_similar: int
+    # Per shim; None leaves the functions on the account's unreserved pool.
+    serving_reserved_concurrency: int | None
+    api_rate_limit: int
+    api_burst_limit: int
 
     notification_email: str | None
     data_removal_policy: RemovalPolicy
@@ -129,6 +140,10 @@ def _bool(key: str, value: object) -> bool:
     if isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"
     raise _fail(key, value, "true or false")
+
+
+def _optional_int(key: str, value: object, *, minimum: int) -> int | None:
+    return None if _optional_str(value) is None else _int(key, value, minimum=minimum)
 
 
 def _optional_str(value: object) -> str | None:
@@ -368,8 +383,18 @@ def load_config(context: Mapping[str, Any]) -> Config:
             f"at least autoscaling_min_instances ({min_instances})",
         )
 
+    batch, neighbours = count("serving_max_batch_size"), count("serving_neighbours")
+    if batch * (1 + neighbours) > SERVING_MAX_FM_ROWS:
+        # Every item of a batch may be a cold start: its own row plus one per neighbour, all in one FM
+        # request that must stay under the runtime's 6 MB payload limit.
+        raise _fail(
+            "serving_max_batch_size",
+            batch,
+            f"at most {SERVING_MAX_FM_ROWS // (1 + neighbours)} with serving_neighbours={neighbours}",
+        )
+
     return Config(
-        # The CDK CLI drops context keys whose value is null: these three are optional.
+        # The CDK CLI drops context keys whose value is null: these are optional.
         raw_data_uri=_s3_uri("raw_data_uri", ctx.get("raw_data_uri")),
         account=_account("account", ctx.get("account")),
         region=_region("region", ctx.get("region")),
@@ -403,6 +428,16 @@ def load_config(context: Mapping[str, Any]) -> Config:
         autoscaling_target_invocations=count("autoscaling_target_invocations"),
         gate_min_improvement=get("gate_min_improvement", lambda k, v: _float(k, v, minimum=0.0, maximum=1.0)),
         gate_max_regression=get("gate_max_regression", lambda k, v: _float(k, v, minimum=0.0, maximum=1.0)),
+        serving_max_batch_size=get(
+            "serving_max_batch_size", lambda k, v: _int(k, v, minimum=1, maximum=1000)
+        ),
+        serving_neighbours=get("serving_neighbours", lambda k, v: _int(k, v, minimum=1, maximum=100)),
+        serving_max_similar=get("serving_max_similar", lambda k, v: _int(k, v, minimum=1, maximum=1000)),
+        serving_reserved_concurrency=_optional_int(
+            "serving_reserved_concurrency", ctx.get("serving_reserved_concurrency"), minimum=1
+        ),
+        api_rate_limit=count("api_rate_limit"),
+        api_burst_limit=count("api_burst_limit"),
         notification_email=_email("notification_email", ctx.get("notification_email")),
         data_removal_policy=get("data_removal_policy", _removal_policy),
     )

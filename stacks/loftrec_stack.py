@@ -8,9 +8,10 @@ from aws_cdk import RemovalPolicy, Stack
 from constructs import Construct
 
 from stacks.config import Config
-from stacks.monitoring import EndpointAlarms
+from stacks.monitoring import EndpointAlarms, OperationsDashboard
 from stacks.notifications import Notifications
 from stacks.pipeline import RetrainingPipeline
+from stacks.serving import ServingApi
 from stacks.storage import DataStorage
 
 # The pipeline creates and updates these endpoints at run time; the serving shims find them through the
@@ -37,4 +38,21 @@ class LoftrecStack(Stack):
             topic=self.notifications.topic,
             endpoint_names=ENDPOINT_NAMES,
             rollback_alarms=self.endpoint_alarms.alarms,
+        )
+        self.serving = ServingApi(
+            self,
+            "Serving",
+            config=config,
+            storage=self.storage,
+            run_record_uri=self.pipeline.run_record_uri,
+            endpoint_names=ENDPOINT_NAMES,
+        )
+        self.operations = OperationsDashboard(
+            self,
+            "Operations",
+            topic=self.notifications.topic,
+            functions=dict(self.serving.functions),
+            api=self.serving.api,
+            state_machine=self.pipeline.state_machine,
+            endpoint_names=ENDPOINT_NAMES,
         )

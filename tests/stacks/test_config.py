@@ -138,6 +138,15 @@ def test_cdk_keys_pass_through() -> None:
             "the CDK context key fm_instance_cont is not a loftrec setting (did you mean",
         ),
         ({"prep_instance.type": "x"}, "prep_instance.type='x' is not allowed: dotted keys only"),
+        (
+            {"serving_max_batch_size": 1000, "serving_neighbours": 50},
+            "serving_max_batch_size=1000 is not allowed: at most 392 with serving_neighbours=50",
+        ),
+        (
+            {"serving_reserved_concurrency": 0},
+            "serving_reserved_concurrency=0 is not allowed: an integer >= 1",
+        ),
+        ({"api_rate_limit": "-5"}, "api_rate_limit=-5 is not allowed: an integer >= 1"),
     ],
 )
 def test_invalid_value_fails_with_one_line_naming_it(overrides: dict[str, Any], message: str) -> None:

@@ -1,0 +1,181 @@
+"""What application teams call: two Lambda shims behind one IAM-authorized HTTPS API.
+
+One API Gateway REST API rather than Lambda function URLs: a single entry point for both calls, stage-level
+throttling (rate and burst), access logs, and SigV4 (IAM) authorization on each method. Function URLs would
+give one URL per function and neither throttling nor access logs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import aws_apigateway as apigateway
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from stacks.config import Config
+from stacks.nag import acknowledge
+from stacks.storage import DataStorage
+
+ROOT = Path(__file__).resolve().parent.parent
+RECORD_TTL_SECONDS = 60
+
+
+class ServingApi(Construct):
+    """POST /predictions and POST /similar-titles, each a Lambda shim that reads the deployed-run record,
+    translates customer ids, product ids and titles into the endpoints' feature keys and back."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: Config,
+        storage: DataStorage,
+        run_record_uri: str,
+        endpoint_names: dict[str, str],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        environment = {
+            "RUN_RECORD_URI": run_record_uri,
+            "MAX_BATCH_SIZE": str(config.serving_max_batch_size),
+            "NEIGHBOURS": str(config.serving_neighbours),
+            "MAX_SIMILAR": str(config.serving_max_similar),
+            "RECORD_TTL_SECONDS": str(RECORD_TTL_SECONDS),
+        }
+        code = lambda_.Code.from_asset(str(ROOT / "lambdas"), exclude=["**/__pycache__", "**/*.pyc"])
+        self.functions: dict[str, lambda_.Function] = {}
+        for name, handler, description in (
+            ("Predict", "serving.handlers.predict_handler", "predicts ratings for customers and products"),
+            (
+                "SimilarTitles",
+                "serving.handlers.similar_titles_handler",
+                "finds known titles similar to titles",
+            ),
+        ):
+            function = lambda_.Function(
+                self,
+                name,
+                runtime=lambda_.Runtime.PYTHON_3_14,
+                architecture=lambda_.Architecture.ARM_64,
+                handler=handler,
+                code=code,
+                description=f"loftrec: {description}",
+                environment=environment,
+                timeout=Duration.seconds(29),  # API Gateway's integration limit
+                memory_size=1024,  # the index and title table are held in memory; CPU grows with memory
+                reserved_concurrent_executions=config.serving_reserved_concurrency,
+                tracing=lambda_.Tracing.ACTIVE,
+                log_group=logs.LogGroup(
+                    self,
+                    f"{name}Logs",
+                    retention=logs.RetentionDays.THREE_MONTHS,
+                    removal_policy=RemovalPolicy.DESTROY,
+                ),
+            )
+            self._grant(function, storage, run_record_uri, endpoint_names)
+            self.functions[name] = function
+
+        self.access_logs = logs.LogGroup(
+            self, "AccessLogs", retention=logs.RetentionDays.ONE_YEAR, removal_policy=RemovalPolicy.DESTROY
+        )
+        self.api = apigateway.RestApi(
+            self,
+            "Api",
+            rest_api_name="loftrec",
+            description="loftrec: ratings and similar titles, IAM (SigV4) authorized",
+            endpoint_types=[apigateway.EndpointType.REGIONAL],
+            cloud_watch_role=False,
+            deploy_options=apigateway.StageOptions(
+                stage_name="v1",
+                throttling_rate_limit=config.api_rate_limit,
+                throttling_burst_limit=config.api_burst_limit,
+                access_log_destination=apigateway.LogGroupLogDestination(self.access_logs),
+                access_log_format=apigateway.AccessLogFormat.json_with_standard_fields(
+                    caller=True,
+                    http_method=True,
+                    ip=True,
+                    protocol=True,
+                    request_time=True,
+                    resource_path=True,
+                    response_length=True,
+                    status=True,
+                    user=True,
+                ),
+                tracing_enabled=True,
+            ),
+            default_method_options=apigateway.MethodOptions(
+                authorization_type=apigateway.AuthorizationType.IAM
+            ),
+        )
+        for path, name in (("predictions", "Predict"), ("similar-titles", "SimilarTitles")):
+            self.api.root.add_resource(path).add_method(
+                "POST", apigateway.LambdaIntegration(self.functions[name])
+            )
+
+        acknowledge(
+            self.api,
+            "AwsSolutions-APIG2",
+            "The shims validate every request body and answer 400 naming the field; an API Gateway model "
+            "would repeat that schema in a second place.",
+        )
+        acknowledge(
+            self.api.deployment_stage,
+            "AwsSolutions-APIG3",
+            "Callers are AWS principals authorized by IAM (SigV4) and throttled by the stage; a WAF web ACL "
+            "can be attached by the platform team where its cost is warranted.",
+        )
+        acknowledge(
+            self.api.deployment_stage,
+            "AwsSolutions-APIG6",
+            "Access logs are on; execution logging needs the account-wide API Gateway CloudWatch role, which "
+            "this stack does not own.",
+        )
+        for method in self.api.methods:
+            acknowledge(
+                method,
+                "AwsSolutions-COG4",
+                "Authorized with IAM (SigV4): callers are AWS principals, not Cognito users.",
+            )
+
+    @staticmethod
+    def _grant(
+        function: lambda_.Function, storage: DataStorage, run_record_uri: str, endpoint_names: dict[str, str]
+    ) -> None:
+        record_key = run_record_uri.split("/", 3)[3]
+        storage.bucket.grant_read(function, record_key)
+        storage.bucket.grant_read(function, "runs/*/prep/index/*")
+        storage.bucket.grant_read(function, "runs/*/serving/*")
+        storage.key.grant_decrypt(function)
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["sagemaker:InvokeEndpoint"],
+                resources=[
+                    f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}:endpoint/{name}"
+                    for name in endpoint_names.values()
+                ],
+            )
+        )
+        role = function.role
+        assert role is not None
+        acknowledge(
+            function,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+            "The AWS-managed basic execution policy only lets the function write its own logs.",
+        )
+        acknowledge(
+            role, "AwsSolutions-IAM5[Resource::*]", "X-Ray tracing: PutTraceSegments takes no resource."
+        )
+        for finding in (
+            "AwsSolutions-IAM5[Resource::<StorageData6BB23F4E.Arn>/runs/*/prep/index/*]",
+            "AwsSolutions-IAM5[Resource::<StorageData6BB23F4E.Arn>/runs/*/serving/*]",
+            "AwsSolutions-IAM5[Action::s3:GetObject*]",
+            "AwsSolutions-IAM5[Action::s3:GetBucket*]",
+            "AwsSolutions-IAM5[Action::s3:List*]",
+        ):
+            acknowledge(
+                role, finding, "Reads the deployed run's index and title table; run ids are made at run time."
+            )

@@ -1,0 +1,81 @@
+"""The serving construct: one IAM-authorized, throttled, logged API in front of two shims."""
+
+from __future__ import annotations
+
+from aws_cdk import assertions
+from aws_cdk.assertions import Match
+
+from tests.stacks.conftest import synth_template
+
+
+def test_both_calls_are_post_methods_with_iam_authorization(template: assertions.Template) -> None:
+    template.resource_count_is("AWS::ApiGateway::RestApi", 1)
+    methods = template.find_resources("AWS::ApiGateway::Method")
+    assert len(methods) == 2
+    for method in methods.values():
+        assert method["Properties"]["HttpMethod"] == "POST"
+        assert method["Properties"]["AuthorizationType"] == "AWS_IAM"
+        assert method["Properties"]["Integration"]["Type"] == "AWS_PROXY"
+    paths = {
+        r["Properties"]["PathPart"] for r in template.find_resources("AWS::ApiGateway::Resource").values()
+    }
+    assert paths == {"predictions", "similar-titles"}
+
+
+def test_stage_throttles_logs_access_and_traces(template: assertions.Template) -> None:
+    template.has_resource_properties(
+        "AWS::ApiGateway::Stage",
+        {
+            "StageName": "v1",
+            "TracingEnabled": True,
+            "AccessLogSetting": {
+                "DestinationArn": Match.any_value(),
+                "Format": Match.string_like_regexp("requestId"),
+            },
+            "MethodSettings": Match.array_with(
+                [Match.object_like({"ThrottlingRateLimit": 50, "ThrottlingBurstLimit": 100})]
+            ),
+        },
+    )
+
+
+def test_shims_reserved_concurrency_and_environment(template: assertions.Template) -> None:
+    for handler in ("serving.handlers.predict_handler", "serving.handlers.similar_titles_handler"):
+        template.has_resource_properties(
+            "AWS::Lambda::Function",
+            {
+                "Handler": handler,
+                "ReservedConcurrentExecutions": 10,
+                "TracingConfig": {"Mode": "Active"},
+                "Environment": {
+                    "Variables": {
+                        "RUN_RECORD_URI": {
+                            "Fn::Join": ["", ["s3://", Match.any_value(), "/serving/current.json"]]
+                        },
+                        "MAX_BATCH_SIZE": "100",
+                        "NEIGHBOURS": "10",
+                        "MAX_SIMILAR": "50",
+                        "RECORD_TTL_SECONDS": "60",
+                    }
+                },
+            },
+        )
+
+
+def test_shims_may_invoke_only_loftrecs_endpoints(template: assertions.Template) -> None:
+    invoke = [
+        statement
+        for policy in template.find_resources("AWS::IAM::Policy").values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if statement["Action"] == "sagemaker:InvokeEndpoint"
+    ]
+    assert len(invoke) == 2
+    for statement in invoke:
+        resources = sorted(r["Fn::Join"][1][-1] for r in statement["Resource"])
+        assert resources == [":endpoint/loftrec-blazingtext", ":endpoint/loftrec-fm"]
+
+
+def test_reserved_concurrency_can_be_left_unreserved() -> None:
+    template = synth_template(serving_reserved_concurrency=None)
+    for function in template.find_resources("AWS::Lambda::Function").values():
+        assert "ReservedConcurrentExecutions" not in function["Properties"]
