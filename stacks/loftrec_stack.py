@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import CfnOutput, RemovalPolicy, Stack
 from constructs import Construct
 
 from stacks.config import Config
@@ -56,3 +56,16 @@ class LoftrecStack(Stack):
             state_machine=self.pipeline.state_machine,
             endpoint_names=ENDPOINT_NAMES,
         )
+        CfnOutput(
+            self, "DataBucket", value=self.storage.bucket.bucket_name, description="Runs and the run record"
+        )
+        CfnOutput(
+            self,
+            "StateMachineArn",
+            value=self.pipeline.state_machine.state_machine_arn,
+            description="Start a run by hand: aws stepfunctions start-execution --state-machine-arn ...",
+        )
+        CfnOutput(
+            self, "ApiUrl", value=self.serving.api.url, description="POST predictions and similar-titles"
+        )
+        CfnOutput(self, "NotificationTopicArn", value=self.notifications.topic.topic_arn)
