@@ -1,0 +1,231 @@
+"""POST /predictions through the real handler, against the local SageMaker runtime serving real models."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.lambdas.serving_support import (
+    TIME_KEY,
+    World,
+    cosine,
+    days,
+    deployed_world,
+    fm_dense_score,
+    fm_parameters,
+    product_key,
+    time_feature,
+    word_vector,
+)
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    with deployed_world(tmp_path, monkeypatch) as world:
+        yield world
+
+
+def test_known_pair_is_the_fm_score_of_user_item_and_time(world: World) -> None:
+    status, body = world.predict([{"customer_id": "C1", "product_id": "P-SH1", "date": "2013-11-01"}])
+
+    assert status == 200
+    assert body["run_id"] == "run-a"
+    # C1's first review is day 16000 (2013-10-22): 10 days later, time feature log1p(10) / log1p(1000).
+    # w0 + w_C1 + w_SH1 + <v_C1, v_SH1> + t (w_time + <v_C1, v_time> + <v_SH1, v_time>)
+    t = math.log1p(10) / math.log1p(1000)
+    expected = 3.0 + 0.5 + 0.25 + (0.5 * 0.4 - 0.1 * 0.2) + t * (0.1 + 0.07 + 0.0)
+    [prediction] = body["predictions"]
+    assert prediction == {
+        "customer_id": "C1",
+        "product_id": "P-SH1",
+        "date": "2013-11-01",
+        "status": "known",
+        "customer_known": True,
+        "rating": pytest.approx(expected, abs=1e-5),
+    }
+    # The exact request the FM endpoint received: keys ascending [user, item, feature_dim - 1].
+    [request] = world.server.received(world.fm)
+    assert request == {
+        "instances": [
+            {
+                "data": {
+                    "features": {
+                        "keys": [0, product_key("P-SH1"), TIME_KEY],
+                        "shape": [TIME_KEY + 1],
+                        "values": [1.0, 1.0, pytest.approx(t)],
+                    }
+                }
+            }
+        ]
+    }
+
+
+def test_batch_is_one_fm_call_clipped_to_the_rating_range_with_dates_clamped_and_defaulted(
+    world: World,
+) -> None:
+    items = [
+        {"customer_id": "C2", "product_id": "P-SH2", "date": "2014-01-01"},  # 3 + 3 + 0.5 + ... > 5
+        {"customer_id": "C3", "product_id": "P-KK1", "date": "2000-01-01"},  # before C3's first review
+        {"customer_id": "C1", "product_id": "P-SH1"},  # no date: today (UTC)
+    ]
+    status, body = world.predict(items)
+
+    assert status == 200
+    ratings = [p["rating"] for p in body["predictions"]]
+    assert ratings[0] == 5.0
+    assert ratings[1] == pytest.approx(3.0 - 1.0, abs=1e-6)  # day 0: time feature 0, C3 and KK1 have no V
+    today = dt.datetime.now(dt.UTC).date()
+    t = time_feature(days(today) - 16000)  # over 1000 days: 1
+    assert ratings[2] == pytest.approx(min(5.0, 3.93 + 0.17 * t), abs=1e-5)
+    assert body["predictions"][2]["date"] == today.isoformat()
+    assert len(world.server.received(world.fm)) == 1
+    assert len(world.server.received(world.fm)[0]["instances"]) == 3
+    assert world.server.received(world.blazingtext) == []
+
+
+def test_unknown_customer_is_answered_from_the_item_side(world: World) -> None:
+    status, body = world.predict([{"customer_id": "NEW", "product_id": "P-IMG", "date": "2020-05-05"}])
+
+    assert status == 200
+    [prediction] = body["predictions"]
+    assert prediction["status"] == "unknown_customer"
+    assert prediction["customer_known"] is False
+    assert prediction["rating"] == pytest.approx(3.0 + 0.75, abs=1e-6)  # no user key, time feature of day 0
+    [request] = world.server.received(world.fm)
+    features = request["instances"][0]["data"]["features"]
+    assert features["keys"] == [product_key("P-IMG"), TIME_KEY]
+    assert features["values"] == [1.0, 0.0]
+
+
+def _expected_cold_start(title_word: str) -> list[tuple[str, float]]:
+    """(neighbour product, similarity) from the FastText model itself: the 3 nearest known titles."""
+    known = {
+        "sherlock-season-1": "P-SH1",
+        "sherlock-season-2": "P-SH2",
+        "sherlock-season-3": "P-SH3",
+        "the-imitation-game": "P-IMG",
+        "keeping-up-with-the-kardashians-season-1": "P-KK1",
+        "keeping-up-with-the-kardashians-season-2": "P-KK2",
+        "downton-abbey-season-1": "P-DA1",
+        "the-crown-season-1": "P-CR1",
+    }
+    query = word_vector(title_word)
+    ranked = sorted(((cosine(query, word_vector(t)), p) for t, p in known.items()), reverse=True)[:3]
+    return [(p, s) for s, p in ranked if s > 0]
+
+
+def test_cold_start_title_blends_the_fm_ratings_of_its_nearest_known_titles(world: World) -> None:
+    item = {
+        "customer_id": "C1",
+        "product_id": "NEW-SH5",
+        "date": "2013-11-01",
+        "product_title": "Sherlock Season 5",
+    }
+    status, body = world.predict([item])
+
+    assert status == 200
+    [prediction] = body["predictions"]
+    assert prediction["status"] == "cold_start"
+    assert prediction["customer_known"] is True
+    assert prediction["title_token"] == "sherlock-season-5"
+    expected = _expected_cold_start("sherlock-season-5")
+    neighbours = prediction["neighbours"]
+    assert [n["product_id"] for n in neighbours] == [p for p, _ in expected]
+    assert {n["title"] for n in neighbours} <= {"sherlock-season-1", "sherlock-season-2", "sherlock-season-3"}
+    assert len({n["title"] for n in neighbours} & {"sherlock-season-1", "sherlock-season-2"}) == 2
+    for neighbour, (_, similarity) in zip(neighbours, expected, strict=True):
+        assert neighbour["similarity"] == pytest.approx(similarity, abs=1e-5)
+    total = sum(s for _, s in expected)
+    assert [n["weight"] for n in neighbours] == pytest.approx([s / total for _, s in expected], abs=1e-6)
+    w0, w, v = fm_parameters()
+    t = time_feature(10)
+    ratings = [
+        min(5.0, max(1.0, fm_dense_score(w0, w, v, {0: 1.0, product_key(p): 1.0, TIME_KEY: t})))
+        for p, _ in expected
+    ]
+    assert [n["rating"] for n in neighbours] == pytest.approx(ratings, abs=1e-5)
+    blend = sum(s / total * r for (_, s), r in zip(expected, ratings, strict=True))
+    assert prediction["rating"] == pytest.approx(blend, abs=1e-5)
+    # One BlazingText call for the unseen title, one FM call with the neighbour rows.
+    assert world.server.received(world.blazingtext) == [{"instances": ["sherlock-season-5"]}]
+    [request] = world.server.received(world.fm)
+    assert [i["data"]["features"]["keys"] for i in request["instances"]] == [
+        [0, product_key(p), TIME_KEY] for p, _ in expected
+    ]
+
+
+def test_a_mixed_batch_makes_one_call_per_model_and_says_how_each_item_was_answered(world: World) -> None:
+    items = [
+        {"customer_id": "C1", "product_id": "P-SH1", "date": "2013-11-01"},
+        {"customer_id": "NOBODY", "product_id": "NEW-SH5", "product_title": "Sherlock Season 5"},
+        {"customer_id": "C2", "product_id": "NEW-X"},
+        {"customer_id": "C4", "product_id": "P-DA1", "product_title": "ignored for a known product"},
+        {
+            "customer_id": "C3",
+            "product_id": "NEW-KK3",
+            "product_title": "Keeping Up With The Kardashians Season 3",
+        },
+    ]
+    status, body = world.predict(items)
+
+    assert status == 200
+    predictions = body["predictions"]
+    assert [p["status"] for p in predictions] == ["known", "cold_start", "error", "known", "cold_start"]
+    assert [p["product_id"] for p in predictions] == [i["product_id"] for i in items]
+    # Unknown customer and unknown product: item-side cold start (no user key, time feature log1p(0)).
+    assert predictions[1]["customer_known"] is False
+    item_side = [
+        fm_dense_score(*fm_parameters(), {product_key(p): 1.0, TIME_KEY: 0.0})
+        for p, _ in _expected_cold_start("sherlock-season-5")
+    ]
+    assert [n["rating"] for n in predictions[1]["neighbours"]] == pytest.approx(item_side, abs=1e-5)
+    assert predictions[2]["error"]["code"] == "title_required"
+    assert "send its product_title" in predictions[2]["error"]["message"]
+    assert "rating" not in predictions[2]
+    assert [n["product_id"] for n in predictions[4]["neighbours"]][:2] == ["P-KK1", "P-KK2"] or [
+        n["product_id"] for n in predictions[4]["neighbours"]
+    ][:2] == ["P-KK2", "P-KK1"]
+    assert len(world.server.received(world.fm)) == 1
+    assert world.server.received(world.blazingtext) == [
+        {"instances": ["sherlock-season-5", "keeping-up-with-the-kardashians-season-3"]}
+    ]
+
+
+def test_unknown_product_with_a_known_title_uses_the_table_without_calling_blazingtext(world: World) -> None:
+    item = {"customer_id": "C1", "product_id": "NEW-IMG-4K", "product_title": "The Imitation  Game"}
+    status, body = world.predict([item])
+    assert status == 200
+    # Two spaces make another token than the known one: that one is sent to BlazingText.
+    assert world.server.received(world.blazingtext) == [{"instances": ["the-imitation--game"]}]
+
+    item = {"customer_id": "C1", "product_id": "NEW-IMG-4K", "product_title": "THE IMITATION GAME"}
+    status, body = world.predict([item])
+    assert status == 200
+    [prediction] = body["predictions"]
+    assert prediction["neighbours"][0] == {
+        "title": "the-imitation-game",
+        "product_id": "P-IMG",
+        "similarity": pytest.approx(1.0, abs=1e-5),
+        "weight": pytest.approx(prediction["neighbours"][0]["weight"]),
+        "rating": pytest.approx(min(5.0, fm_dense_score(*fm_parameters(), _c1_img_today())), abs=1e-5),
+    }
+    assert len(world.server.received(world.blazingtext)) == 1  # no second call
+
+
+def _c1_img_today() -> dict[int, float]:
+    today = dt.datetime.now(dt.UTC).date()
+    return {0: 1.0, product_key("P-IMG"): 1.0, TIME_KEY: time_feature(days(today) - 16000)}
+
+
+def test_title_sharing_products_map_to_the_most_reviewed_one(world: World) -> None:
+    item = {"customer_id": "C1", "product_id": "NEW", "product_title": "Sherlock Season 5"}
+    _, body = world.predict([item])
+    products = [n["product_id"] for n in body["predictions"][0]["neighbours"]]
+    assert "P-SH1" in products
+    assert "P-SH1-HD" not in products  # same title token, fewer reviews (a later row of products.tsv)
+    assert np.isfinite(body["predictions"][0]["rating"])

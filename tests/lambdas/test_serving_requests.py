@@ -1,0 +1,217 @@
+"""Bad requests (400 naming the field), configuration at cold start, unexpected errors, structured logs."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lambdas.serving.config import ConfigError, load_config
+from tests.lambdas.serving_support import World, answer, api_event, deployed_world, load_handlers, uri
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    with deployed_world(tmp_path, monkeypatch) as world:
+        yield world
+
+
+GOOD = {"customer_id": "C1", "product_id": "P-SH1"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("{not json", "body: not valid JSON"),
+        ("", "body: required: a JSON object"),
+        ("[1, 2]", "body: must be a JSON object, got an array"),
+        ('{"items": []}', "items: must not be empty (1 to 5 entries)"),
+        (json.dumps({"items": [GOOD] * 6}), "items: too many entries: 6, at most 5"),
+        ('{"items": {"customer_id": "C1"}}', "items: must be an array, got an object"),
+        ("{}", "items: required"),
+        (json.dumps({"items": [GOOD], "debug": True}), "debug: unknown field (allowed: items)"),
+        (json.dumps({"items": ["C1"]}), "items[0]: must be a JSON object, got a string"),
+        (json.dumps({"items": [{"product_id": "P"}]}), "items[0].customer_id: required"),
+        (
+            json.dumps({"items": [GOOD, {"customer_id": 17, "product_id": "P"}]}),
+            "items[1].customer_id: must be a string, got a number",
+        ),
+        (
+            json.dumps({"items": [{"customer_id": "C1", "product_id": "   "}]}),
+            "items[0].product_id: must not be empty",
+        ),
+        (
+            json.dumps({"items": [{"customer_id": "C" * 65, "product_id": "P"}]}),
+            "items[0].customer_id: too long: 65 characters, at most 64",
+        ),
+        (
+            json.dumps({"items": [GOOD | {"date": "2020-02-30"}]}),
+            "items[0].date: not a valid date YYYY-MM-DD: '2020-02-30'",
+        ),
+        (
+            json.dumps({"items": [GOOD | {"date": "20200101"}]}),
+            "items[0].date: not a valid date YYYY-MM-DD: '20200101'",
+        ),
+        (
+            json.dumps({"items": [GOOD | {"date": 20200101}]}),
+            "items[0].date: must be a string YYYY-MM-DD, got a number",
+        ),
+        (
+            json.dumps({"items": [GOOD | {"product_title": ["x"]}]}),
+            "items[0].product_title: must be a string, got an array",
+        ),
+        (
+            json.dumps({"items": [GOOD | {"product_title": "x" * 501}]}),
+            "items[0].product_title: too long: 501 characters, at most 500",
+        ),
+        (
+            json.dumps({"items": [GOOD | {"rating": 5}]}),
+            "items[0].rating: unknown field (allowed: customer_id, product_id, date, product_title)",
+        ),
+    ],
+)
+def test_bad_predict_requests_get_a_400_naming_the_field(world: World, raw: str, message: str) -> None:
+    status, body = answer(world.handlers.predict_handler(api_event(None, raw=raw), None))
+
+    assert status == 400
+    assert body["error"]["code"] == "bad_request"
+    assert body["error"]["message"].startswith(message), body
+    assert body["request_id"] == "req-1234"
+    assert world.server.received(world.fm) == []
+
+
+@pytest.mark.parametrize(
+    ("request_body", "message"),
+    [
+        ({"titles": []}, "titles: must not be empty"),
+        ({"titles": "sherlock"}, "titles: must be an array, got a string"),
+        ({"titles": ["ok", 3]}, "titles[1]: must be a string, got a number"),
+        ({"titles": ["ok", " \t"]}, "titles[1]: must not be empty"),
+        ({"titles": ["ok"], "k": 0}, "k: must be an integer from 1 to 5, got 0"),
+        ({"titles": ["ok"], "k": 6}, "k: must be an integer from 1 to 5, got 6"),
+        ({"titles": ["ok"], "k": True}, "k: must be an integer from 1 to 5, got a boolean"),
+        ({"titles": ["ok"], "k": 2.5}, "k: must be an integer from 1 to 5, got a number"),
+        ({"titles": ["ok"], "limit": 2}, "limit: unknown field (allowed: titles, k)"),
+    ],
+)
+def test_bad_similar_titles_requests_get_a_400_naming_the_field(
+    world: World, request_body: dict[str, Any], message: str
+) -> None:
+    status, body = world.similar(request_body)
+    assert status == 400
+    assert body["error"]["message"].startswith(message), body
+
+
+def test_base64_bodies_are_decoded_and_other_methods_refused(world: World) -> None:
+    event = api_event(None, raw=base64.b64encode(json.dumps({"items": [GOOD]}).encode()).decode())
+    event["isBase64Encoded"] = True
+    status, body = answer(world.handlers.predict_handler(event, None))
+    assert status == 200
+    assert body["predictions"][0]["status"] == "known"
+
+    event["body"] = "%%% not base64"
+    status, body = answer(world.handlers.predict_handler(event, None))
+    assert (status, body["error"]["message"]) == (
+        400,
+        "body: isBase64Encoded is set but the body is not base64",
+    )
+
+    event = api_event({"items": [GOOD]}) | {"httpMethod": "GET"}
+    status, body = answer(world.handlers.predict_handler(event, None))
+    assert status == 405
+
+
+def test_unexpected_errors_are_a_500_with_the_request_id_and_the_traceback_only_in_the_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A record URI that is a folder: reading it fails in a way the shims do not expect.
+    (tmp_path / "current.json").mkdir()
+    handlers = load_handlers(monkeypatch, RUN_RECORD_URI=uri(tmp_path / "current.json"))
+    capsys.readouterr()
+
+    status, body = answer(handlers.predict_handler(api_event({"items": [GOOD]}), None))
+
+    assert status == 500
+    assert body == {
+        "error": {"code": "internal_error", "message": "internal error (request id req-1234)"},
+        "request_id": "req-1234",
+    }
+    logs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert logs[0]["level"] == "ERROR"
+    assert logs[0]["request_id"] == "req-1234"
+    assert "IsADirectoryError" in logs[0]["traceback"]
+    assert logs[1]["status"] == 500
+
+
+def test_each_request_logs_one_json_line_with_route_latency_and_counts(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    world.predict(
+        [GOOD, {"customer_id": "C9", "product_id": "P-SH2"}, {"customer_id": "C1", "product_id": "X"}]
+    )
+    world.similar({"titles": ["Sherlock Season 1"]})
+
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    requests = [line for line in lines if line["message"].startswith("POST ")]
+    assert [r["route"] for r in requests] == ["POST /predictions", "POST /similar-titles"]
+    predict = requests[0]
+    assert predict["level"] == "INFO"
+    assert predict["request_id"] == "req-1234"
+    assert predict["status"] == 200
+    assert predict["latency_ms"] > 0
+    assert predict["counts"] == {
+        "items": 3,
+        "known": 1,
+        "unknown_customer": 1,
+        "cold_start": 0,
+        "error": 1,
+        "fm_rows": 2,
+        "blazingtext_words": 0,
+    }
+    assert requests[1]["counts"] == {"titles": 1, "blazingtext_words": 0, "k": 5}
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"RUN_RECORD_URI": ""}, "RUN_RECORD_URI='' is not allowed"),
+        ({"RUN_RECORD_URI": "https://bucket/x"}, "RUN_RECORD_URI='https://bucket/x' is not allowed"),
+        ({"RUN_RECORD_URI": "s3://bucket"}, "RUN_RECORD_URI='s3://bucket' is not allowed"),
+        ({"MAX_BATCH_SIZE": "ten"}, "MAX_BATCH_SIZE='ten' is not allowed: an integer from 1 to 1000"),
+        ({"MAX_BATCH_SIZE": "0"}, "MAX_BATCH_SIZE='0' is not allowed"),
+        ({"NEIGHBOURS": "101"}, "NEIGHBOURS='101' is not allowed: an integer from 1 to 100"),
+        ({"MAX_SIMILAR": "-1"}, "MAX_SIMILAR='-1' is not allowed"),
+        (
+            {"RECORD_TTL_SECONDS": "61"},
+            "RECORD_TTL_SECONDS='61' is not allowed: a number of seconds from 0 to 60",
+        ),
+        ({"RECORD_TTL_SECONDS": "soon"}, "RECORD_TTL_SECONDS='soon' is not allowed"),
+        (
+            {"SAGEMAKER_RUNTIME_ENDPOINT_URL": "localhost:8080"},
+            "SAGEMAKER_RUNTIME_ENDPOINT_URL='localhost:8080'",
+        ),
+        (
+            {"MAX_BATCH_SIZE": "1000", "NEIGHBOURS": "100"},
+            "MAX_BATCH_SIZE=1000 with NEIGHBOURS=100 is not allowed",
+        ),
+    ],
+)
+def test_configuration_errors_name_the_variable(environ: dict[str, str], message: str) -> None:
+    base = {"RUN_RECORD_URI": "s3://bucket/serving/current.json"} if "RUN_RECORD_URI" not in environ else {}
+    with pytest.raises(ConfigError) as raised:
+        load_config(base | environ)
+    assert str(raised.value).startswith(message)
+
+
+def test_configuration_defaults_and_the_cold_start_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = load_config({"RUN_RECORD_URI": "s3://bucket/serving/current.json"})
+    assert (config.max_batch_size, config.neighbours, config.max_similar) == (100, 10, 50)
+    assert config.record_ttl_seconds == 60.0
+    assert config.sagemaker_runtime_endpoint_url is None
+    with pytest.raises(ConfigError, match="NEIGHBOURS='many'"):
+        load_handlers(monkeypatch, RUN_RECORD_URI="file:///tmp/current.json", NEIGHBOURS="many")

@@ -1,0 +1,118 @@
+"""The cloud layout: run files and the run record in S3 (moto's in-process S3, no AWS), the endpoints on the
+local runtime server; the same handlers and exporter as with file:// URIs."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from lambdas.serving import storage
+from lambdas.serving.title_table import handler as export_handler
+from local.runtime_server import RuntimeServer
+from tests.lambdas.serving_support import (
+    answer,
+    api_event,
+    aws_test_environment,
+    blazingtext_model,
+    load_handlers,
+    trained_blazingtext,
+    write_index,
+    write_record,
+    write_run,
+)
+
+BUCKET = "loftrec-data-test"
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    aws_test_environment(monkeypatch)
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+
+
+def _upload(client: Any, folder: Path, prefix: str) -> None:
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            client.put_object(
+                Bucket=BUCKET, Key=f"{prefix}/{path.relative_to(folder)}", Body=path.read_bytes()
+            )
+
+
+def test_storage_reads_writes_and_says_not_found_for_both_schemes(s3: Any, tmp_path: Path) -> None:
+    for base in (f"s3://{BUCKET}/x", (tmp_path / "x").as_uri()):
+        storage.write_bytes(storage.join(base, "a/b.txt"), b"hello")
+        assert storage.read_bytes(storage.join(base + "/", "a/b.txt")) == b"hello"
+        stream = storage.open_stream(storage.join(base, "a/b.txt"))
+        assert stream.read(2) == b"he"
+        stream.close()
+        with pytest.raises(storage.StorageNotFoundError, match="nothing at"):
+            storage.read_bytes(storage.join(base, "missing"))
+        with pytest.raises(storage.StorageNotFoundError):
+            storage.open_stream(storage.join(base, "missing"))
+    with pytest.raises(storage.StorageNotFoundError):
+        storage.read_bytes("s3://no-such-bucket-here/key")
+    with pytest.raises(ValueError, match="is not an s3://bucket/key or file:///path URI"):
+        storage.read_bytes("https://example.com/x")
+
+
+def test_export_from_a_model_tar_gz_in_s3_and_serve_from_s3(
+    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_index(tmp_path / "index")
+    _upload(s3, tmp_path / "index", "runs/r1/prep/index")
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        for name in ("vectors.bin", "vectors.txt"):
+            tar.add(trained_blazingtext() / name, arcname=name)
+    s3.put_object(Bucket=BUCKET, Key="runs/r1/blazingtext/job/output/model.tar.gz", Body=archive.getvalue())
+
+    summary = export_handler(
+        {
+            "model_artifact_uri": f"s3://{BUCKET}/runs/r1/blazingtext/job/output/model.tar.gz",
+            "index_uri": f"s3://{BUCKET}/runs/r1/prep/index/",
+            "output_uri": f"s3://{BUCKET}/runs/r1/serving/",
+        },
+        None,
+    )
+    assert summary["count"] == 8
+    local = write_run(tmp_path, "r1")  # the same run on disk: its FM model for the endpoint
+    assert (
+        storage.read_bytes(f"s3://{BUCKET}/runs/r1/serving/titles.f32")
+        == (local / "serving" / "titles.f32").read_bytes()
+    )
+
+    record = tmp_path / "current.json"
+    write_record(record, local, fm="fm-r1", blazingtext="bt-r1")
+    text = record.read_text().replace((tmp_path / "runs").as_uri(), f"s3://{BUCKET}/runs")
+    s3.put_object(Bucket=BUCKET, Key="serving/current.json", Body=text.encode())
+    with RuntimeServer() as server:
+        server.add_endpoint("fm-r1", local / "fm")
+        server.add_endpoint("bt-r1", blazingtext_model())
+        handlers = load_handlers(
+            monkeypatch,
+            RUN_RECORD_URI=f"s3://{BUCKET}/serving/current.json",
+            SAGEMAKER_RUNTIME_ENDPOINT_URL=server.url,
+        )
+        item = {"customer_id": "C1", "product_id": "NEW", "product_title": "Sherlock Season 5"}
+        status, body = answer(handlers.predict_handler(api_event({"items": [item]}), None))
+
+    assert status == 200
+    assert body["run_id"] == "r1"
+    assert body["predictions"][0]["status"] == "cold_start"
+    assert len(server.received("fm-r1")) == 1
+
+
+def test_no_run_record_in_s3_is_not_deployed(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    handlers = load_handlers(monkeypatch, RUN_RECORD_URI=f"s3://{BUCKET}/serving/current.json")
+    status, body = answer(handlers.similar_titles_handler(api_event({"titles": ["x"]}), None))
+    assert (status, body["error"]["code"]) == (503, "not_deployed")
