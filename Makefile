@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 CDK := node_modules/.bin/cdk
+NUMPY_LAYER := build/layers/numpy
 # Offline and quiet: no telemetry, no version check, no notices (also set in cdk.json).
 export CDK_DISABLE_CLI_TELEMETRY := 1
 export CDK_DISABLE_VERSION_CHECK := 1
@@ -23,12 +24,20 @@ run: install synth ## Until the local pipeline lands: synthesize and summarize w
 
 test: install lint typecheck synth cfn-lint unit ## Everything CI checks.
 
-install: $(VENV)/.installed node_modules/.installed
+install: $(VENV)/.installed node_modules/.installed $(NUMPY_LAYER).installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet --constraint constraints.txt '.[dev]'
+	@touch $@
+
+# numpy for the serving shims' Lambda layer: the pinned version's wheel for the Lambda runtime (Python 3.14,
+# arm64), unpacked as a layer. No Docker: the wheel is the one PyPI serves for that platform.
+$(NUMPY_LAYER).installed: constraints.txt | $(VENV)/.installed
+	rm -rf $(NUMPY_LAYER)
+	$(PY) -m pip install --quiet --no-deps --only-binary=:all: --implementation cp --python-version 3.14 \
+		--platform manylinux_2_28_aarch64 --target $(NUMPY_LAYER)/python "$$(grep '^numpy==' constraints.txt)"
 	@touch $@
 
 node_modules/.installed: package.json package-lock.json

@@ -56,10 +56,21 @@ def test_shims_reserved_concurrency_and_environment(template: assertions.Templat
                         "NEIGHBOURS": "10",
                         "MAX_SIMILAR": "50",
                         "RECORD_TTL_SECONDS": "60",
+                        "OPENBLAS_NUM_THREADS": "1",
                     }
                 },
+                "Layers": [{"Ref": Match.string_like_regexp("NumpyLayer")}],
+                "Runtime": "python3.14",
+                "Architectures": ["arm64"],
             },
         )
+
+
+def test_numpy_layer_matches_the_runtime(template: assertions.Template) -> None:
+    template.has_resource_properties(
+        "AWS::Lambda::LayerVersion",
+        {"CompatibleRuntimes": ["python3.14"], "CompatibleArchitectures": ["arm64"]},
+    )
 
 
 def test_shims_may_invoke_only_loftrecs_endpoints(template: assertions.Template) -> None:
