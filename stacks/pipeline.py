@@ -573,7 +573,9 @@ class RetrainingPipeline(Construct):
         state: dict[str, Any] = {"Type": "Task", "Resource": resource, "Parameters": parameters}
         if result_selector is not None:
             state["ResultSelector"] = result_selector
-        state["ResultPath"] = result_path
+        # None discards the result (the state passes its input on). A Python None would vanish on its way
+        # through jsii; JsonPath.DISCARD is the token CDK renders as JSON null.
+        state["ResultPath"] = sfn.JsonPath.DISCARD if result_path is None else result_path
         if output_path is not None:
             state["OutputPath"] = output_path
         task = sfn.CustomState(self, name, state_json=state)

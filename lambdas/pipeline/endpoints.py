@@ -92,6 +92,11 @@ def rollback(
             raise EndpointBusyError(f"endpoint {name} is {status}; rolling back once it settles")
         if endpoint["EndpointConfigName"] != run_configs[model]:
             outcome[model] = "unchanged"
+        elif status == "Failed":
+            # DeleteEndpoint is the only operation SageMaker allows on a failed endpoint; the next run
+            # creates it again.
+            sagemaker.delete_endpoint(EndpointName=name)
+            outcome[model] = f"deleted: it went Failed ({endpoint.get('FailureReason', 'no reason given')})"
         elif model in deployed_configs:
             sagemaker.update_endpoint(
                 EndpointName=name,

@@ -17,7 +17,7 @@ import os
 import re
 from typing import Any
 
-from .hyperparameters import BLAZINGTEXT_HYPERPARAMETERS, FM_HYPERPARAMETERS, FM_RESERVED
+from .hyperparameters import BLAZINGTEXT_HYPERPARAMETERS, BLAZINGTEXT_MODES, FM_HYPERPARAMETERS, FM_RESERVED
 
 RUN_ID_MAX = 40  # "loftrec-" + run id + "-bt-config" stays within SageMaker's 63 characters
 RUN_ID = re.compile(r"[a-z0-9](-?[a-z0-9])*")
@@ -134,6 +134,15 @@ def plan_run(
             "predictor_type": "regressor",
         },
     }
+    bt_overrides = _hyperparameters(
+        "blazingtext_hyperparameters", get("blazingtext_hyperparameters", {}), BLAZINGTEXT_HYPERPARAMETERS
+    )
+    # Serving needs word vectors (vectors.txt): the supervised mode trains a classifier instead.
+    if bt_overrides.get("mode", "skipgram") not in BLAZINGTEXT_MODES:
+        raise InvalidRunInputError(
+            f"blazingtext_hyperparameters.mode={bt_overrides['mode']!r}: expected one of "
+            + ", ".join(sorted(BLAZINGTEXT_MODES))
+        )
     blazingtext = {
         "instance_type": _instance_type(
             "blazingtext_instance_type",
@@ -145,11 +154,7 @@ def plan_run(
                 defaults["blazingtext_hyperparameters"],
                 BLAZINGTEXT_HYPERPARAMETERS,
             ),
-            **_hyperparameters(
-                "blazingtext_hyperparameters",
-                get("blazingtext_hyperparameters", {}),
-                BLAZINGTEXT_HYPERPARAMETERS,
-            ),
+            **bt_overrides,
         },
     }
     return {
