@@ -1,0 +1,198 @@
+"""The first state of a run: its id and SageMaker names from any execution name, and the input's checks."""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+from typing import Any
+
+import pytest
+
+from lambdas.pipeline import start_run
+from lambdas.pipeline.start_run import InvalidRunInputError, derive_run_id, plan_run
+
+# SageMaker's name rule for jobs, models, endpoint configurations.
+SAGEMAKER_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
+START = "2024-05-01T12:34:56.789Z"
+DEFAULTS: dict[str, Any] = {
+    "fm_instance_type": "ml.c5.2xlarge",
+    "fm_instance_count": 4,
+    "fm_hyperparameters": {"num_factors": 256, "epochs": 3, "mini_batch_size": 1000},
+    "blazingtext_instance_type": "ml.p3.2xlarge",
+    "blazingtext_hyperparameters": {
+        "mode": "skipgram",
+        "vector_dim": 100,
+        "subwords": True,
+        "evaluation": False,
+    },
+}
+HOSTILE_NAMES = [
+    "weekly_retrain_2024_05_01",  # underscores (the scheduler's names have them)
+    "週次の再学習-テスト",  # no ASCII letter at all
+    "Ünïcödé-Ruñ ünd_Mehr",
+    "x" * 80,  # the longest execution name Step Functions allows
+    string.punctuation,
+    "--a--",
+    "0",
+]
+
+
+def plan(execution_input: dict[str, Any], name: str = "manual-run") -> dict[str, Any]:
+    return plan_run(execution_input, execution_name=name, start_time=START, defaults=DEFAULTS, bucket="data")
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_any_execution_name_gives_valid_sagemaker_names(name: str) -> None:
+    run = plan({}, name)
+    assert run["run_id"].startswith("20240501-123456-")
+    assert len(run["run_id"]) <= start_run.RUN_ID_MAX
+    assert run["run_uri"] == f"s3://data/runs/{run['run_id']}/"
+    assert set(run["names"]) == {
+        "prep",
+        "fm",
+        "blazingtext",
+        "fm_model",
+        "blazingtext_model",
+        "fm_config",
+        "blazingtext_config",
+    }
+    for resource, value in run["names"].items():
+        assert len(value) <= 63, (resource, value)
+        assert SAGEMAKER_NAME.fullmatch(value), (resource, value)
+
+
+def test_run_ids_keep_the_readable_part_of_the_name() -> None:
+    assert derive_run_id("weekly_retrain", START) == "20240501-123456-weekly-retrain-" + _digest(
+        "weekly_retrain"
+    )
+    assert derive_run_id(string.punctuation, START) == "20240501-123456-" + _digest(string.punctuation)
+    assert derive_run_id("x" * 80, START) == "20240501-123456-" + "x" * 16 + "-" + _digest("x" * 80)
+
+
+def _digest(name: str) -> str:
+    import hashlib  # noqa: PLC0415 (the expected digest, computed as the docstring says)
+
+    return hashlib.sha256(name.encode()).hexdigest()[:6]
+
+
+def test_names_differing_only_in_punctuation_give_different_runs() -> None:
+    names = ["run.1", "run-1", "run_1", "run 1", "RUN-1", "run--1", "run-1!"]
+    run_ids = {derive_run_id(name, START) for name in names}
+    assert len(run_ids) == len(names)
+
+
+def test_run_ids_sort_by_start_time() -> None:
+    earlier = derive_run_id("zzz", "2024-05-01T09:00:00Z")
+    later = derive_run_id("aaa", "2024-05-01T10:00:00Z")
+    assert earlier < later
+
+
+def test_an_explicit_run_id_is_used_as_is() -> None:
+    run = plan({"run_id": "backfill-2024-05"})
+    assert run["run_id"] == "backfill-2024-05"
+    assert run["names"]["blazingtext_config"] == "loftrec-backfill-2024-05-bt-config"
+    assert run["run_prefix"] == "runs/backfill-2024-05/"
+
+
+def test_overrides_merge_with_the_defaults_as_strings_and_fm_predicts_ratings() -> None:
+    run = plan(
+        {
+            "trigger": "manual",
+            "fm_instance_type": "ml.c5.4xlarge",
+            "fm_instance_count": 2,
+            "fm_hyperparameters": {"epochs": 5, "bias_lr": 0.05, "factors_wd": 1e-05},
+            "blazingtext_instance_type": "ml.g5.xlarge",
+            "blazingtext_hyperparameters": {"vector_dim": 50, "subwords": False, "mode": "cbow"},
+        }
+    )
+    assert run["fm"] == {
+        "instance_type": "ml.c5.4xlarge",
+        "instance_count": 2,
+        "hyperparameters": {
+            "num_factors": "256",
+            "epochs": "5",
+            "mini_batch_size": "1000",
+            "bias_lr": "0.05",
+            "factors_wd": "1e-05",
+            "predictor_type": "regressor",
+        },
+    }
+    assert run["blazingtext"] == {
+        "instance_type": "ml.g5.xlarge",
+        "hyperparameters": {"mode": "cbow", "vector_dim": "50", "subwords": "false", "evaluation": "false"},
+    }
+
+
+def test_defaults_alone_give_the_configured_run() -> None:
+    run = plan({})
+    assert run["fm"]["instance_type"] == "ml.c5.2xlarge"
+    assert run["fm"]["instance_count"] == 4
+    assert run["fm"]["hyperparameters"] == {
+        "num_factors": "256",
+        "epochs": "3",
+        "mini_batch_size": "1000",
+        "predictor_type": "regressor",
+    }
+    assert run["blazingtext"]["hyperparameters"]["subwords"] == "true"
+
+
+@pytest.mark.parametrize(
+    ("execution_input", "named"),
+    [
+        ({"fm_epochs": 5}, "fm_epochs"),
+        ({"run_id": "Bad_ID"}, "run_id="),
+        ({"run_id": "-leading"}, "run_id="),
+        ({"run_id": "double--hyphen"}, "run_id="),
+        ({"run_id": "x" * 41}, "run_id="),
+        ({"run_id": 42}, "run_id=42"),
+        ({"fm_instance_type": "c5.2xlarge"}, "fm_instance_type='c5.2xlarge'"),
+        ({"fm_instance_type": None}, "fm_instance_type=None"),
+        ({"fm_instance_count": 0}, "fm_instance_count=0"),
+        ({"fm_instance_count": 101}, "fm_instance_count=101"),
+        ({"fm_instance_count": "4"}, "fm_instance_count='4'"),
+        ({"fm_instance_count": True}, "fm_instance_count=True"),
+        ({"fm_hyperparameters": [1]}, "fm_hyperparameters"),
+        ({"fm_hyperparameters": {"learning_rate": 0.1}}, "fm_hyperparameters.learning_rate"),
+        (
+            {"fm_hyperparameters": {"predictor_type": "binary_classifier"}},
+            "fm_hyperparameters.predictor_type",
+        ),
+        ({"fm_hyperparameters": {"feature_dim": 10}}, "fm_hyperparameters.feature_dim"),
+        ({"fm_hyperparameters": {"epochs": [5]}}, "fm_hyperparameters.epochs"),
+        ({"blazingtext_instance_type": "p3.2xlarge"}, "blazingtext_instance_type='p3.2xlarge'"),
+        ({"blazingtext_hyperparameters": "vector_dim=50"}, "blazingtext_hyperparameters"),
+        ({"blazingtext_hyperparameters": {"dim": 50}}, "blazingtext_hyperparameters.dim"),
+        (
+            {"blazingtext_hyperparameters": {"vector_dim": {"n": 50}}},
+            "blazingtext_hyperparameters.vector_dim",
+        ),
+        ({"blazingtext_hyperparameters": {"mode": "supervised"}}, "blazingtext_hyperparameters.mode"),
+    ],
+)
+def test_each_invalid_field_is_refused_with_its_name(execution_input: dict[str, Any], named: str) -> None:
+    with pytest.raises(InvalidRunInputError) as raised:
+        plan(execution_input)
+    message = str(raised.value)
+    assert named in message
+    assert "\n" not in message
+
+
+def test_an_input_that_is_not_an_object_is_refused() -> None:
+    with pytest.raises(InvalidRunInputError, match="execution input must be a JSON object"):
+        plan_run(
+            ["run"],  # type: ignore[arg-type]
+            execution_name="x",
+            start_time=START,
+            defaults=DEFAULTS,
+            bucket="data",
+        )
+
+
+def test_handler_reads_its_defaults_and_bucket_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUN_DEFAULTS", json.dumps(DEFAULTS))
+    monkeypatch.setenv("DATA_BUCKET", "loftrec-data")
+    event = {"input": {"trigger": "schedule"}, "execution_name": "weekly_1", "start_time": START}
+    run = start_run.handler(event, None)
+    assert run["run_uri"].startswith("s3://loftrec-data/runs/20240501-123456-weekly-1-")
+    assert run["fm"]["instance_count"] == 4
