@@ -112,6 +112,9 @@ class RetrainingPipeline(Construct):
             platform=ecr_assets.Platform.LINUX_AMD64,
         )
         self.prep_image.repository.grant_pull(self.sagemaker_role)
+        # SageMaker encrypts job volumes, outputs and endpoint storage with the key through KMS grants,
+        # created on behalf of the role that calls it and the role it runs as.
+        self._allow_kms_grants(self.sagemaker_role)
 
         self.functions = self._functions()
         self.log_group = logs.LogGroup(
@@ -429,8 +432,21 @@ class RetrainingPipeline(Construct):
             )
         return functions
 
+    def _allow_kms_grants(self, grantee: iam.IGrantable) -> None:
+        key = self._storage.key.key_arn
+        policy = grantee.grant_principal
+        policy.add_to_principal_policy(iam.PolicyStatement(actions=["kms:DescribeKey"], resources=[key]))
+        policy.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["kms:CreateGrant"],
+                resources=[key],
+                conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+            )
+        )
+
     def _grant_state_machine(self) -> None:
         role = self.state_machine.role
+        self._allow_kms_grants(role)
         sagemaker_arn = f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}"
         role.add_to_principal_policy(
             iam.PolicyStatement(
@@ -634,8 +650,8 @@ class RetrainingPipeline(Construct):
         notify_failure = self._sns(
             "Notify failure",
             "loftrec: retraining run failed",
-            'States.Format(\'Run {} failed in state "{}": {}. Cause: {}. Serving stays on the deployed run. '
-            "Execution: "
+            'States.Format(\'Run {} failed in state "{}": {}. Cause: {}. Serving is left on, or put back on, '
+            "the previously deployed run, if any. Execution: "
             + console
             + "{}', $$.Execution.Name, $.failure.state, $.failure.error, $.failure.cause, $$.Execution.Id)",
         )
@@ -656,7 +672,11 @@ class RetrainingPipeline(Construct):
             result_path="$.rollback",
         )
         rollback.add_retry(
-            errors=["EndpointBusyError"], interval=Duration.minutes(1), max_attempts=30, backoff_rate=1.2
+            errors=["EndpointBusyError"],
+            interval=Duration.minutes(1),
+            max_attempts=30,
+            backoff_rate=1.2,
+            max_delay=Duration.minutes(5),  # at most about two hours in all
         )
         rollback.add_catch(notify_failure, errors=["States.ALL"], result_path="$.rollback_error")
         rollback.next(notify_failure)
@@ -683,7 +703,7 @@ class RetrainingPipeline(Construct):
             str(config.min_customer_reviews),
             "--min-product-reviews",
             str(config.min_product_reviews),
-            "--max-bad-fraction",
+            "--max-bad-row-fraction",
             str(config.max_bad_row_fraction),
         ]
         prepare = self._task(
@@ -1023,7 +1043,11 @@ class RetrainingPipeline(Construct):
             result_path=f"$.plan_{key}",
         )
         plan.add_retry(
-            errors=["EndpointBusyError"], interval=Duration.minutes(1), max_attempts=30, backoff_rate=1.2
+            errors=["EndpointBusyError"],
+            interval=Duration.minutes(1),
+            max_attempts=30,
+            backoff_rate=1.2,
+            max_delay=Duration.minutes(5),  # at most about two hours in all
         )
         create_endpoint = self._task(
             f"Create {label} endpoint",

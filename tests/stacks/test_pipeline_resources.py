@@ -95,3 +95,15 @@ def test_state_machine_passes_only_the_sagemaker_role(template: assertions.Templ
     assert len(passes) == 1
     assert passes[0]["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
     assert passes[0]["Resource"]["Fn::GetAtt"][0].startswith("PipelineSageMakerRole")
+
+
+def test_sagemaker_may_create_kms_grants_only_for_aws_resources(template: assertions.Template) -> None:
+    grants = [
+        s
+        for p in template.find_resources("AWS::IAM::Policy").values()
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+        if s["Action"] == "kms:CreateGrant"
+    ]
+    assert len(grants) == 2  # the SageMaker role and the state machine's
+    for statement in grants:
+        assert statement["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}

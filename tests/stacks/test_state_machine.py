@@ -521,7 +521,7 @@ def test_a_training_failure_is_notified_with_the_failing_state_and_creates_nothi
             'Run broken-training failed in state "Train models": States.TaskFailed. Cause: '
         )
         assert reason in message
-        assert "Serving stays on the deployed run." in message
+        assert "Serving is left on, or put back on, the previously deployed run, if any." in message
         assert (cloud.models(), cloud.endpoint_configs(), cloud.endpoints()) == ([], [], {})
         assert not [
             key for key in cloud.object_keys() if key.endswith("gate.json") or key == "serving/current.json"
