@@ -1,0 +1,211 @@
+"""Speed and memory of the prep job against `gzip -dc` and the notebook's own code, on one synthetic file.
+
+    .venv/bin/python -m bench.prep_benchmark                # full scale: 4,057,147 rows (~470 MB gzip)
+    .venv/bin/python -m bench.prep_benchmark --rows 400000  # a tenth, for iterating
+
+The file is generated once (bench.synth_reviews) and cached under bench/out/ (git-ignored). Each command
+runs as its own process; its wall time is measured around it and its peak RSS comes from os.wait4, the
+kernel's accounting for that one child. Targets on the 2-core development machine: the job's wall time
+at most 2x `gzip -dc` on the same file, its peak RSS at most 1/4 of the notebook code's. The index load
+time is the stdlib loader (jobs.prep.serving.load_index) on the job's own index and on one of exactly
+150,000 customers and 40,000 products. At small --rows the interpreter's and pyarrow's start-up (~0.4 s,
+~110 MB) dominate the job's figures: the targets are for the full-size file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.synth_reviews import FULL_ROWS
+
+REPO = Path(__file__).resolve().parents[1]
+OUT = REPO / "bench" / "out"
+REFERENCE = REPO.parent / "shared" / "bench" / "seed_reference_prep.py"
+PYTHON = REPO / ".venv" / "bin" / "python"
+GENERATOR_VERSION = 1  # bump when bench.synth_reviews changes what it writes: the cache key
+
+
+@dataclass
+class Measured:
+    name: str
+    wall_s: float
+    peak_rss_mb: float
+
+
+def measure(name: str, argv: list[str], *, env: dict[str, str] | None = None) -> Measured:
+    """Run argv to completion (stdout discarded); its wall time and peak RSS.
+
+    /usr/bin/time (GNU time) reports the peak RSS of the command alone. Without it, os.wait4 gives the
+    child's rusage, but Linux counts the forking parent's pages in a child's peak: this process then stays
+    small (the file is generated in a child too) and tiny commands read as this process's size."""
+    timing = OUT / "run" / "time.txt"
+    use_time = Path("/usr/bin/time").exists()
+    full = ["/usr/bin/time", "-o", str(timing), "-f", "%M", *argv] if use_time else argv
+    started = time.perf_counter()
+    proc = subprocess.Popen(full, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=REPO)
+    assert proc.stderr is not None
+    stderr = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        sys.exit(f"{name} failed ({proc.returncode}):\n{stderr.decode(errors='replace')[-3000:]}")
+    peak_kb = int(timing.read_text().split()[-1]) if use_time else usage.ru_maxrss  # Linux: kilobytes
+    return Measured(name, wall, peak_kb / 1024)
+
+
+def cached_file(rows: int, seed: int) -> Path:
+    path = OUT / f"reviews-v{GENERATOR_VERSION}-{rows}-s{seed}.tsv.gz"
+    if not path.exists():
+        print(f"generating {path.name} ...", flush=True)
+        started = time.perf_counter()
+        generator = [
+            str(PYTHON),
+            "-m",
+            "bench.synth_reviews",
+            str(path),
+            "--rows",
+            str(rows),
+            "--seed",
+            str(seed),
+        ]
+        subprocess.run(generator, cwd=REPO, check=True)
+        print(f"  {time.perf_counter() - started:.0f} s", flush=True)
+    return path
+
+
+def index_load_seconds(index_dir: Path) -> tuple[float, float]:
+    """(best in-process load_index time of 5, whole fresh-process time including the import)."""
+    code = (
+        "import sys, time; t0 = time.perf_counter(); from jobs.prep.serving import load_index; "
+        "from pathlib import Path; best = 1e9\n"
+        "for _ in range(5):\n"
+        "    t = time.perf_counter(); idx = load_index(Path(sys.argv[1]))\n"
+        "    best = min(best, time.perf_counter() - t)\n"
+        "    if _ == 0: first = time.perf_counter() - t0\n"
+        "print(best, first)"
+    )
+    result = subprocess.run(
+        [str(PYTHON), "-c", code, str(index_dir)], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    best, first = map(float, result.stdout.split())
+    return best, first
+
+
+def synthetic_index(folder: Path) -> Path:
+    from jobs.prep.serving import time_transform_params, write_index  # noqa: PLC0415 (bench-only import)
+
+    write_index(
+        folder,
+        customer_ids=[str(10_000 + 353 * u) for u in range(150_000)],
+        first_review_days=[13_392 + (u * 7) % 3_286 for u in range(150_000)],
+        product_ids=[f"B00{i:07d}" for i in range(40_000)],
+        titles=[f"Some Show Title {i}: Season {i % 9 + 1}" for i in range(40_000)],
+        time_transform=time_transform_params(3_286),
+        global_mean=4.05,
+    )
+    return folder
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=FULL_ROWS)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each command; the fastest is reported")
+    parser.add_argument("--skip-notebook", action="store_true", help="skip the notebook's code (slow, ~2 GB)")
+    args = parser.parse_args()
+
+    data = cached_file(args.rows, args.seed)
+    work = OUT / "run"
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "input").mkdir(parents=True)
+    (work / "input" / data.name).symlink_to(data)
+    subprocess.run(["cat", str(data)], stdout=subprocess.DEVNULL, check=True)  # warm the page cache
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    env["SAGEMAKER_SUPPRESS_V2_WARNING"] = "1"
+
+    runs: dict[str, list[Measured]] = {"gzip": [], "notebook": [], "prep": []}
+    for i in range(args.repeat):
+        runs["gzip"].append(measure("gzip -dc", ["gzip", "-dc", str(data)]))
+        if not args.skip_notebook:
+            shutil.rmtree(work / "notebook", ignore_errors=True)
+            runs["notebook"].append(
+                measure(
+                    "notebook code", [str(PYTHON), str(REFERENCE), str(data), str(work / "notebook")], env=env
+                )
+            )
+        shutil.rmtree(work / "prep", ignore_errors=True)
+        runs["prep"].append(
+            measure(
+                "prep job",
+                [
+                    str(PYTHON),
+                    "-m",
+                    "jobs.prep",
+                    "--input",
+                    str(work / "input"),
+                    "--output",
+                    str(work / "prep"),
+                ],
+                env=env,
+            )
+        )
+        print(f"run {i + 1}/{args.repeat} done", flush=True)
+
+    best = {k: min(v, key=lambda m: m.wall_s) for k, v in runs.items() if v}
+    manifest = json.loads((work / "prep" / "manifest.json").read_text())
+    counts = manifest["counts"]
+    print()
+    size_mb = data.stat().st_size / 1e6
+    print(f"file: {data.relative_to(REPO)}  {size_mb:.1f} MB gzip, {counts['rows_read']:,} rows")
+    print(f"{'':16}{'wall s':>9}{'peak RSS MB':>13}{'rows kept':>12}{'N':>9}{'M':>8}{'train':>10}{'test':>9}")
+    print(f"{'gzip -dc':16}{best['gzip'].wall_s:9.2f}{best['gzip'].peak_rss_mb:13.0f}")
+    if "notebook" in best:
+        ref = json.loads((work / "notebook" / "summary.json").read_text())
+        print(
+            f"{'notebook code':16}{best['notebook'].wall_s:9.2f}{best['notebook'].peak_rss_mb:13.0f}"
+            f"{ref['rows_read']:12,}{ref['customers']:9,}{ref['products']:8,}{ref['train_rows']:10,}"
+            f"{ref['test_rows']:9,}"
+        )
+    print(
+        f"{'prep job':16}{best['prep'].wall_s:9.2f}{best['prep'].peak_rss_mb:13.0f}"
+        f"{counts['rows_usable']:12,}{manifest['num_customers']:9,}{manifest['num_products']:8,}{counts['train_rows']:10,}"
+        f"{counts['test_rows']:9,}"
+    )
+    for measured in runs.values():
+        if len(measured) > 1:
+            walls = ", ".join(f"{m.wall_s:.2f}" for m in measured)
+            print(f"{measured[0].name}, wall time of each run: {walls} s")
+    print(f"bad rows skipped by the prep job: {counts['bad_rows']}")
+    print(f"the prep job's step timings (last run): {manifest['timings_s']}")
+    ratio = best["prep"].wall_s / best["gzip"].wall_s
+    print(f"prep / gzip wall time: {ratio:.2f} (target <= 2)")
+    if "notebook" in best:
+        print(f"notebook / gzip wall time: {best['notebook'].wall_s / best['gzip'].wall_s:.2f}")
+        rss = best["prep"].peak_rss_mb / best["notebook"].peak_rss_mb
+        print(f"prep / notebook peak RSS: {rss:.3f} (target <= 0.25)")
+    own_best, own_cold = index_load_seconds(work / "prep" / "index")
+    n, m = manifest["num_customers"], manifest["num_products"]
+    print(
+        f"index load (stdlib), this run's {n:,} customers / {m:,} products: {own_best * 1000:.0f} ms "
+        f"(fresh process with import: {own_cold * 1000:.0f} ms)"
+    )
+    syn_best, syn_cold = index_load_seconds(synthetic_index(work / "index-150k-40k"))
+    print(
+        f"index load (stdlib), 150,000 customers / 40,000 products: {syn_best * 1000:.0f} ms "
+        f"(fresh process with import: {syn_cold * 1000:.0f} ms)"
+    )
+
+
+if __name__ == "__main__":
+    main()

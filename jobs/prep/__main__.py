@@ -1,0 +1,134 @@
+"""The prep job's entrypoint: `python -m jobs.prep --input DIR --output DIR [options]`.
+
+In SageMaker Processing the image's ENTRYPOINT runs this with --failure-message /opt/ml/output/message;
+the defaults of --input and --output are the conventional Processing mount points. Locally the same
+command runs on any folders. Exit status: 0 done, 1 the input cannot make a run (the one-line reason is on
+stderr and in the failure-message file), 2 bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+# pyarrow reads this once, when it loads: jemalloc (see release_memory_promptly) instead of mimalloc.
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
+
+from jobs.prep.baselines import BiasSettings
+from jobs.prep.failure import PrepError, write_failure_message
+from jobs.prep.job import PrepConfig, release_memory_promptly, run_prep
+from jobs.prep.prepare import Thresholds
+
+DEFAULT_INPUT = Path("/opt/ml/processing/input")
+DEFAULT_OUTPUT = Path("/opt/ml/processing/output")
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text}")
+        return value
+
+    return parse
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a fraction within 0..1, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = PrepConfig()
+    p = argparse.ArgumentParser(
+        prog="python -m jobs.prep",
+        description="Turn Amazon Customer Reviews TSV files into FM RecordIO shards, a BlazingText corpus, "
+        "the serving index and a manifest.",
+    )
+    p.add_argument(
+        "--input", type=Path, default=DEFAULT_INPUT, help="folder of .tsv / .tsv.gz files (%(default)s)"
+    )
+    p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="the run's prep/ folder (%(default)s)")
+    p.add_argument(
+        "--min-customer-reviews",
+        type=_at_least(1),
+        default=defaults.thresholds.min_customer_reviews,
+        help="keep customers with at least this many reviews, counted on the raw rows (%(default)s)",
+    )
+    p.add_argument(
+        "--min-product-reviews",
+        type=_at_least(1),
+        default=defaults.thresholds.min_product_reviews,
+        help="keep products with at least this many reviews, counted on the raw rows (%(default)s)",
+    )
+    p.add_argument(
+        "--max-bad-row-fraction",
+        dest="max_bad_row_fraction",
+        type=_fraction,
+        default=defaults.max_bad_row_fraction,
+        help="fail above this fraction of bad rows (%(default)s)",
+    )
+    p.add_argument(
+        "--fm-instance-count",
+        type=_at_least(1),
+        default=defaults.fm_instance_count,
+        help="FM training instances: the train shard count is a multiple of it (%(default)s)",
+    )
+    p.add_argument(
+        "--shards-per-instance",
+        type=_at_least(1),
+        default=defaults.shards_per_instance,
+        help="train shards = fm instance count x this (%(default)s)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=defaults.seed, help="seed of the train row shuffle (%(default)s)"
+    )
+    p.add_argument(
+        "--failure-message",
+        type=Path,
+        default=None,
+        help="on failure also write the one-line reason here (SageMaker Processing: /opt/ml/output/message)",
+    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    release_memory_promptly()
+    config = PrepConfig(
+        thresholds=Thresholds(args.min_customer_reviews, args.min_product_reviews),
+        max_bad_row_fraction=args.max_bad_row_fraction,
+        fm_instance_count=args.fm_instance_count,
+        shards_per_instance=args.shards_per_instance,
+        seed=args.seed,
+        bias=BiasSettings(),
+    )
+    try:
+        run_prep(args.input, args.output, config)
+    except PrepError as e:
+        message = f"prep failed: {e}"
+    except Exception as e:  # an internal error still leaves a reason where the operator looks first
+        traceback.print_exc()
+        message = f"prep failed: internal error: {type(e).__name__}: {e}"
+    else:
+        return 0
+    print(message, file=sys.stderr, flush=True)
+    if args.failure_message is not None:
+        write_failure_message(args.failure_message, message)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

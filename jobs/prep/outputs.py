@@ -1,0 +1,94 @@
+"""Writing a run's prep/ folder: RecordIO shards, the BlazingText corpus, the serving index, the manifest."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jobs.prep.prepare import Prepared
+from jobs.prep.recordio import write_sparse_records
+from jobs.prep.serving import title_token, write_index
+
+MANIFEST_SCHEMA_VERSION = 1
+NONZEROS_PER_ROW = 3  # user one-hot, item one-hot, time feature
+
+
+def shard_name(i: int) -> str:
+    return f"part-{i:05d}.rio"
+
+
+def _sparse_parts(
+    prepared: Prepared, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """CSR parts of the given rows: keys (u, N + i, N + M) in ascending order, values (1, 1, time).
+
+    Every row stores all three entries, a time value of 0 included, as the notebook's matrix did."""
+    n = len(rows)
+    n_users, n_items = prepared.num_customers, prepared.num_products
+    indices = np.empty((n, NONZEROS_PER_ROW), dtype=np.int64)
+    indices[:, 0] = prepared.user[rows]
+    indices[:, 1] = n_users + prepared.item[rows]
+    indices[:, 2] = n_users + n_items
+    values = np.ones((n, NONZEROS_PER_ROW), dtype=np.float32)
+    values[:, 2] = prepared.time_value[rows]
+    indptr = np.arange(0, NONZEROS_PER_ROW * n + 1, NONZEROS_PER_ROW, dtype=np.int64)
+    labels = prepared.rating[rows].astype(np.float32)
+    return indptr, indices.ravel(), values.ravel(), labels
+
+
+def write_records(path: Path, prepared: Prepared, rows: np.ndarray) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    indptr, indices, values, labels = _sparse_parts(prepared, rows)
+    with path.open("wb") as f:
+        return write_sparse_records(f, indptr, indices, values, labels, prepared.feature_dim)
+
+
+def train_shards(train_rows: np.ndarray, num_shards: int, seed: int) -> list[np.ndarray]:
+    """Split the train rows into `num_shards` parts whose sizes differ by at most one.
+
+    The rows are shuffled first (seeded: the same input and seed give the same files) because the kept rows
+    come in customer order: without the shuffle each FM host would see its own slice of the customers
+    (ShardedByS3Key gives each host whole files) and the others' user columns would never be trained there."""
+    shuffled = np.random.default_rng(seed).permutation(train_rows)
+    return np.array_split(shuffled, num_shards)
+
+
+def write_corpus(path: Path, prepared: Prepared) -> int:
+    """One line per customer (in feature-key order): the title tokens of the customer's kept reviews in
+    review-date order (ties as the test split orders them), space-separated. Each review contributes its
+    product's title, the most frequent one, so that a product has exactly one word, the one the serving
+    index names. Returns the number of lines."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tokens = np.array([title_token(t) for t in prepared.product_titles], dtype=object)
+    words: list[str] = tokens[prepared.item].tolist()
+    ends = np.cumsum(np.bincount(prepared.user, minlength=prepared.num_customers)).tolist()
+    with path.open("w", encoding="utf-8", newline="\n") as f:
+        start = 0
+        for end in ends:
+            f.write(" ".join(words[start:end]))
+            f.write("\n")
+            start = end
+    return len(ends)
+
+
+def write_serving_index(folder: Path, prepared: Prepared, global_mean: float) -> None:
+    write_index(
+        folder,
+        customer_ids=prepared.customer_ids,
+        first_review_days=prepared.first_review_day.tolist(),
+        product_ids=prepared.product_ids,
+        titles=prepared.product_titles,
+        time_transform=prepared.time_transform,
+        global_mean=global_mean,
+    )
+
+
+def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON to a temporary name and rename it: readers see the whole file or none."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,189 @@
+"""Bad input: each case is counted or refused with one line that names the cause and the counts."""
+
+from __future__ import annotations
+
+import gzip
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+
+from jobs.prep.failure import PrepError
+from jobs.prep.job import PrepConfig, run_prep
+from jobs.prep.prepare import Thresholds
+from tests.jobs.test_prep_support import HEADER, ROWS, line, tsv_bytes, write_tsv
+
+LOW = Thresholds(min_customer_reviews=2, min_product_reviews=2)
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def prep(tmp_path: Path, config: PrepConfig | None = None) -> dict[str, object]:
+    return run_prep(
+        tmp_path / "in",
+        tmp_path / "out",
+        config or PrepConfig(thresholds=LOW, fm_instance_count=1),
+        log=_quiet,
+    )
+
+
+def fails(tmp_path: Path, config: PrepConfig | None = None) -> str:
+    with pytest.raises(PrepError) as err:
+        prep(tmp_path, config)
+    message = str(err.value)
+    assert "\n" not in message
+    return message
+
+
+GOOD = ("900", "B1", "Alpha Show", "4", "2015-01-02")
+BAD_LINES = [
+    # wrong field count: 22 fields (review text holding 7 tabs), and 14
+    line(GOOD, body="a\tb\tc\td\te\tf\tg\th").encode(),
+    "\t".join(line(GOOD).split("\t")[:14]).encode(),
+    # undecodable bytes in a title (Latin-1)
+    line(GOOD).replace("Alpha Show", "Caf\x00").encode().replace(b"\x00", b"\xe9"),
+    # empty ids; the second also has a bad rating: counted once, under the first reason
+    line(("", "B1", "Alpha Show", "4", "2015-01-02")).encode(),
+    line(("900", "", "Alpha Show", "9", "2015-01-02")).encode(),
+    # empty title
+    line(("900", "B1", "", "4", "2015-01-02")).encode(),
+    # star ratings
+    *(
+        line(("900", "B1", "Alpha Show", r, "2015-01-02")).encode()
+        for r in ("0", "6", "4.5", "", "five", " 4")
+    ),
+    # dates: not a calendar date, other shapes, empty
+    *(
+        line(("900", "B1", "Alpha Show", "4", d)).encode()
+        for d in ("2015-02-30", "2015/01/02", "", "15-01-02", "2015-1-2", "2015-01-02T00:00")
+    ),
+]
+BAD_COUNTS = {
+    "wrong_field_count": 2,
+    "undecodable_bytes": 1,
+    "empty_id": 2,
+    "empty_title": 1,
+    "bad_star_rating": 6,
+    "bad_review_date": 6,
+}
+
+
+def test_bad_rows_are_skipped_and_counted_by_reason(tmp_path: Path) -> None:
+    write_tsv(tmp_path / "in" / "reviews.tsv", tsv_bytes(ROWS, BAD_LINES))
+    manifest = prep(tmp_path, PrepConfig(thresholds=LOW, fm_instance_count=1, max_bad_row_fraction=1.0))
+    counts = manifest["counts"]
+    assert isinstance(counts, dict)
+    assert counts["bad_rows"] == BAD_COUNTS
+    assert (counts["rows_read"], counts["rows_usable"], counts["rows_kept"]) == (9 + 18, 9, 7)
+    assert manifest["inputs"][0]["bad_rows"] == BAD_COUNTS  # type: ignore[index]
+    assert manifest["feature_dim"] == 6
+
+
+def test_too_many_bad_rows_fail_with_counts_by_reason(tmp_path: Path) -> None:
+    write_tsv(tmp_path / "in" / "reviews.tsv", tsv_bytes(ROWS, BAD_LINES))
+    assert fails(tmp_path) == (
+        "too many bad rows: 18 of 27 rows read (66.67%) are bad (wrong_field_count 2, undecodable_bytes 1, "
+        "empty_id 2, empty_title 1, bad_star_rating 6, bad_review_date 6), above the limit of 1.00% "
+        "(--max-bad-row-fraction)"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_fraction_at_the_limit_passes_and_above_fails(tmp_path: Path) -> None:
+    # 1 bad row in 10 read: 10 % passes a 10 % limit and fails a 9 % one.
+    write_tsv(tmp_path / "in" / "reviews.tsv", tsv_bytes(ROWS, BAD_LINES[:1]))
+    prep(tmp_path, PrepConfig(thresholds=LOW, fm_instance_count=1, max_bad_row_fraction=0.10))
+    shutil.rmtree(tmp_path / "out")
+    assert "1 of 10 rows read (10.00%)" in fails(
+        tmp_path, PrepConfig(thresholds=LOW, fm_instance_count=1, max_bad_row_fraction=0.09)
+    )
+
+
+def test_nothing_usable(tmp_path: Path) -> None:
+    write_tsv(tmp_path / "in" / "reviews.tsv", tsv_bytes([], BAD_LINES[:2]))
+    assert fails(tmp_path, PrepConfig(max_bad_row_fraction=1.0)) == (
+        "no usable rows: 2 rows read from reviews.tsv, 2 bad (wrong_field_count 2)"
+    )
+
+
+def test_header_only_file_has_no_usable_rows(tmp_path: Path) -> None:
+    write_tsv(tmp_path / "in" / "reviews.tsv.gz", (HEADER + "\n").encode())
+    assert fails(tmp_path) == "no usable rows: 0 rows read from reviews.tsv.gz, 0 bad (none)"
+
+
+def test_nothing_survives_the_filters(tmp_path: Path) -> None:
+    write_tsv(tmp_path / "in" / "reviews.tsv", tsv_bytes(ROWS))
+    assert fails(tmp_path, PrepConfig()) == (
+        "nothing survives the filters: 0 of 4 customers have >= 5 reviews (--min-customer-reviews) and 0 of "
+        "3 products have >= 10 reviews (--min-product-reviews), but no review among 9 usable rows has both"
+    )
+
+
+def test_truncated_gzip(tmp_path: Path) -> None:
+    rng = random.Random(1)
+    rows = [
+        (str(rng.randrange(1000)), f"B{rng.randrange(50)}", "Alpha Show", "4", "2015-01-02")
+        for _ in range(3000)
+    ]
+    data = gzip.compress(tsv_bytes(rows))
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "reviews.tsv.gz").write_bytes(data[: len(data) // 2])
+    message = fails(tmp_path)
+    assert message.startswith("input reviews.tsv.gz: the gzip stream is truncated or corrupt (")
+    assert message.endswith("rows read before")
+
+
+def test_not_gzip_although_named_so(tmp_path: Path) -> None:
+    write_tsv(tmp_path / "in" / "reviews.tsv", tsv_bytes(ROWS))
+    (tmp_path / "in" / "reviews.tsv").rename(tmp_path / "in" / "reviews.tsv.gz")
+    message = fails(tmp_path)
+    assert message.startswith(
+        "input reviews.tsv.gz: the gzip stream is truncated or corrupt before the end of its header"
+    )
+
+
+@pytest.mark.parametrize("name", ["empty.tsv", "empty.tsv.gz"])
+def test_empty_file(tmp_path: Path, name: str) -> None:
+    write_tsv(tmp_path / "in" / "a.tsv", tsv_bytes(ROWS))
+    write_tsv(tmp_path / "in" / name, b"")
+    assert fails(tmp_path) == f"input {name} is empty: no header line"
+
+
+def test_missing_header_column(tmp_path: Path) -> None:
+    header = HEADER.replace("star_rating", "stars")
+    write_tsv(tmp_path / "in" / "reviews.tsv", tsv_bytes(ROWS, header=header))
+    message = fails(tmp_path)
+    assert message.startswith(
+        "input reviews.tsv: header lacks column(s) star_rating (needs customer_id, product_id, "
+        "product_title, star_rating, review_date; found 15 columns: marketplace, customer_id,"
+    )
+
+
+def test_no_input_files(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "README.txt").write_text("not reviews")
+    assert fails(tmp_path) == f"no input files: no .tsv or .tsv.gz file under {tmp_path / 'in'}"
+
+
+def test_missing_input_folder(tmp_path: Path) -> None:
+    assert fails(tmp_path) == f"input folder {tmp_path / 'in'} does not exist or is not a folder"
+
+
+def test_output_folder_must_be_new(tmp_path: Path) -> None:
+    write_tsv(tmp_path / "in" / "reviews.tsv", tsv_bytes(ROWS))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "stale.rio").write_bytes(b"")
+    assert (
+        fails(tmp_path)
+        == f"output folder {tmp_path / 'out'} is not an empty folder: give a new folder for each run"
+    )
+
+
+def test_fewer_train_rows_than_shards(tmp_path: Path) -> None:
+    write_tsv(tmp_path / "in" / "reviews.tsv", tsv_bytes(ROWS))
+    assert fails(tmp_path, PrepConfig(thresholds=LOW, fm_instance_count=2, shards_per_instance=2)) == (
+        "too few training rows: 3 train rows for 4 shards (--fm-instance-count 2 x --shards-per-instance 2)"
+    )

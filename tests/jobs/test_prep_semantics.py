@@ -1,0 +1,239 @@
+"""The prep job's semantics on a 9-row hand-made input: every expected value below is worked out by hand.
+
+The input (tests/jobs/test_prep_support.py ROWS), thresholds 2 customers / 2 products:
+- raw counts: customers 7:3, 20:3, 100:2, 55:1; products B1:5, B2:3, B3:1 -> customer 55 and product B3
+  drop out, 7 rows are kept.
+- kept counts: 7:3, 100:2, 20:2 -> keys 7 -> 0, then the tie 100/20 by byte order ("100" < "20") ->
+  100 -> 1, 20 -> 2; products B1:4 -> key 3, B2:3 -> key 4; the time feature is key 5; feature_dim 6.
+- first reviews: 7 on 2015-01-01 (day 16436), 100 on 2014-12-31 (16435), 20 on 2015-02-01 (16467);
+  largest days-since-first: 100's 2015-03-01, 60 days -> scale_days 60, feature = log1p(d) / log1p(60).
+- test: 7's latest is 2015-01-10 (B1, 3 stars, day 9); 100's is 2015-03-01 (B1, 5 stars, day 60); 20 has
+  two reviews on 2015-02-01: the greatest product id wins, B2 (1 star, day 0) although B1 is later in
+  the file.
+- train: the rest minus each test row's (customer, product) pair: 7's B2 (4 stars, day 2), 100's B2
+  (4 stars, day 0), 20's B1 (2 stars, day 0).
+- B2's titles "Beta  Film", "beta film", "Beta Film" occur once each: the smallest, "Beta  Film", wins.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from jobs.prep.baselines import BiasSettings, compute_baselines
+from jobs.prep.job import PrepConfig, run_prep
+from jobs.prep.prepare import Thresholds
+from jobs.prep.recordio import read_sparse_records
+from jobs.prep.serving import load_index
+from tests.jobs.test_prep_support import ROWS, tsv_bytes, write_tsv
+
+LN61 = math.log(61.0)
+CONFIG = PrepConfig(
+    thresholds=Thresholds(min_customer_reviews=2, min_product_reviews=2),
+    fm_instance_count=1,
+    shards_per_instance=1,
+    bias=BiasSettings(reg_user=1.0, reg_item=1.0, sweeps=1),
+)
+# (keys, values, label), one per row.
+EXPECTED_TEST = [
+    ([0, 3, 5], [1.0, 1.0, math.log(10.0) / LN61], 3.0),
+    ([1, 3, 5], [1.0, 1.0, 1.0], 5.0),
+    ([2, 4, 5], [1.0, 1.0, 0.0], 1.0),
+]
+EXPECTED_TRAIN = [
+    ([0, 4, 5], [1.0, 1.0, math.log(3.0) / LN61], 4.0),
+    ([1, 4, 5], [1.0, 1.0, 0.0], 4.0),
+    ([2, 3, 5], [1.0, 1.0, 0.0], 2.0),
+]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def rows_of(path: Path) -> list[tuple[list[int], list[float], float]]:
+    with path.open("rb") as f:
+        rec = read_sparse_records(f)
+    assert rec.feature_dim == 6
+    return [
+        (
+            rec.indices[rec.indptr[i] : rec.indptr[i + 1]].tolist(),
+            rec.values[rec.indptr[i] : rec.indptr[i + 1]].tolist(),
+            float(rec.labels[i]),
+        )
+        for i in range(len(rec.labels))
+    ]
+
+
+def assert_rows(
+    actual: list[tuple[list[int], list[float], float]], expected: list[tuple[list[int], list[float], float]]
+) -> None:
+    assert [(k, lab) for k, _, lab in actual] == [(k, lab) for k, _, lab in expected]
+    for (_, got, _), (_, want, _) in zip(actual, expected, strict=True):
+        assert got == [np.float32(v) for v in want]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    root = tmp_path_factory.mktemp("semantics")
+    write_tsv(root / "in" / "reviews.tsv", tsv_bytes(ROWS))
+    manifest = run_prep(root / "in", root / "out", CONFIG, log=_quiet)
+    return root / "out", manifest
+
+
+def test_keys_and_feature_dim(run: tuple[Path, dict[str, Any]]) -> None:
+    out, manifest = run
+    assert (manifest["num_customers"], manifest["num_products"], manifest["feature_dim"]) == (3, 2, 6)
+    index = load_index(out / "index")
+    assert index.customer_key == {"7": 0, "100": 1, "20": 2}
+    assert index.product_key == {"B1": 3, "B2": 4}
+    assert index.first_review_days == [16436, 16435, 16467]
+    assert index.titles == ["Alpha Show", "Beta  Film"]
+    assert (out / "index" / "customers.tsv").read_text() == "7\t16436\n100\t16435\n20\t16467\n"
+    assert (out / "index" / "products.tsv").read_text() == "B1\tAlpha Show\nB2\tBeta  Film\n"
+    assert index.meta["time_transform"]["scale_days"] == 60
+    assert index.meta["global_mean"] == pytest.approx(10 / 3)
+
+
+def test_test_rows_are_the_latest_review_per_customer(run: tuple[Path, dict[str, Any]]) -> None:
+    out, _ = run
+    assert_rows(rows_of(out / "test" / "part-00000.rio"), EXPECTED_TEST)
+
+
+def test_train_rows_drop_the_test_pair(run: tuple[Path, dict[str, Any]]) -> None:
+    out, manifest = run
+    assert sorted(p.name for p in (out / "train").iterdir()) == ["part-00000.rio"]
+    assert_rows(sorted(rows_of(out / "train" / "part-00000.rio")), EXPECTED_TRAIN)
+    counts = manifest["counts"]
+    assert counts == {
+        "rows_read": 9,
+        "bad_rows": {},
+        "rows_usable": 9,
+        "rows_kept": 7,
+        "train_rows": 3,
+        "test_rows": 3,
+        "corpus_lines": 3,
+    }
+
+
+def test_corpus_lists_titles_in_date_order(run: tuple[Path, dict[str, Any]]) -> None:
+    out, _ = run
+    assert (out / "corpus" / "corpus.txt").read_text() == (
+        "alpha-show beta--film alpha-show\nbeta--film alpha-show\nalpha-show beta--film\n"
+    )
+
+
+def test_baselines_by_hand(run: tuple[Path, dict[str, Any]]) -> None:
+    # train (u0,B2,4) (u1,B2,4) (u2,B1,2): mu = 10/3; test ratings 3, 5, 1 -> global mean RMSE 5/3.
+    # One sweep, reg 1: b_u = (1/3, 1/3, -2/3); b_B1 = -1/3, b_B2 = 2/9; test predictions 10/3, 10/3, 26/9.
+    _, manifest = run
+    baselines = manifest["baselines"]
+    assert baselines["global_mean"]["value"] == pytest.approx(10 / 3)
+    assert baselines["global_mean"]["rmse"] == pytest.approx(5 / 3)
+    assert baselines["bias"]["rmse"] == pytest.approx(math.sqrt(523 / 243))
+    assert (baselines["bias"]["reg_user"], baselines["bias"]["sweeps"]) == (1.0, 1)
+
+
+def test_manifest_records_inputs_and_settings(run: tuple[Path, dict[str, Any]]) -> None:
+    out, manifest = run
+    data = tsv_bytes(ROWS)
+    assert manifest["inputs"] == [
+        {
+            "name": "reviews.tsv",
+            "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "rows_read": 9,
+            "bad_rows": {},
+        }
+    ]
+    assert json.loads((out / "manifest.json").read_text()) == manifest
+    assert manifest["time_transform"] == {
+        "kind": "log1p_ratio",
+        "scale_days": 60,
+        "formula": "min(1, log1p(max(0, days)) / log1p(scale_days))",
+        "days": "request date minus the customer's first_review_day, in whole days",
+    }
+    assert manifest["thresholds"] == {
+        "min_customer_reviews": 2,
+        "min_product_reviews": 2,
+        "max_bad_row_fraction": 0.01,
+    }
+    assert manifest["shards"] == {
+        "train": 1,
+        "test": 1,
+        "fm_instance_count": 1,
+        "shards_per_instance": 1,
+        "train_rows_per_shard": [3],
+    }
+    assert manifest["rating_range"] == [1, 5]
+    assert set(manifest["timings_s"]) >= {"read", "prepare", "write_train", "total"}
+
+
+def test_split_across_files_gives_the_same_output(run: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    """The result depends on the rows, not on their order or on how they are split into files."""
+    out, _ = run
+    shuffled = [ROWS[i] for i in (8, 3, 6, 0, 5, 1, 7, 2, 4)]
+    write_tsv(tmp_path / "in" / "a.tsv", tsv_bytes(shuffled[:4]))
+    write_tsv(tmp_path / "in" / "more" / "b.tsv.gz", tsv_bytes(shuffled[4:]))
+    manifest = run_prep(tmp_path / "in", tmp_path / "out", CONFIG, log=_quiet)
+    assert [f["name"] for f in manifest["inputs"]] == ["a.tsv", "more/b.tsv.gz"]
+    gz = (tmp_path / "in" / "more" / "b.tsv.gz").read_bytes()
+    assert manifest["inputs"][1]["bytes"] == len(gz)
+    assert manifest["inputs"][1]["sha256"] == hashlib.sha256(gz).hexdigest()
+    assert gzip.decompress(gz) == tsv_bytes(shuffled[4:])
+    for rel in ("train/part-00000.rio", "test/part-00000.rio", "corpus/corpus.txt", "index/customers.tsv"):
+        assert (tmp_path / "out" / rel).read_bytes() == (out / rel).read_bytes(), rel
+
+
+def test_shards_are_equal_within_one_row_and_cover_train(tmp_path: Path) -> None:
+    write_tsv(tmp_path / "in" / "reviews.tsv", tsv_bytes(ROWS))
+    config = PrepConfig(
+        thresholds=CONFIG.thresholds, fm_instance_count=2, shards_per_instance=1, bias=CONFIG.bias
+    )
+    manifest = run_prep(tmp_path / "in", tmp_path / "out", config, log=_quiet)
+    shards = sorted((tmp_path / "out" / "train").iterdir())
+    assert [p.name for p in shards] == ["part-00000.rio", "part-00001.rio"]
+    per_shard = [rows_of(p) for p in shards]
+    assert sorted(len(rows) for rows in per_shard) == [1, 2]
+    assert manifest["shards"]["train_rows_per_shard"] == [len(r) for r in per_shard]
+    assert_rows(sorted(per_shard[0] + per_shard[1]), EXPECTED_TRAIN)
+
+
+def test_bias_baseline_predictions_are_clipped_to_the_rating_range() -> None:
+    # Train (u0,i0,5) (u1,i1,1) (u1,i0,3), no regularization, one sweep: mu 3, b_u = (2, -1),
+    # b_i = (0.5, -1): (u0,i0) predicts 5.5 -> 5 and (u1,i1) predicts 1, both exact once clipped.
+    result = compute_baselines(
+        train_user=np.array([0, 1, 1]),
+        train_item=np.array([0, 1, 0]),
+        train_rating=np.array([5, 1, 3], dtype=np.int8),
+        test_user=np.array([0, 1]),
+        test_item=np.array([0, 1]),
+        test_rating=np.array([5, 1], dtype=np.int8),
+        num_users=2,
+        num_items=2,
+        settings=BiasSettings(reg_user=0.0, reg_item=0.0, sweeps=1),
+    )
+    assert result["bias"]["rmse"] == 0.0
+    assert result["global_mean"] == {"value": 3.0, "rmse": 2.0}
+
+
+def test_bias_baseline_gives_unseen_users_and_items_zero_bias() -> None:
+    result = compute_baselines(
+        train_user=np.array([0]),
+        train_item=np.array([0]),
+        train_rating=np.array([4], dtype=np.int8),
+        test_user=np.array([1]),
+        test_item=np.array([1]),
+        test_rating=np.array([2], dtype=np.int8),
+        num_users=2,
+        num_items=2,
+        settings=BiasSettings(reg_user=0.0, reg_item=0.0, sweeps=3),
+    )
+    assert result["bias"]["rmse"] == 2.0  # predicts mu = 4 for the unseen pair
