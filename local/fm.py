@@ -640,8 +640,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         hyperparameters = json.loads(text)
     except (OSError, json.JSONDecodeError) as e:
         parser.error(f"--hyperparameters: {e}")
-    # Only the command line draws a progress bar; tqdm ships no type stubs.
-    from tqdm import tqdm  # type: ignore[import-untyped]  # noqa: PLC0415
+    from tqdm import tqdm  # noqa: PLC0415 -- only the command line draws a progress bar
 
     bars: dict[int, Any] = {}
 
