@@ -26,6 +26,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from stacks.config import Config
+from stacks.functions import python_function
 from stacks.nag import acknowledge
 from stacks.storage import DataStorage
 
@@ -299,41 +300,21 @@ class RetrainingPipeline(Construct):
                 {},
             ),
         }
-        code = lambda_.Code.from_asset(str(ROOT / "lambdas"), exclude=["**/__pycache__", "**/*.pyc"])
         functions: dict[str, lambda_.Function] = {}
         for name, (handler, description, environment) in specs.items():
-            construct_id = "".join(part.title() for part in name.split("_")) + "Function"
-            functions[name] = lambda_.Function(
+            functions[name] = python_function(
                 self,
-                construct_id,
-                runtime=lambda_.Runtime.PYTHON_3_14,
-                architecture=lambda_.Architecture.ARM_64,
+                "".join(part.title() for part in name.split("_")) + "Function",
                 handler=handler,
-                code=code,
-                description=f"loftrec: {description}",
+                description=description,
+                environment=environment,
                 timeout=Duration.minutes(5) if name == "export_titles" else Duration.minutes(1),
                 memory_size=1024 if name == "export_titles" else 256,
-                environment=environment,
-                tracing=lambda_.Tracing.ACTIVE,
-                log_group=logs.LogGroup(
-                    self,
-                    f"{construct_id}Logs",
-                    retention=logs.RetentionDays.THREE_MONTHS,
-                    removal_policy=RemovalPolicy.DESTROY,
+                extra_wildcard_reason=(
+                    " application-autoscaling:DescribeScalableTargets neither."
+                    if name in ("plan_endpoint", "rollback")
+                    else ""
                 ),
-            )
-            role = functions[name].role
-            assert role is not None
-            acknowledge(
-                role,
-                "AwsSolutions-IAM5[Resource::*]",
-                "X-Ray tracing: xray:PutTraceSegments and PutTelemetryRecords take no resource."
-                + (" DescribeScalableTargets neither." if name in ("plan_endpoint", "rollback") else ""),
-            )
-            acknowledge(
-                functions[name],
-                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
-                "The AWS-managed basic execution policy only lets the function write its own logs.",
             )
         bucket, key = self._storage.bucket, self._storage.key
         for name, fn in functions.items():

@@ -17,6 +17,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from stacks.config import Config
+from stacks.functions import RUNTIME, python_function
 from stacks.nag import acknowledge
 from stacks.storage import DataStorage
 
@@ -34,7 +35,7 @@ def numpy_layer(scope: Construct) -> lambda_.LayerVersion:
         scope,
         "NumpyLayer",
         code=lambda_.Code.from_asset(str(NUMPY_LAYER)),
-        compatible_runtimes=[lambda_.Runtime.PYTHON_3_14],
+        compatible_runtimes=[RUNTIME],
         compatible_architectures=[lambda_.Architecture.ARM_64],
         description="numpy for loftrec's serving shims",
     )
@@ -65,7 +66,6 @@ class ServingApi(Construct):
             "OPENBLAS_NUM_THREADS": "1",
         }
         layer = numpy_layer(self)
-        code = lambda_.Code.from_asset(str(ROOT / "lambdas"), exclude=["**/__pycache__", "**/*.pyc"])
         self.functions: dict[str, lambda_.Function] = {}
         for name, handler, description in (
             ("Predict", "serving.handlers.predict_handler", "predicts ratings for customers and products"),
@@ -75,26 +75,16 @@ class ServingApi(Construct):
                 "finds known titles similar to titles",
             ),
         ):
-            function = lambda_.Function(
+            function = python_function(
                 self,
                 name,
-                runtime=lambda_.Runtime.PYTHON_3_14,
-                architecture=lambda_.Architecture.ARM_64,
                 handler=handler,
-                code=code,
-                layers=[layer],
-                description=f"loftrec: {description}",
+                description=description,
                 environment=environment,
                 timeout=Duration.seconds(29),  # API Gateway's integration limit
                 memory_size=1024,  # the index and title table are held in memory; CPU grows with memory
+                layers=[layer],
                 reserved_concurrent_executions=config.serving_reserved_concurrency,
-                tracing=lambda_.Tracing.ACTIVE,
-                log_group=logs.LogGroup(
-                    self,
-                    f"{name}Logs",
-                    retention=logs.RetentionDays.THREE_MONTHS,
-                    removal_policy=RemovalPolicy.DESTROY,
-                ),
             )
             self._grant(function, storage, run_record_uri, endpoint_names)
             self.functions[name] = function
