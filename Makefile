@@ -78,4 +78,4 @@ deploy: install ## Needs AWS credentials and a bootstrapped account (cdk bootstr
 	$(CDK) deploy --require-approval broadening -c raw_data_uri=$(RAW_DATA_URI) $(CDK_ARGS)
 
 clean:
-	rm -rf cdk.out build .pytest_cache .mypy_cache .ruff_cache runs
+	rm -rf cdk.out build .pytest_cache .mypy_cache .ruff_cache local-bucket

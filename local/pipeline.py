@@ -78,10 +78,11 @@ class Run:
 
     @contextlib.contextmanager
     def step(self, name: str) -> Iterator[None]:
-        print(f"== {name}", file=sys.stderr, flush=True)
+        if name not in self.timings:
+            print(f"== {name}", file=sys.stderr, flush=True)
         started = time.perf_counter()
         yield
-        self.timings[name] = round(time.perf_counter() - started, 2)
+        self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - started, 2)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -411,21 +412,18 @@ def run_pipeline(  # noqa: PLR0915 -- the steps, in the order the state machine 
         )
 
     record_path = run.root / "serving" / "current.json"
-    with RuntimeServer() as server, run.step("serve"):
-        server.add_endpoint(ENDPOINTS["fm"], run.folder / "fm")
-        server.add_endpoint(ENDPOINTS["blazingtext"], run.folder / "blazingtext")
-        write_record(
-            record_path,
-            run.folder,
-            run.run_id,
-            ENDPOINTS,
-            {
-                "fm_test_rmse": fm_metrics["test_rmse"],
-                **{f"baseline_{k}_rmse": v["rmse"] for k, v in baselines.items()},
-            },
-        )
+    metrics = {
+        "fm_test_rmse": fm_metrics["test_rmse"],
+        **{f"baseline_{k}_rmse": v["rmse"] for k, v in baselines.items()},
+    }
+    with RuntimeServer() as server:
+        with run.step("serve"):
+            server.add_endpoint(ENDPOINTS["fm"], run.folder / "fm")
+            server.add_endpoint(ENDPOINTS["blazingtext"], run.folder / "blazingtext")
+            write_record(record_path, run.folder, run.run_id, ENDPOINTS, metrics)
         with local_aws_environment(record_path.resolve().as_uri(), server.url, config) as handlers:
-            results["samples"] = sample_requests(run, handlers, test, n)
+            with run.step("serve"):
+                results["samples"] = sample_requests(run, handlers, test, n)
             if cold_start_fraction > 0:
                 with run.step("cold start experiment"):
                     results["cold_start"] = cold_start_experiment(
@@ -439,10 +437,8 @@ def run_pipeline(  # noqa: PLR0915 -- the steps, in the order the state machine 
                         fraction=cold_start_fraction,
                         seed=seed,
                     )
-            # Leave the record on the run that serves (the experiment switched it).
-            write_record(
-                record_path, run.folder, run.run_id, ENDPOINTS, {"fm_test_rmse": fm_metrics["test_rmse"]}
-            )
+                # Leave the record on the run that serves (the experiment switched it).
+                write_record(record_path, run.folder, run.run_id, ENDPOINTS, metrics)
 
     with run.step("title map"):
         results["title_map"] = title_map(run, train, n)
@@ -702,7 +698,7 @@ def main(argv: list[str] | None = None) -> int:
         "--input", type=Path, help="folder of Amazon-schema TSV files (default: bundled MovieLens)"
     )
     parser.add_argument(
-        "--output", type=Path, default=ROOT / "runs", help="where runs/ and serving/ go (%(default)s)"
+        "--output", type=Path, default=ROOT / "local-bucket", help="where runs/ and serving/ go (%(default)s)"
     )
     parser.add_argument(
         "--fm-hyperparameters",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -157,8 +158,8 @@ def write_report(folder: Path, r: dict[str, Any]) -> Path:
         "## Sample answers from the shims",
         "",
         "```json",
-        *[str(answer) for answer in r["samples"]["known_pairs"]],
-        str(r["samples"]["cold_start"][0]),
+        *[json.dumps(answer) for answer in r["samples"]["known_pairs"]],
+        json.dumps(r["samples"]["cold_start"][0]),
         "```",
         "",
     ]
