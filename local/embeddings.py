@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from local.hyperparameters import HyperparameterError, HyperparameterReader
+from local.hyperparameters import HyperparameterError, HyperparameterReader, hyperparameters_argument
 
 __all__ = [
     "BLAZINGTEXT_HYPERPARAMETER_NAMES",
@@ -300,11 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None, help="default: the number of CPUs")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
-    text = args.hyperparameters
     try:
-        if text.startswith("@"):
-            text = Path(text[1:]).read_text(encoding="utf-8")
-        hyperparameters = json.loads(text)
+        hyperparameters = hyperparameters_argument(args.hyperparameters)
     except (OSError, json.JSONDecodeError) as e:
         parser.error(f"--hyperparameters: {e}")
 

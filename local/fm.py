@@ -47,7 +47,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from jobs.prep.recordio import SparseRecords, read_sparse_records
-from local.hyperparameters import HyperparameterError, HyperparameterReader
+from local.hyperparameters import HyperparameterError, HyperparameterReader, hyperparameters_argument
 
 __all__ = [
     "FmGradients",
@@ -633,11 +633,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    text = args.hyperparameters
     try:
-        if text.startswith("@"):
-            text = Path(text[1:]).read_text(encoding="utf-8")
-        hyperparameters = json.loads(text)
+        hyperparameters = hyperparameters_argument(args.hyperparameters)
     except (OSError, json.JSONDecodeError) as e:
         parser.error(f"--hyperparameters: {e}")
     from tqdm import tqdm  # noqa: PLC0415 -- only the command line draws a progress bar

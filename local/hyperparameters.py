@@ -7,8 +7,11 @@ choices as str. A wrong key, type or range fails with one line that names the al
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
 
 __all__ = ["HyperparameterError", "HyperparameterReader"]
 
@@ -121,3 +124,10 @@ class HyperparameterReader:
         if not isinstance(value, str) or value not in options:
             raise self._fail(key, f"must be one of {', '.join(options)}, got {self._describe(value)}")
         return value
+
+
+def hyperparameters_argument(text: str) -> Any:
+    """A command line's hyperparameters: a JSON object, or @file.json holding one."""
+    if text.startswith("@"):
+        text = Path(text[1:]).read_text(encoding="utf-8")
+    return json.loads(text)
