@@ -8,6 +8,7 @@ environment-agnostic.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
@@ -16,9 +17,10 @@ from stacks.config import Config, ConfigError, load_config
 from stacks.loftrec_stack import LoftrecStack
 
 
-def build_app(context: dict[str, object] | None = None) -> cdk.App:
-    """The whole app with cdk-nag's AwsSolutions checks attached (they run at synth)."""
-    app = cdk.App(context=context) if context is not None else cdk.App()
+def build_app(context: dict[str, object] | None = None, *, outdir: Path | None = None) -> cdk.App:
+    """The whole app with cdk-nag's AwsSolutions checks attached (they run at synth). Without context, the
+    CDK CLI's (cdk.json and -c); without outdir, the CLI's (or a temporary folder)."""
+    app = cdk.App(context=context, outdir=None if outdir is None else str(outdir))
     config = read_config(app)
     env = (
         cdk.Environment(account=config.account, region=config.region)

@@ -7,7 +7,7 @@ The file is generated once (bench.synth_reviews) and cached under bench/out/ (gi
 runs as its own process; its wall time is measured around it and its peak RSS comes from os.wait4, the
 kernel's accounting for that one child. Targets on the 2-core development machine: the job's wall time
 at most 2x `gzip -dc` on the same file, its peak RSS at most 1/4 of the notebook code's. The index load
-time is the stdlib loader (jobs.prep.serving.load_index) on the job's own index and on one of exactly
+time is the stdlib loader (contract.index.load_index) on the job's own index and on one of exactly
 150,000 customers and 40,000 products. At small --rows the interpreter's and pyarrow's start-up (~0.4 s,
 ~110 MB) dominate the job's figures: the targets are for the full-size file.
 """
@@ -85,7 +85,7 @@ def cached_file(rows: int, seed: int) -> Path:
 def index_load_seconds(index_dir: Path) -> tuple[float, float]:
     """(best in-process load_index time of 5, whole fresh-process time including the import)."""
     code = (
-        "import sys, time; t0 = time.perf_counter(); from jobs.prep.serving import load_index; "
+        "import sys, time; t0 = time.perf_counter(); from contract.index import load_index; "
         "from pathlib import Path; best = 1e9\n"
         "for _ in range(5):\n"
         "    t = time.perf_counter(); idx = load_index(Path(sys.argv[1]))\n"
@@ -101,7 +101,8 @@ def index_load_seconds(index_dir: Path) -> tuple[float, float]:
 
 
 def synthetic_index(folder: Path) -> Path:
-    from jobs.prep.serving import time_transform_params, write_index  # noqa: PLC0415 (bench-only import)
+    from contract.features import TimeTransform  # noqa: PLC0415 (bench-only import)
+    from contract.index import write_index  # noqa: PLC0415
 
     write_index(
         folder,
@@ -109,7 +110,7 @@ def synthetic_index(folder: Path) -> Path:
         first_review_days=[13_392 + (u * 7) % 3_286 for u in range(150_000)],
         product_ids=[f"B00{i:07d}" for i in range(40_000)],
         titles=[f"Some Show Title {i}: Season {i % 9 + 1}" for i in range(40_000)],
-        time_transform=time_transform_params(3_286),
+        time_transform=TimeTransform(3_286),
         global_mean=4.05,
     )
     return folder

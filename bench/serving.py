@@ -34,7 +34,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lambdas.serving.title_table import export_title_table  # noqa: E402 (after the path set-up)
+from contract import layout  # noqa: E402 (after the path set-up)
+from contract.documents import run_record  # noqa: E402
+from contract.features import TimeTransform  # noqa: E402
+from contract.index import write_index  # noqa: E402
+from lambdas.serving.title_table import export_title_table  # noqa: E402
 
 
 def _percentiles(samples: list[float]) -> str:
@@ -57,22 +61,17 @@ def _time(call: Callable[[], object], repeat: int) -> list[float]:
 def generate_run(folder: Path, customers: int, products: int, dim: int) -> Path:
     """A run in the agreed layout: prep/index/, blazingtext/vectors.txt, serving/ (exported), the record."""
     rng = np.random.default_rng(0)
-    index = folder / "runs" / "bench" / "prep" / "index"
-    index.mkdir(parents=True)
-    meta = {
-        "schema_version": 1,
-        "num_customers": customers,
-        "num_products": products,
-        "feature_dim": customers + products + 1,
-        "time_transform": {"kind": "log1p_ratio", "scale_days": 2704},
-        "rating_range": [1, 5],
-        "global_mean": 4.2,
-    }
-    (index / "index.json").write_text(json.dumps(meta))
     days = rng.integers(13000, 16500, size=customers)
-    (index / "customers.tsv").write_text("".join(f"{10_000_000 + u}\t{d}\n" for u, d in enumerate(days)))
     titles = [f"Title Number {i} Season {i % 7 + 1}" for i in range(products)]
-    (index / "products.tsv").write_text("".join(f"B{i:09d}\t{t}\n" for i, t in enumerate(titles)))
+    write_index(
+        folder / "runs" / "bench" / layout.INDEX,
+        customer_ids=[str(10_000_000 + u) for u in range(customers)],
+        first_review_days=days.tolist(),
+        product_ids=[f"B{i:09d}" for i in range(products)],
+        titles=titles,
+        time_transform=TimeTransform(2704),
+        global_mean=4.2,
+    )
     vectors = rng.normal(size=(products + 500, dim)).astype(np.float32)
     words = [t.lower().replace(" ", "-") for t in titles] + [f"not-a-title-{i}" for i in range(500)]
     bt = folder / "runs" / "bench" / "blazingtext"
@@ -87,20 +86,15 @@ def generate_run(folder: Path, customers: int, products: int, dim: int) -> Path:
 def write_record(folder: Path, run: Path) -> Path:
     record = folder / "serving" / "current.json"
     record.parent.mkdir(parents=True)
-    record.write_text(
-        json.dumps(
-            {
-                "schema_version": 1,
-                "run_id": "bench",
-                "deployed_at": "2024-01-01T00:00:00Z",
-                "endpoints": {"fm": "fm", "blazingtext": "bt"},
-                "index_uri": (run / "prep" / "index").as_uri() + "/",
-                "title_table_uri": (run / "serving").as_uri() + "/",
-                "manifest_uri": (run / "prep" / "manifest.json").as_uri(),
-                "metrics": {},
-            }
-        )
+    document = run_record(
+        run_id="bench",
+        deployed_at="2024-01-01T00:00:00Z",
+        run_uri=run.as_uri() + "/",
+        metrics={"fm_test_rmse": 1.0, "baseline_global_mean_rmse": 1.2, "baseline_bias_rmse": 1.1},
+        endpoint_configs=None,
+        endpoints={"fm": "fm", "blazingtext": "bt"},
     )
+    record.write_text(json.dumps(document))
     return record
 
 
@@ -168,7 +162,6 @@ def notebook_fm_serializer_bench(
     """The notebook's fm_serializer (pandas iterrows) against the shims' request building, same batch."""
     import pandas as pd  # type: ignore[import-untyped]  # noqa: PLC0415 (only for the comparison; no stubs)
 
-    from lambdas.serving.index import TimeTransform  # noqa: PLC0415
     from lambdas.serving.logic import fm_instance  # noqa: PLC0415
 
     rng = np.random.default_rng(2)

@@ -35,13 +35,17 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
+from contract import layout
+from contract.algorithms import ENDPOINT_NAMES
+from contract.documents import Manifest, RunMetrics, run_record
+from contract.features import RATING_RANGE
+from contract.index import load_index, title_token
 from jobs.prep.baselines import BiasSettings, fit_biases
 from jobs.prep.failure import PrepError
 from jobs.prep.job import PrepConfig, run_prep
 from jobs.prep.prepare import Thresholds
 from jobs.prep.read import find_input_files
 from jobs.prep.recordio import SparseRecords
-from jobs.prep.serving import load_index, title_token
 from lambdas.pipeline.gate import decide
 from lambdas.serving.title_table import export_title_table
 from local import movielens
@@ -53,9 +57,7 @@ from stacks.config import Config, ConfigError, default_context, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED = ROOT / "data" / "movielens-latest-small"
-ENDPOINTS = {"fm": "loftrec-fm", "blazingtext": "loftrec-blazingtext"}
 COLD_ENDPOINTS = {"fm": "loftrec-cold-start-fm", "blazingtext": "loftrec-cold-start-blazingtext"}
-RATING_RANGE = (1.0, 5.0)
 BOOTSTRAP_SAMPLES = 1000
 
 
@@ -104,7 +106,7 @@ def check_input(folder: Path) -> Path:
     return folder
 
 
-def prepare(run: Run, input_dir: Path, config: Config) -> dict[str, Any]:
+def prepare(run: Run, input_dir: Path, config: Config) -> Manifest:
     prep_config = PrepConfig(
         thresholds=Thresholds(config.min_customer_reviews, config.min_product_reviews),
         max_bad_row_fraction=config.max_bad_row_fraction,
@@ -112,7 +114,7 @@ def prepare(run: Run, input_dir: Path, config: Config) -> dict[str, Any]:
     )
     try:
         manifest = run_prep(
-            input_dir, run.folder / "prep", prep_config, log=lambda m: print(m, file=sys.stderr)
+            input_dir, run.folder / layout.PREP, prep_config, log=lambda m: print(m, file=sys.stderr)
         )
     except PrepError as error:
         raise PipelineError(str(error)) from None
@@ -267,21 +269,23 @@ def local_aws_environment(record_uri: str, server_url: str, config: Config) -> I
 
 
 def write_record(
-    path: Path, run_folder: Path, run_id: str, endpoints: dict[str, str], metrics: dict[str, Any]
+    path: Path,
+    run_folder: Path,
+    run_id: str,
+    metrics: RunMetrics,
+    *,
+    endpoints: dict[str, str] | None = None,
 ) -> None:
-    """The deployed-run record, as the state machine writes it to serving/current.json."""
-    base = run_folder.resolve().as_uri() + "/"
-    record = {
-        "schema_version": 1,
-        "run_id": run_id,
-        "deployed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "endpoints": endpoints,
-        "run_uri": base,
-        "index_uri": base + "prep/index/",
-        "title_table_uri": base + "serving/",
-        "manifest_uri": base + "prep/manifest.json",
-        "metrics": metrics,
-    }
+    """The deployed-run record, as the state machine writes it to serving/current.json. The local twin has
+    no endpoint configurations; the cold-start experiment's record names its own endpoints."""
+    record = run_record(
+        run_id=run_id,
+        deployed_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        run_uri=run_folder.resolve().as_uri() + "/",
+        metrics=metrics,
+        endpoint_configs=None,
+        endpoints=endpoints,
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1))
 
@@ -311,11 +315,6 @@ def predict_in_batches(
 
 def day_string(day: int) -> str:
     return (dt.date(1970, 1, 1) + dt.timedelta(days=int(day))).isoformat()
-
-
-def days_from_time_feature(value: float, spec: dict[str, Any]) -> int:
-    """Invert prep's log1p_ratio transform (for the date of a held-out row; values below 1 invert exactly)."""
-    return round(float(np.expm1(value * np.log1p(float(spec["scale_days"])))))
 
 
 def run_pipeline(  # noqa: PLR0915 -- the steps, in the order the state machine runs them
@@ -384,9 +383,9 @@ def run_pipeline(  # noqa: PLR0915 -- the steps, in the order the state machine 
             min_improvement=config.gate_min_improvement,
             max_regression=config.gate_max_regression,
         )
-        (run.folder / "gate.json").write_text(json.dumps(decision.to_json(), indent=1))
-        results["gate"] = decision.to_json()
-        for reason in decision.reasons:
+        (run.folder / layout.GATE).write_text(json.dumps(decision, indent=1))
+        results["gate"] = decision
+        for reason in decision["reasons"]:
             print(f"  gate: {reason}", file=sys.stderr)
 
     with run.step("evaluate"):
@@ -411,16 +410,17 @@ def run_pipeline(  # noqa: PLR0915 -- the steps, in the order the state machine 
             seed,
         )
 
-    record_path = run.root / "serving" / "current.json"
-    metrics = {
-        "fm_test_rmse": fm_metrics["test_rmse"],
-        **{f"baseline_{k}_rmse": v["rmse"] for k, v in baselines.items()},
+    record_path = run.root / layout.RUN_RECORD_KEY
+    metrics: RunMetrics = {
+        "fm_test_rmse": float(fm_metrics["test_rmse"]),
+        "baseline_global_mean_rmse": baselines["global_mean"]["rmse"],
+        "baseline_bias_rmse": baselines["bias"]["rmse"],
     }
     with RuntimeServer() as server:
         with run.step("serve"):
-            server.add_endpoint(ENDPOINTS["fm"], run.folder / "fm")
-            server.add_endpoint(ENDPOINTS["blazingtext"], run.folder / "blazingtext")
-            write_record(record_path, run.folder, run.run_id, ENDPOINTS, metrics)
+            server.add_endpoint(ENDPOINT_NAMES["fm"], run.folder / "fm")
+            server.add_endpoint(ENDPOINT_NAMES["blazingtext"], run.folder / "blazingtext")
+            write_record(record_path, run.folder, run.run_id, metrics)
         with local_aws_environment(record_path.resolve().as_uri(), server.url, config) as handlers:
             with run.step("serve"):
                 results["samples"] = sample_requests(run, handlers, test, n)
@@ -434,11 +434,12 @@ def run_pipeline(  # noqa: PLR0915 -- the steps, in the order the state machine 
                         train=train,
                         test=test,
                         hyperparameters=hyperparameters,
+                        metrics=metrics,
                         fraction=cold_start_fraction,
                         seed=seed,
                     )
                 # Leave the record on the run that serves (the experiment switched it).
-                write_record(record_path, run.folder, run.run_id, ENDPOINTS, metrics)
+                write_record(record_path, run.folder, run.run_id, metrics)
 
     with run.step("title map"):
         results["title_map"] = title_map(run, train, n)
@@ -454,22 +455,23 @@ def run_pipeline(  # noqa: PLR0915 -- the steps, in the order the state machine 
 
 def sample_requests(run: Run, handlers: ModuleType, test: SparseRecords, n: int) -> dict[str, Any]:
     """What an application sees: held-out pairs, a made-up title, similar titles."""
-    index = load_index(run.folder / "prep" / "index")
-    customers = {u: c for c, u in index.customer_key.items()}
-    products = {k: p for p, k in index.product_key.items()}
+    index = load_index(run.folder / layout.INDEX)
     user, item, time_value = split_keys(test, n)
-    spec = index.meta["time_transform"]
     pairs = []
     for row in range(min(5, len(user))):
-        customer = customers[int(user[row])]
-        day = index.first_review_days[int(user[row])] + days_from_time_feature(float(time_value[row]), spec)
+        u = int(user[row])
+        day = index.first_review_day[u] + index.time_transform.days(float(time_value[row]))
         pairs.append(
-            {"customer_id": customer, "product_id": products[n + int(item[row])], "date": day_string(day)}
+            {
+                "customer_id": index.customer_ids[u],
+                "product_id": index.product_ids[int(item[row])],
+                "date": day_string(day),
+            }
         )
     predictions = call(handlers, "predictions", {"items": pairs})["predictions"]
     for answer, row in zip(predictions, range(len(pairs)), strict=True):
         answer["actual"] = float(test.labels[row])
-    probe = index.titles[0]
+    probe = index.product_titles[0]
     made_up = f"{probe} Part 5"
     cold = call(
         handlers,
@@ -493,6 +495,7 @@ def cold_start_experiment(
     train: SparseRecords,
     test: SparseRecords,
     hyperparameters: dict[str, object],
+    metrics: RunMetrics,
     fraction: float,
     seed: int,
 ) -> dict[str, Any]:
@@ -500,19 +503,21 @@ def cold_start_experiment(
     both models again, then predict the held-out products' test ratings from their titles alone, through
     the shims' cold-start blend, and compare with the global mean and the bias model without the item."""
     folder = run.folder / "cold_start"
-    index = load_index(run.folder / "prep" / "index")
+    index = load_index(run.folder / layout.INDEX)
     n = index.num_customers
     _, test_item, _ = split_keys(test, n)
     _, train_item, _ = split_keys(train, n)
     candidates = np.unique(test_item)
     rng = np.random.default_rng(seed)
     held = np.sort(rng.choice(candidates, size=max(1, round(fraction * len(candidates))), replace=False))
-    held_tokens = {title_token(index.titles[i]) for i in held}
+    held_tokens = {title_token(index.product_titles[i]) for i in held}
 
     # The models of the experiment: trained as if the held-out products did not exist yet.
     kept_train = subset(train, ~np.isin(train_item, held))
     warm_test = subset(test, ~np.isin(test_item, held))
-    train_factorization_machine(kept_train, warm_test, hyperparameters, folder / "fm", "FM without held-out")
+    warm = train_factorization_machine(
+        kept_train, warm_test, hyperparameters, folder / "fm", "FM without held-out"
+    )
     (folder / "prep" / "corpus").mkdir(parents=True)
     corpus_lines = (run.folder / "prep" / "corpus" / "corpus.txt").read_text().splitlines()
     with (folder / "prep" / "corpus" / "corpus.txt").open("w") as f:
@@ -543,22 +548,20 @@ def cold_start_experiment(
     )
     server.add_endpoint(COLD_ENDPOINTS["fm"], folder / "fm")
     server.add_endpoint(COLD_ENDPOINTS["blazingtext"], folder / "blazingtext")
-    record = run.root / "serving" / "current.json"
-    write_record(record, folder, f"{run.run_id}-cold-start", COLD_ENDPOINTS, {})
+    record = run.root / layout.RUN_RECORD_KEY
+    experiment_metrics: RunMetrics = {**metrics, "fm_test_rmse": float(str(warm["test_rmse"]))}
+    write_record(record, folder, f"{run.run_id}-cold-start", experiment_metrics, endpoints=COLD_ENDPOINTS)
 
     # The held-out products' test rows, asked for by product id and title as an application would.
     held_rows = np.flatnonzero(np.isin(test_item, held))
     held_test = subset(test, np.isin(test_item, held))
     user, item, time_value = split_keys(held_test, n)
-    customers = {u: c for c, u in index.customer_key.items()}
-    products = {k: p for p, k in index.product_key.items()}
-    spec = index.meta["time_transform"]
     items = [
         {
-            "customer_id": customers[int(u)],
-            "product_id": products[n + int(i)],
-            "date": day_string(index.first_review_days[int(u)] + days_from_time_feature(float(t), spec)),
-            "product_title": index.titles[int(i)],
+            "customer_id": index.customer_ids[int(u)],
+            "product_id": index.product_ids[int(i)],
+            "date": day_string(index.first_review_day[int(u)] + index.time_transform.days(float(t))),
+            "product_title": index.product_titles[int(i)],
         }
         for u, i, t in zip(user, item, time_value, strict=True)
     ]
@@ -567,7 +570,7 @@ def cold_start_experiment(
     blend = np.array([a.get("rating", np.nan) for a in answers], dtype=np.float64)
     actual = held_test.labels.astype(np.float64)
     mu = float(kept_train.labels.mean())
-    m = len(index.titles)
+    m = index.num_products
     no_item = bias_predictions(kept_train, held_test, n, m, with_item=False)
     scores = bootstrap(
         {
@@ -595,19 +598,19 @@ def cold_start_experiment(
 def title_map(run: Run, train: SparseRecords, n: int) -> dict[str, Any]:
     """The 100 most frequent titles, for the t-SNE map; and a similarity probe in the notebook's spirit:
     a title, its real sequel, a made-up sequel, a related title, an unrelated one, a random string."""
-    index = load_index(run.folder / "prep" / "index")
+    index = load_index(run.folder / layout.INDEX)
     vectors = SubwordVectors.load(run.folder / "blazingtext" / "vectors.bin")
     _, item, _ = split_keys(train, n)
-    counts = np.bincount(item, minlength=len(index.titles))
+    counts = np.bincount(item, minlength=index.num_products)
     order = np.argsort(-counts, kind="stable")
     tokens: list[str] = []
     for i in order:
-        token = title_token(index.titles[int(i)])
+        token = title_token(index.product_titles[int(i)])
         if token in vectors and token not in tokens:
             tokens.append(token)
         if len(tokens) == 100:
             break
-    probe = find_sequel(index.titles, order, vectors)
+    probe = find_sequel(index.product_titles, order, vectors)
     return {"tokens": tokens, "vectors": vectors.vectors(tokens).tolist(), "probe": probe}
 
 

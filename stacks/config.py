@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from lambdas.pipeline.hyperparameters import (
+from contract.algorithms import (
     BLAZINGTEXT_HYPERPARAMETERS,
     BLAZINGTEXT_MODES,
     FM_HYPERPARAMETERS,

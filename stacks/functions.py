@@ -1,19 +1,27 @@
-"""loftrec's Lambda functions share one shape: Python on arm64, the lambdas/ folder as code, X-Ray on, a log
-group with retention. `python_function` is that shape; the constructs add what differs."""
+"""loftrec's Lambda functions share one shape: Python on arm64, one code asset (lambdas/ and the run contract,
+under the import paths they have in the repository), X-Ray on, a log group with retention. `python_function`
+is that shape; the constructs add what differs."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, IgnoreMode, RemovalPolicy
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from stacks.nag import acknowledge
 
-LAMBDAS = Path(__file__).resolve().parent.parent / "lambdas"
+ROOT = Path(__file__).resolve().parent.parent
+# The asset holds these folders of the repository and nothing else (Docker ignore-file semantics).
+LAMBDA_ASSET_FOLDERS = ("lambdas", "contract")
 RUNTIME = lambda_.Runtime.PYTHON_3_14
+
+
+def code_asset(folders: tuple[str, ...]) -> list[str]:
+    """The exclude patterns of an asset staged from the repository root that keeps only `folders`."""
+    return ["*", *(f"!{folder}/" for folder in folders), "**/__pycache__", "**/*.pyc"]
 
 
 def python_function(
@@ -29,14 +37,17 @@ def python_function(
     reserved_concurrent_executions: int | None = None,
     extra_wildcard_reason: str = "",
 ) -> lambda_.Function:
-    """A function whose handler is a dotted path under lambdas/ (e.g. "serving.handlers.predict_handler")."""
+    """A function whose handler is a dotted path from the repository root (e.g.
+    "lambdas.serving.handlers.predict_handler")."""
     function = lambda_.Function(
         scope,
         construct_id,
         runtime=RUNTIME,
         architecture=lambda_.Architecture.ARM_64,
         handler=handler,
-        code=lambda_.Code.from_asset(str(LAMBDAS), exclude=["**/__pycache__", "**/*.pyc"]),
+        code=lambda_.Code.from_asset(
+            str(ROOT), exclude=code_asset(LAMBDA_ASSET_FOLDERS), ignore_mode=IgnoreMode.DOCKER
+        ),
         description=f"loftrec: {description}",
         environment=environment,
         timeout=timeout,

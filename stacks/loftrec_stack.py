@@ -7,16 +7,13 @@ from typing import Any
 from aws_cdk import CfnOutput, RemovalPolicy, Stack
 from constructs import Construct
 
+from contract.algorithms import ENDPOINT_NAMES
 from stacks.config import Config
 from stacks.monitoring import EndpointAlarms, OperationsDashboard
 from stacks.notifications import Notifications
 from stacks.pipeline import RetrainingPipeline
 from stacks.serving import ServingApi
 from stacks.storage import DataStorage
-
-# The pipeline creates and updates these endpoints at run time; the serving shims find them through the
-# deployed-run record.
-ENDPOINT_NAMES = {"fm": "loftrec-fm", "blazingtext": "loftrec-blazingtext"}
 
 
 class LoftrecStack(Stack):

@@ -11,7 +11,8 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-VARIANT = "AllTraffic"
+from contract.algorithms import VARIANT_NAME
+
 # p99 model latency above this, for 3 minutes, rolls a deployment back and pages.
 MODEL_LATENCY_P99_MICROSECONDS = 500_000
 
@@ -26,7 +27,7 @@ class EndpointAlarms(Construct):
         super().__init__(scope, construct_id)
         self.alarms: dict[str, list[cloudwatch.IAlarm]] = {}
         for key, endpoint in endpoint_names.items():
-            dimensions = {"EndpointName": endpoint, "VariantName": VARIANT}
+            dimensions = {"EndpointName": endpoint, "VariantName": VARIANT_NAME}
             errors = cloudwatch.Alarm(
                 self,
                 f"{key}Errors",
@@ -120,7 +121,7 @@ class OperationsDashboard(Construct):
             return cloudwatch.Metric(
                 namespace="AWS/SageMaker",
                 metric_name=metric,
-                dimensions_map={"EndpointName": endpoint, "VariantName": VARIANT},
+                dimensions_map={"EndpointName": endpoint, "VariantName": VARIANT_NAME},
                 statistic=statistic,
                 period=five_minutes,
                 label=f"{endpoint} {metric} {statistic}",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import Aws, CfnMapping, Duration, Fn, RemovalPolicy, Stack
+from aws_cdk import Aws, CfnMapping, Duration, Fn, IgnoreMode, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_ecr_assets as ecr_assets
@@ -25,17 +25,17 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from contract import layout
+from contract.algorithms import SCALABLE_DIMENSION, VARIANT_NAME, scalable_resource_id
 from stacks.config import Config
-from stacks.functions import python_function
+from stacks.functions import code_asset, python_function
 from stacks.nag import acknowledge
 from stacks.storage import DataStorage
 
 ROOT = Path(__file__).resolve().parent.parent
 ALGORITHM_IMAGES = json.loads((Path(__file__).with_name("algorithm_images.json")).read_text())
-VARIANT = "AllTraffic"
-# Where the prep container reads and writes (SageMaker Processing mounts these).
-PREP_INPUT = "/opt/ml/processing/input/reviews"
-PREP_OUTPUT = "/opt/ml/processing/output/prep"
+# The prep image's build context: these folders of the repository, under their repository paths.
+PREP_IMAGE_FOLDERS = ("jobs", "contract")
 # How long a deployment may take before the run gives up (polled once a minute).
 ENDPOINT_WAIT_SECONDS = 60
 ENDPOINT_MAX_WAITS = 90
@@ -51,7 +51,6 @@ RETRYABLE = [
     "Lambda.SdkClientException",
     "S3.SlowDownException",
 ]
-RUN_RECORD_KEY = "serving/current.json"
 
 
 @dataclass(frozen=True)
@@ -102,14 +101,16 @@ class RetrainingPipeline(Construct):
         self._endpoints = endpoint_names
         self._rollback_alarms = rollback_alarms
         bucket = storage.bucket.bucket_name
-        self.run_record_uri = f"s3://{bucket}/{RUN_RECORD_KEY}"
+        self.run_record_uri = f"s3://{bucket}/{layout.RUN_RECORD_KEY}"
 
         self.sagemaker_role = self._sagemaker_role()
         self.prep_image = ecr_assets.DockerImageAsset(
             self,
             "PrepImage",
-            directory=str(ROOT / "jobs"),
-            file="prep/Dockerfile",
+            directory=str(ROOT),
+            file="jobs/prep/Dockerfile",
+            exclude=code_asset(PREP_IMAGE_FOLDERS),
+            ignore_mode=IgnoreMode.DOCKER,
             platform=ecr_assets.Platform.LINUX_AMD64,
         )
         self.prep_image.repository.grant_pull(self.sagemaker_role)
@@ -268,7 +269,7 @@ class RetrainingPipeline(Construct):
         }
         specs: dict[str, tuple[str, str, dict[str, str]]] = {
             "start_run": (
-                "pipeline.start_run.handler",
+                "lambdas.pipeline.start_run.handler",
                 "Validates a run's input and names its resources",
                 {
                     "RUN_DEFAULTS": json.dumps(defaults, sort_keys=True),
@@ -276,17 +277,17 @@ class RetrainingPipeline(Construct):
                 },
             ),
             "gate": (
-                "pipeline.gate.handler",
+                "lambdas.pipeline.gate.handler",
                 "Quality gate: FM against the baselines and the deployed model",
                 common_env,
             ),
             "plan_endpoint": (
-                "pipeline.endpoints.plan_handler",
+                "lambdas.pipeline.endpoints.plan_handler",
                 "Decides between creating and updating an endpoint",
                 common_env,
             ),
             "rollback": (
-                "pipeline.endpoints.rollback_handler",
+                "lambdas.pipeline.endpoints.rollback_handler",
                 "Puts endpoints back on the deployed run's configurations",
                 {
                     **common_env,
@@ -295,7 +296,7 @@ class RetrainingPipeline(Construct):
                 },
             ),
             "export_titles": (
-                "serving.title_table.handler",
+                "lambdas.serving.title_table.handler",
                 "Exports the known-title vector table of a run's BlazingText model",
                 {},
             ),
@@ -320,9 +321,9 @@ class RetrainingPipeline(Construct):
         for name, fn in functions.items():
             if name != "start_run":
                 key.grant_encrypt_decrypt(fn)
-        bucket.grant_read(functions["gate"], RUN_RECORD_KEY)
+        bucket.grant_read(functions["gate"], layout.RUN_RECORD_KEY)
         bucket.grant_put(functions["gate"], "runs/*/gate.json")
-        bucket.grant_read(functions["rollback"], RUN_RECORD_KEY)
+        bucket.grant_read(functions["rollback"], layout.RUN_RECORD_KEY)
         bucket.grant_read(functions["export_titles"], "runs/*")
         bucket.grant_put(functions["export_titles"], "runs/*/serving/*")
         sagemaker_arn = f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}"
@@ -512,7 +513,7 @@ class RetrainingPipeline(Construct):
             )
         )
         self._storage.bucket.grant_read(role, "runs/*/prep/manifest.json")
-        self._storage.bucket.grant_put(role, RUN_RECORD_KEY)
+        self._storage.bucket.grant_put(role, layout.RUN_RECORD_KEY)
         self._storage.key.grant_encrypt_decrypt(role)
         self._topic.grant_publish(role)
         for fn in self.functions.values():
@@ -677,15 +678,17 @@ class RetrainingPipeline(Construct):
 
         prep_args = [
             "--input",
-            PREP_INPUT,
+            layout.CONTAINER_INPUT,
             "--output",
-            PREP_OUTPUT,
+            layout.CONTAINER_OUTPUT,
             "--min-customer-reviews",
             str(config.min_customer_reviews),
             "--min-product-reviews",
             str(config.min_product_reviews),
             "--max-bad-row-fraction",
             str(config.max_bad_row_fraction),
+            "--failure-message",
+            layout.CONTAINER_FAILURE_MESSAGE,
         ]
         prepare = self._task(
             "Prepare data",
@@ -712,7 +715,7 @@ class RetrainingPipeline(Construct):
                         "InputName": "reviews",
                         "S3Input": {
                             "S3Uri": config.raw_data_uri or "s3://configure-raw-data-uri/",
-                            "LocalPath": PREP_INPUT,
+                            "LocalPath": layout.CONTAINER_INPUT,
                             "S3DataType": "S3Prefix",
                             "S3InputMode": "File",
                             "S3DataDistributionType": "FullyReplicated",
@@ -726,7 +729,7 @@ class RetrainingPipeline(Construct):
                             "OutputName": "prep",
                             "S3Output": {
                                 "S3Uri.$": "States.Format('{}prep', $.run.run_uri)",
-                                "LocalPath": PREP_OUTPUT,
+                                "LocalPath": layout.CONTAINER_OUTPUT,
                                 "S3UploadMode": "EndOfJob",
                             },
                         }
@@ -826,7 +829,7 @@ class RetrainingPipeline(Construct):
             f"arn:{partition}:states:::aws-sdk:s3:putObject",
             {
                 "Bucket": bucket,
-                "Key": RUN_RECORD_KEY,
+                "Key": layout.RUN_RECORD_KEY,
                 "Body.$": "States.JsonToString($.record)",
                 "ContentType": "application/json",
             },
@@ -982,7 +985,7 @@ class RetrainingPipeline(Construct):
         partition = Aws.PARTITION
         label, key = model.label, model.key
         endpoint = self._endpoints[key]
-        resource_id = f"endpoint/{endpoint}/variant/{VARIANT}"
+        resource_id = scalable_resource_id(endpoint)
 
         create_model = self._task(
             f"Create {label} model",
@@ -1007,7 +1010,7 @@ class RetrainingPipeline(Construct):
                 "KmsKeyId": self._storage.key.key_arn,
                 "ProductionVariants": [
                     {
-                        "VariantName": VARIANT,
+                        "VariantName": VARIANT_NAME,
                         "ModelName.$": f"$.run.names.{key}_model",
                         "InitialInstanceCount": config.autoscaling_min_instances,
                         "InstanceType": config.endpoint_instance_type,
@@ -1046,7 +1049,7 @@ class RetrainingPipeline(Construct):
             {
                 "ServiceNamespace": "sagemaker",
                 "ResourceId": resource_id,
-                "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+                "ScalableDimension": SCALABLE_DIMENSION,
             },
             result_path=None,
         )
@@ -1115,7 +1118,7 @@ class RetrainingPipeline(Construct):
             {
                 "ServiceNamespace": "sagemaker",
                 "ResourceId": resource_id,
-                "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+                "ScalableDimension": SCALABLE_DIMENSION,
                 "MinCapacity": config.autoscaling_min_instances,
                 "MaxCapacity": config.autoscaling_max_instances,
             },
@@ -1128,7 +1131,7 @@ class RetrainingPipeline(Construct):
                 "PolicyName": f"{endpoint}-invocations-per-instance",
                 "ServiceNamespace": "sagemaker",
                 "ResourceId": resource_id,
-                "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+                "ScalableDimension": SCALABLE_DIMENSION,
                 "PolicyType": "TargetTrackingScaling",
                 "TargetTrackingScalingPolicyConfiguration": {
                     "TargetValue": config.autoscaling_target_invocations,

@@ -16,9 +16,10 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from contract import layout
 from stacks.config import Config
 from stacks.functions import RUNTIME, python_function
-from stacks.nag import acknowledge
+from stacks.nag import acknowledge, arn_finding
 from stacks.storage import DataStorage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,10 +69,14 @@ class ServingApi(Construct):
         layer = numpy_layer(self)
         self.functions: dict[str, lambda_.Function] = {}
         for name, handler, description in (
-            ("Predict", "serving.handlers.predict_handler", "predicts ratings for customers and products"),
+            (
+                "Predict",
+                "lambdas.serving.handlers.predict_handler",
+                "predicts ratings for customers and products",
+            ),
             (
                 "SimilarTitles",
-                "serving.handlers.similar_titles_handler",
+                "lambdas.serving.handlers.similar_titles_handler",
                 "finds known titles similar to titles",
             ),
         ):
@@ -155,10 +160,9 @@ class ServingApi(Construct):
     def _grant(
         function: lambda_.Function, storage: DataStorage, run_record_uri: str, endpoint_names: dict[str, str]
     ) -> None:
-        record_key = run_record_uri.split("/", 3)[3]
-        storage.bucket.grant_read(function, record_key)
-        storage.bucket.grant_read(function, "runs/*/prep/index/*")
-        storage.bucket.grant_read(function, "runs/*/serving/*")
+        storage.bucket.grant_read(function, layout.RUN_RECORD_KEY)
+        storage.bucket.grant_read(function, layout.any_run(layout.INDEX))
+        storage.bucket.grant_read(function, layout.any_run(layout.SERVING))
         storage.key.grant_decrypt(function)
         function.add_to_role_policy(
             iam.PolicyStatement(
@@ -180,8 +184,8 @@ class ServingApi(Construct):
             role, "AwsSolutions-IAM5[Resource::*]", "X-Ray tracing: PutTraceSegments takes no resource."
         )
         for finding in (
-            "AwsSolutions-IAM5[Resource::<StorageData6BB23F4E.Arn>/runs/*/prep/index/*]",
-            "AwsSolutions-IAM5[Resource::<StorageData6BB23F4E.Arn>/runs/*/serving/*]",
+            arn_finding(storage.bucket, "/" + layout.any_run(layout.INDEX)),
+            arn_finding(storage.bucket, "/" + layout.any_run(layout.SERVING)),
             "AwsSolutions-IAM5[Action::s3:GetObject*]",
             "AwsSolutions-IAM5[Action::s3:GetBucket*]",
             "AwsSolutions-IAM5[Action::s3:List*]",

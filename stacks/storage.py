@@ -7,12 +7,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from contract import layout
 from stacks.nag import acknowledge
-
-# Every run writes under runs/<run-id>/ (see README, "One run = one folder").
-RUNS_PREFIX = "runs/"
-# The deployed-run record and the serving tables sit beside runs/.
-SERVING_PREFIX = "serving/"
 
 
 class DataStorage(Construct):
@@ -86,7 +82,7 @@ class DataStorage(Construct):
                 # reads to cheaper storage by itself.
                 s3.LifecycleRule(
                     id="tier-runs",
-                    prefix=RUNS_PREFIX,
+                    prefix=layout.RUNS_PREFIX,
                     transitions=[
                         s3.Transition(
                             storage_class=s3.StorageClass.INTELLIGENT_TIERING,
@@ -98,7 +94,3 @@ class DataStorage(Construct):
             removal_policy=removal_policy,
             auto_delete_objects=destroy,
         )
-
-    def run_prefix_arn(self, run_id: str = "*") -> str:
-        """The ARN pattern of the objects of one run (or of every run)."""
-        return self.bucket.arn_for_objects(f"{RUNS_PREFIX}{run_id}/*")

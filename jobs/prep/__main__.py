@@ -1,7 +1,8 @@
 """The prep job's entrypoint: `python -m jobs.prep --input DIR --output DIR [options]`.
 
-In SageMaker Processing the image's ENTRYPOINT runs this with --failure-message /opt/ml/output/message;
-the defaults of --input and --output are the conventional Processing mount points. Locally the same
+In SageMaker Processing the image's ENTRYPOINT runs this with the state machine's arguments (the container
+paths of contract.layout, --failure-message among them); the defaults of --input and --output are those
+paths. Locally the same
 command runs on any folders. Exit status: 0 done, 1 the input cannot make a run (the one-line reason is on
 stderr and in the failure-message file), 2 bad arguments.
 """
@@ -18,13 +19,11 @@ from pathlib import Path
 # pyarrow reads this once, when it loads: jemalloc (see release_memory_promptly) instead of mimalloc.
 os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
 
+from contract import layout
 from jobs.prep.baselines import BiasSettings
 from jobs.prep.failure import PrepError, write_failure_message
 from jobs.prep.job import PrepConfig, release_memory_promptly, run_prep
 from jobs.prep.prepare import Thresholds
-
-DEFAULT_INPUT = Path("/opt/ml/processing/input")
-DEFAULT_OUTPUT = Path("/opt/ml/processing/output")
 
 
 def _at_least(minimum: int) -> Callable[[str], int]:
@@ -58,9 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
         "the serving index and a manifest.",
     )
     p.add_argument(
-        "--input", type=Path, default=DEFAULT_INPUT, help="folder of .tsv / .tsv.gz files (%(default)s)"
+        "--input",
+        type=Path,
+        default=Path(layout.CONTAINER_INPUT),
+        help="folder of .tsv / .tsv.gz files (%(default)s)",
     )
-    p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="the run's prep/ folder (%(default)s)")
+    p.add_argument(
+        "--output",
+        type=Path,
+        default=Path(layout.CONTAINER_OUTPUT),
+        help="the run's prep/ folder (%(default)s)",
+    )
     p.add_argument(
         "--min-customer-reviews",
         type=_at_least(1),
@@ -99,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--failure-message",
         type=Path,
         default=None,
-        help="on failure also write the one-line reason here (SageMaker Processing: /opt/ml/output/message)",
+        help="on failure also write the one-line reason here "
+        f"(SageMaker Processing: {layout.CONTAINER_FAILURE_MESSAGE})",
     )
     return p
 

@@ -11,11 +11,11 @@ Default regularization as in Koren's baseline predictors (reg_item 25, reg_user 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from jobs.prep.serving import RATING_RANGE
+from contract.documents import Baselines
+from contract.features import RATING_RANGE
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def compute_baselines(
     num_users: int,
     num_items: int,
     settings: BiasSettings = BiasSettings(),
-) -> dict[str, Any]:
+) -> Baselines:
     """Both baselines' test RMSE and parameters, as the manifest records them."""
     low, high = RATING_RANGE
     mu, b_user, b_item = fit_biases(

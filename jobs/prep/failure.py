@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# SageMaker Processing copies the first 1 KB of this file, UTF-8, into DescribeProcessingJob's
-# ExitMessage once the job ends (docs: "Save and Access Metadata Information About Your Processing Job").
-PROCESSING_MESSAGE_PATH = Path("/opt/ml/output/message")
+# SageMaker Processing copies the first 1 KB of the failure-message file (contract.layout), UTF-8, into
+# DescribeProcessingJob's ExitMessage once the job ends (docs: "Save and Access Metadata Information About
+# Your Processing Job").
 MESSAGE_LIMIT_BYTES = 1024
 
 

@@ -12,15 +12,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from contract import layout
+from contract.documents import MANIFEST_SCHEMA_VERSION, Manifest
+from contract.features import RATING_RANGE
 from jobs.prep.baselines import BiasSettings, compute_baselines
 from jobs.prep.failure import PrepError, fmt_count
 from jobs.prep.outputs import (
-    MANIFEST_SCHEMA_VERSION,
     shard_name,
     train_shards,
     write_corpus,
@@ -30,7 +31,6 @@ from jobs.prep.outputs import (
 )
 from jobs.prep.prepare import Thresholds, prepare
 from jobs.prep.read import Reviews, find_input_files, read_reviews
-from jobs.prep.serving import RATING_RANGE
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def _check_output(folder: Path) -> None:
 
 def run_prep(
     input_dir: Path, output_dir: Path, config: PrepConfig, log: Callable[[str], None] = _stderr
-) -> dict[str, Any]:
+) -> Manifest:
     """Read every .tsv/.tsv.gz under input_dir, write prep/'s layout into output_dir, return the manifest.
 
     Raises PrepError, with one line naming the cause and the counts, when the input cannot make a run."""
@@ -166,18 +166,20 @@ def run_prep(
     output_dir.mkdir(parents=True, exist_ok=True)
     with timer.step("write_train"):
         shard_rows = [
-            write_records(output_dir / "train" / shard_name(i), prepared, rows)
+            write_records(output_dir / layout.in_prep(layout.TRAIN) / shard_name(i), prepared, rows)
             for i, rows in enumerate(train_shards(train_rows, n_shards, config.seed))
         ]
     with timer.step("write_test"):
-        write_records(output_dir / "test" / shard_name(0), prepared, test_rows)
+        write_records(output_dir / layout.in_prep(layout.TEST) / shard_name(0), prepared, test_rows)
     with timer.step("write_corpus"):
-        corpus_lines = write_corpus(output_dir / "corpus" / "corpus.txt", prepared)
+        corpus_lines = write_corpus(output_dir / layout.in_prep(layout.CORPUS_FILE), prepared)
     with timer.step("write_index"):
-        write_serving_index(output_dir / "index", prepared, baselines["global_mean"]["value"])
+        write_serving_index(
+            output_dir / layout.in_prep(layout.INDEX), prepared, baselines["global_mean"]["value"]
+        )
     timer.seconds["total"] = round(time.perf_counter() - started, 3)
 
-    manifest: dict[str, Any] = {
+    manifest: Manifest = {
         "schema_version": MANIFEST_SCHEMA_VERSION,
         "inputs": [f.to_json() for f in reviews.files],
         "counts": {
@@ -192,7 +194,7 @@ def run_prep(
         "num_customers": prepared.num_customers,
         "num_products": prepared.num_products,
         "feature_dim": prepared.feature_dim,
-        "time_transform": prepared.time_transform,
+        "time_transform": prepared.time_transform.to_json(),
         "baselines": baselines,
         "thresholds": {**asdict(config.thresholds), "max_bad_row_fraction": config.max_bad_row_fraction},
         "shards": {
@@ -208,7 +210,7 @@ def run_prep(
         "rating_range": list(RATING_RANGE),
         "timings_s": timer.seconds,
     }
-    write_json_atomically(output_dir / "manifest.json", manifest)
+    write_json_atomically(output_dir / layout.in_prep(layout.MANIFEST), manifest)
     log(
         f"done: N={prepared.num_customers} M={prepared.num_products} feature_dim={prepared.feature_dim} "
         f"train={len(train_rows)} test={len(test_rows)} in {timer.seconds['total']:.1f} s"

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from contract.features import NONZEROS_PER_ROW
+from contract.index import title_token, write_index
 from jobs.prep.prepare import Prepared
 from jobs.prep.recordio import write_sparse_records
-from jobs.prep.serving import title_token, write_index
-
-MANIFEST_SCHEMA_VERSION = 1
-NONZEROS_PER_ROW = 3  # user one-hot, item one-hot, time feature
 
 
 def shard_name(i: int) -> str:
@@ -24,15 +23,16 @@ def shard_name(i: int) -> str:
 def _sparse_parts(
     prepared: Prepared, rows: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """CSR parts of the given rows: keys (u, N + i, N + M) in ascending order, values (1, 1, time).
+    """CSR parts of the given rows: keys (user, item, time) of contract.features in ascending order, values
+    (1, 1, time).
 
     Every row stores all three entries, a time value of 0 included, as the notebook's matrix did."""
     n = len(rows)
-    n_users, n_items = prepared.num_customers, prepared.num_products
+    layout = prepared.features
     indices = np.empty((n, NONZEROS_PER_ROW), dtype=np.int64)
-    indices[:, 0] = prepared.user[rows]
-    indices[:, 1] = n_users + prepared.item[rows]
-    indices[:, 2] = n_users + n_items
+    indices[:, 0] = layout.user_key(0) + prepared.user[rows]
+    indices[:, 1] = layout.item_key(0) + prepared.item[rows]
+    indices[:, 2] = layout.time_key
     values = np.ones((n, NONZEROS_PER_ROW), dtype=np.float32)
     values[:, 2] = prepared.time_value[rows]
     indptr = np.arange(0, NONZEROS_PER_ROW * n + 1, NONZEROS_PER_ROW, dtype=np.int64)
@@ -87,7 +87,7 @@ def write_serving_index(folder: Path, prepared: Prepared, global_mean: float) ->
     )
 
 
-def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+def write_json_atomically(path: Path, data: Mapping[str, Any]) -> None:
     """Write JSON to a temporary name and rename it: readers see the whole file or none."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")

@@ -5,8 +5,8 @@
    as the notebook: not iterated to a fixed point).
 2. Re-count on the kept rows; customers get feature keys 0..N-1 and products N..N+M-1, each by descending
    count, ties by id (byte order), so that the same input always gives the same keys.
-3. The time feature: days since the customer's first kept review, through the bounded transform in
-   jobs.prep.serving (the notebook used the raw day count).
+3. The time feature: days since the customer's first kept review, through the bounded transform of
+   contract.features (the notebook used the raw day count).
 4. Test = each customer's latest review by review_date; among reviews on that date the one whose product id
    sorts last, then the highest rating, so that the split depends on the rows only, not on their order in
    the file or on how the input is split into files (the notebook took the last row in file order).
@@ -16,15 +16,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from contract.features import FeatureLayout, TimeTransform
 from jobs.prep.failure import PrepError, fmt_count
 from jobs.prep.read import Reviews
-from jobs.prep.serving import time_feature, time_transform_params
 
 
 @dataclass(frozen=True)
@@ -50,25 +49,29 @@ class Prepared:
     time_value: np.ndarray  # float32 per kept row: the time feature
     is_test: np.ndarray  # bool per kept row
     is_train: np.ndarray  # bool per kept row
-    time_transform: dict[str, Any]
+    time_transform: TimeTransform
+
+    @property
+    def features(self) -> FeatureLayout:
+        return FeatureLayout(self.num_customers, self.num_products)
 
     @property
     def feature_dim(self) -> int:
-        return self.num_customers + self.num_products + 1
+        return self.features.feature_dim
 
     @property
     def rows_kept(self) -> int:
         return len(self.user)
 
 
-def time_features(days: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+def time_features(days: np.ndarray, transform: TimeTransform) -> np.ndarray:
     """The time feature of many whole-day counts at once, as float32.
 
     Day counts are small integers, so this evaluates the stdlib function once per distinct clipped value
     and gathers: the vectorized and the pure-Python forms agree bit for bit by construction (numpy's own
     log1p may differ from math.log1p in the last bit)."""
-    scale = int(params["scale_days"])
-    table = np.array([time_feature(d, params) for d in range(scale + 1)], dtype=np.float32)
+    scale = transform.scale_days
+    table = np.array([transform(d) for d in range(scale + 1)], dtype=np.float32)
     values: np.ndarray = table[np.clip(days, 0, scale)]
     return values
 
@@ -150,7 +153,7 @@ def prepare(reviews: Reviews, thresholds: Thresholds) -> Prepared:
     is_train = item != test_item[user]  # drops the test row and every other row of its pair
 
     days_since_first = day - first_review_day[user]
-    params = time_transform_params(max(1, int(days_since_first.max())))
+    transform = TimeTransform(max(1, int(days_since_first.max())))
     return Prepared(
         num_customers=n,
         num_products=m,
@@ -162,8 +165,8 @@ def prepare(reviews: Reviews, thresholds: Thresholds) -> Prepared:
         item=item,
         rating=rating,
         day=day,
-        time_value=time_features(days_since_first, params),
+        time_value=time_features(days_since_first, transform),
         is_test=is_test,
         is_train=is_train,
-        time_transform=params,
+        time_transform=transform,
     )

@@ -12,6 +12,8 @@ from urllib.parse import urlparse
 
 import boto3
 
+from contract.documents import RunRecord, parse_run_record
+
 LOGGER = logging.getLogger("loftrec.pipeline")
 LOGGER.setLevel(logging.INFO)
 
@@ -56,15 +58,14 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
-def read_json(uri: str, *, missing_ok: bool = False) -> Any:
+def read_run_record(uri: str) -> RunRecord | None:
+    """The deployed-run record, checked (contract.documents); None when no run is deployed yet."""
     bucket, key = split_s3_uri(uri)
     try:
         body = client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
     except client("s3").exceptions.NoSuchKey:
-        if missing_ok:
-            return None
-        raise
-    return json.loads(body)
+        return None
+    return parse_run_record(body, uri)
 
 
 def write_json(uri: str, document: Any) -> None:

@@ -12,17 +12,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from . import aws
+from contract.algorithms import scalable_resource_id
+from contract.documents import RunRecord
 
-VARIANT = "AllTraffic"
+from . import aws
 
 
 class EndpointBusyError(RuntimeError):
     """The endpoint is being created or updated; the state machine retries with backoff."""
-
-
-def scalable_resource_id(endpoint_name: str) -> str:
-    return f"endpoint/{endpoint_name}/variant/{VARIANT}"
 
 
 def describe_endpoint(sagemaker: Any, name: str) -> dict[str, Any] | None:
@@ -76,11 +73,11 @@ def plan_handler(event: dict[str, Any], _context: object) -> dict[str, Any]:
 
 
 def rollback(
-    endpoints: dict[str, str], run_configs: dict[str, str], record: dict[str, Any] | None
+    endpoints: dict[str, str], run_configs: dict[str, str], record: RunRecord | None
 ) -> dict[str, str]:
     """For each model: what was done to its endpoint ("unchanged", "rolled back to X", "deleted")."""
     sagemaker = aws.client("sagemaker")
-    deployed_configs: dict[str, str] = (record or {}).get("endpoint_configs", {})
+    deployed_configs = {} if record is None else record.get("endpoint_configs", {})
     outcome: dict[str, str] = {}
     for model, name in sorted(endpoints.items()):
         endpoint = describe_endpoint(sagemaker, name)
@@ -111,9 +108,10 @@ def rollback(
 
 
 def rollback_handler(event: dict[str, Any], _context: object) -> dict[str, str]:
-    """Event: {"run_configs": {"fm": config, "blazingtext": config}}; endpoint names from ENDPOINTS."""
+    """Event: {"run_configs": {"fm": config, "blazingtext": config}}; endpoint names from the environment
+    (FM_ENDPOINT, BLAZINGTEXT_ENDPOINT)."""
     endpoints = {"fm": os.environ["FM_ENDPOINT"], "blazingtext": os.environ["BLAZINGTEXT_ENDPOINT"]}
-    record = aws.read_json(aws.settings().run_record_uri, missing_ok=True)
+    record = aws.read_run_record(aws.settings().run_record_uri)
     outcome = rollback(endpoints, event["run_configs"], record)
     aws.log("serving rolled back", **outcome)
     return outcome

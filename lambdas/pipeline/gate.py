@@ -6,23 +6,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 from typing import Any
 
+from contract import layout
+from contract.documents import GateDecision
+
 from . import aws
-
-
-@dataclass(frozen=True)
-class GateDecision:
-    deploy: bool
-    reasons: list[str]
-    fm_test_rmse: float
-    baseline_global_mean_rmse: float
-    baseline_bias_rmse: float
-    deployed_test_rmse: float | None
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def decide(
@@ -73,14 +62,14 @@ def decide(
                 f"FM test RMSE {fm_test_rmse:.4f} is worse than the deployed model's "
                 f"{deployed_test_rmse:.4f} by more than {max_regression:.1%} (ceiling {ceiling:.4f})"
             )
-    return GateDecision(
-        deploy=ok,
-        reasons=reasons,
-        fm_test_rmse=fm_test_rmse,
-        baseline_global_mean_rmse=baseline_global_mean_rmse,
-        baseline_bias_rmse=baseline_bias_rmse,
-        deployed_test_rmse=deployed_test_rmse,
-    )
+    return {
+        "deploy": ok,
+        "reasons": reasons,
+        "fm_test_rmse": fm_test_rmse if math.isfinite(fm_test_rmse) else None,  # NaN is not JSON
+        "baseline_global_mean_rmse": baseline_global_mean_rmse,
+        "baseline_bias_rmse": baseline_bias_rmse,
+        "deployed_test_rmse": deployed_test_rmse,
+    }
 
 
 def final_metric(description: dict[str, Any], name: str) -> float:
@@ -91,7 +80,7 @@ def final_metric(description: dict[str, Any], name: str) -> float:
     return math.nan
 
 
-def handler(event: dict[str, Any], _context: object) -> dict[str, Any]:
+def handler(event: dict[str, Any], _context: object) -> GateDecision:
     """Event: {"training_job_name", "baselines": manifest baselines, "run_uri": s3://.../runs/<id>/}.
 
     Reads FM's test:rmse from DescribeTrainingJob and the deployed model's from the deployed-run record,
@@ -99,8 +88,8 @@ def handler(event: dict[str, Any], _context: object) -> dict[str, Any]:
     """
     settings = aws.settings()
     description = aws.client("sagemaker").describe_training_job(TrainingJobName=event["training_job_name"])
-    record = aws.read_json(settings.run_record_uri, missing_ok=True)
-    deployed = None if record is None else record.get("metrics", {}).get("fm_test_rmse")
+    record = aws.read_run_record(settings.run_record_uri)
+    deployed = None if record is None else record["metrics"].get("fm_test_rmse")
     baselines = event["baselines"]
     decision = decide(
         fm_test_rmse=final_metric(description, "test:rmse"),
@@ -110,9 +99,6 @@ def handler(event: dict[str, Any], _context: object) -> dict[str, Any]:
         min_improvement=settings.gate_min_improvement,
         max_regression=settings.gate_max_regression,
     )
-    result = decision.to_json()
-    if not math.isfinite(decision.fm_test_rmse):
-        result["fm_test_rmse"] = None  # NaN is not JSON
-    aws.write_json(event["run_uri"].rstrip("/") + "/gate.json", result)
-    aws.log("quality gate decided", deploy=decision.deploy, reasons=decision.reasons)
-    return result
+    aws.write_json(layout.under(event["run_uri"], layout.GATE), decision)
+    aws.log("quality gate decided", deploy=decision["deploy"], reasons=decision["reasons"])
+    return decision

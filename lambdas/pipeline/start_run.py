@@ -17,7 +17,15 @@ import os
 import re
 from typing import Any
 
-from .hyperparameters import BLAZINGTEXT_HYPERPARAMETERS, BLAZINGTEXT_MODES, FM_HYPERPARAMETERS, FM_RESERVED
+from contract import layout
+from contract.algorithms import (
+    BLAZINGTEXT_HYPERPARAMETERS,
+    BLAZINGTEXT_MODES,
+    FM_HYPERPARAMETERS,
+    FM_RESERVED,
+    resource_names,
+)
+from contract.documents import BlazingTextSettings, FmSettings, RunPlan
 
 RUN_ID_MAX = 40  # "loftrec-" + run id + "-bt-config" stays within SageMaker's 63 characters
 RUN_ID = re.compile(r"[a-z0-9](-?[a-z0-9])*")
@@ -45,18 +53,6 @@ def derive_run_id(execution_name: str, start_time: str) -> str:
     readable = re.sub(r"[^a-z0-9]+", "-", execution_name.lower()).strip("-")[:16].strip("-")
     digest = hashlib.sha256(execution_name.encode()).hexdigest()[:6]
     return "-".join(part for part in (stamp, readable, digest) if part)
-
-
-def resource_names(run_id: str, prefix: str = "loftrec") -> dict[str, str]:
-    return {
-        "prep": f"{prefix}-{run_id}-prep",
-        "fm": f"{prefix}-{run_id}-fm",
-        "blazingtext": f"{prefix}-{run_id}-bt",
-        "fm_model": f"{prefix}-{run_id}-fm",
-        "blazingtext_model": f"{prefix}-{run_id}-bt",
-        "fm_config": f"{prefix}-{run_id}-fm-config",
-        "blazingtext_config": f"{prefix}-{run_id}-bt-config",
-    }
 
 
 def _instance_type(field: str, value: object) -> str:
@@ -102,7 +98,7 @@ def plan_run(
     start_time: str,
     defaults: dict[str, Any],
     bucket: str,
-) -> dict[str, Any]:
+) -> RunPlan:
     """The run's id, names, output location and effective training settings."""
     if not isinstance(execution_input, dict):
         raise InvalidRunInputError("the execution input must be a JSON object")
@@ -117,7 +113,7 @@ def plan_run(
             f"run_id={run_id!r}: expected lower-case letters, digits and single hyphens, at most {RUN_ID_MAX}"
         )
     get = execution_input.get
-    fm = {
+    fm: FmSettings = {
         "instance_type": _instance_type(
             "fm_instance_type", get("fm_instance_type", defaults["fm_instance_type"])
         ),
@@ -143,7 +139,7 @@ def plan_run(
             f"blazingtext_hyperparameters.mode={bt_overrides['mode']!r}: expected one of "
             + ", ".join(sorted(BLAZINGTEXT_MODES))
         )
-    blazingtext = {
+    blazingtext: BlazingTextSettings = {
         "instance_type": _instance_type(
             "blazingtext_instance_type",
             get("blazingtext_instance_type", defaults["blazingtext_instance_type"]),
@@ -159,15 +155,15 @@ def plan_run(
     }
     return {
         "run_id": run_id,
-        "run_prefix": f"runs/{run_id}/",
-        "run_uri": f"s3://{bucket}/runs/{run_id}/",
+        "run_prefix": layout.run_prefix(run_id),
+        "run_uri": f"s3://{bucket}/{layout.run_prefix(run_id)}",
         "names": resource_names(run_id),
         "fm": fm,
         "blazingtext": blazingtext,
     }
 
 
-def handler(event: dict[str, Any], _context: object) -> dict[str, Any]:
+def handler(event: dict[str, Any], _context: object) -> RunPlan:
     """Event: {"input": the execution input, "execution_name", "start_time"} (from the context object)."""
     defaults = json.loads(os.environ["RUN_DEFAULTS"])
     return plan_run(

@@ -3,62 +3,29 @@ and title table, loaded once per run_id and kept warm for as long as that run is
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+
+from contract import layout
+from contract.documents import RecordFormatError, RunRecord, parse_run_record
+from contract.index import INDEX_FILES, IndexFormatError, parse_index
 
 from . import storage
 from .errors import NotDeployedError, RunUnreadableError
-from .index import parse_index
-from .logic import BLAZINGTEXT, FM, DeployedRun
+from .logic import DeployedRun
 from .vectors import parse_title_table
 
 LOGGER = logging.getLogger("loftrec.serving")
 
 
-@dataclass(frozen=True)
-class RunRecord:
-    run_id: str
-    endpoints: dict[str, str]
-    index_uri: str
-    title_table_uri: str
-
-
-def parse_run_record(raw: bytes, uri: str) -> RunRecord:
-    """The deployed-run record's JSON -> RunRecord; RunUnreadableError names the record and the bad field."""
+def parse_record(raw: bytes, uri: str) -> RunRecord:
+    """The deployed-run record, checked; RunUnreadableError names the record and the bad field."""
     try:
-        record: Any = json.loads(raw)
-    except ValueError as exc:
-        raise RunUnreadableError(f"run record at {uri}: not JSON ({exc})") from None
-    if not isinstance(record, dict):
-        raise RunUnreadableError(f"run record at {uri}: not a JSON object")
-    if record.get("schema_version") != 1:
-        raise RunUnreadableError(
-            f"run record at {uri}: schema_version {record.get('schema_version')!r}, expected 1"
-        )
-    fields: dict[str, str] = {}
-    for name in ("run_id", "index_uri", "title_table_uri"):
-        value = record.get(name)
-        if not isinstance(value, str) or not value:
-            raise RunUnreadableError(f"run record at {uri}: {name} is {value!r}, not a non-empty string")
-        fields[name] = value
-    endpoints = record.get("endpoints")
-    if not isinstance(endpoints, dict) or not all(
-        isinstance(endpoints.get(model), str) and endpoints[model] for model in (FM, BLAZINGTEXT)
-    ):
-        raise RunUnreadableError(
-            f"run record at {uri}: endpoints is {endpoints!r}, not {{fm: name, blazingtext: name}}"
-        )
-    return RunRecord(
-        run_id=fields["run_id"],
-        endpoints={FM: endpoints[FM], BLAZINGTEXT: endpoints[BLAZINGTEXT]},
-        index_uri=fields["index_uri"],
-        title_table_uri=fields["title_table_uri"],
-    )
+        return parse_run_record(raw, uri)
+    except RecordFormatError as exc:
+        raise RunUnreadableError(str(exc)) from None
 
 
 def _read(uri: str) -> bytes:
@@ -70,17 +37,14 @@ def _read(uri: str) -> bytes:
 
 def load_run(record: RunRecord) -> DeployedRun:
     """Read and parse the run's index and title table (the slow part: done once per run_id)."""
-    index = parse_index(
-        _read(storage.join(record.index_uri, "index.json")),
-        _read(storage.join(record.index_uri, "customers.tsv")),
-        _read(storage.join(record.index_uri, "products.tsv")),
-    )
+    try:
+        index = parse_index(*(_read(layout.under(record["index_uri"], name)) for name in INDEX_FILES))
+    except IndexFormatError as exc:
+        raise RunUnreadableError(f"the deployed run's index: {exc}") from None
     titles = parse_title_table(
-        _read(storage.join(record.title_table_uri, "titles.txt")),
-        _read(storage.join(record.title_table_uri, "titles.f32")),
-        _read(storage.join(record.title_table_uri, "titles.json")),
+        *(_read(layout.under(record["title_table_uri"], name)) for name in layout.TITLE_TABLE_FILES)
     )
-    return DeployedRun(run_id=record.run_id, endpoints=record.endpoints, index=index, titles=titles)
+    return DeployedRun(run_id=record["run_id"], endpoints=record["endpoints"], index=index, titles=titles)
 
 
 class CurrentRun:
@@ -130,14 +94,14 @@ class CurrentRun:
                 self._checked_at = now
                 return self._run
             self._missing = False
-            record = parse_run_record(raw, self._record_uri)
-            if self._run is None or self._run.run_id != record.run_id:
+            record = parse_record(raw, self._record_uri)
+            if self._run is None or self._run.run_id != record["run_id"]:
                 started = time.perf_counter()
                 self._run = load_run(record)
                 LOGGER.info(
                     "loaded the deployed run",
                     extra={
-                        "run_id": record.run_id,
+                        "run_id": record["run_id"],
                         "latency_ms": round((time.perf_counter() - started) * 1000, 1),
                         "counts": {
                             "customers": self._run.index.num_customers,
@@ -146,10 +110,10 @@ class CurrentRun:
                         },
                     },
                 )
-            elif self._run.endpoints != record.endpoints:
+            elif self._run.endpoints != record["endpoints"]:
                 self._run = DeployedRun(
-                    run_id=record.run_id,
-                    endpoints=record.endpoints,
+                    run_id=record["run_id"],
+                    endpoints=record["endpoints"],
                     index=self._run.index,
                     titles=self._run.titles,
                 )

@@ -14,15 +14,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from contract.algorithms import BLAZINGTEXT, FM
+from contract.index import ServingIndex, title_token
+
 from .errors import ModelRejectedError, RequestError
-from .index import ServingIndex, title_token
 from .vectors import FloatMatrix, TitleTable, unit_vector
 
 MAX_ID_CHARS = 64
 MAX_TITLE_CHARS = 500
 DEFAULT_SIMILAR = 10
-FM = "fm"
-BLAZINGTEXT = "blazingtext"
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 

@@ -36,11 +36,6 @@ def _split(uri: str) -> tuple[str, str, str]:
     raise ValueError(f"{uri!r} is not an s3://bucket/key or file:///path URI")
 
 
-def join(base: str, name: str) -> str:
-    """A file under a folder URI (with or without its trailing slash)."""
-    return base.rstrip("/") + "/" + name
-
-
 def _raise_not_found(uri: str, exc: Exception) -> None:
     code = getattr(exc, "response", {}).get("Error", {}).get("Code")
     if code in _NOT_FOUND:

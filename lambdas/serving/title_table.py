@@ -20,8 +20,10 @@ from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
+from contract import layout
+from contract.index import INDEX_FILES, parse_index
+
 from . import storage
-from .index import title_token
 from .logs import json_logger
 
 LOGGER = json_logger("loftrec.serving")
@@ -100,7 +102,7 @@ def vectors_lines(model_artifact_uri: str) -> Iterator[Iterator[bytes]]:
     """The lines of vectors.txt from a model.tar.gz, a vectors.txt, or a folder holding vectors.txt."""
     uri = model_artifact_uri
     if uri.endswith("/"):
-        uri = storage.join(uri, "vectors.txt")
+        uri = layout.under(uri, "vectors.txt")
     with contextlib.closing(storage.open_stream(uri)) as stream:
         if not uri.endswith((".tar.gz", ".tgz")):
             yield _lines(stream)
@@ -117,10 +119,9 @@ def vectors_lines(model_artifact_uri: str) -> Iterator[Iterator[bytes]]:
 
 
 def known_title_tokens(index_uri: str) -> set[str]:
-    """The title tokens of the run's known products (products.tsv: '<product_id>\\t<title>' per line)."""
-    text = storage.read_bytes(storage.join(index_uri, "products.tsv")).decode("utf-8")
-    # Lines end with "\n" only; str.splitlines() would also break at U+2028 and others inside a title.
-    return {title_token(line.partition("\t")[2]) for line in text.split("\n") if line}
+    """The title tokens of the run's known products."""
+    index = parse_index(*(storage.read_bytes(layout.under(index_uri, name)) for name in INDEX_FILES))
+    return set(index.title_rows)
 
 
 def export_title_table(model_artifact_uri: str, index_uri: str, output_uri: str) -> dict[str, Any]:
@@ -133,11 +134,11 @@ def export_title_table(model_artifact_uri: str, index_uri: str, output_uri: str)
             f"{model_artifact_uri}: none of the {table.vocabulary} vectors is the title of a known product "
             f"of {index_uri}"
         )
-    storage.write_bytes(storage.join(output_uri, "titles.txt"), table.titles_txt, content_type="text/plain")
-    storage.write_bytes(storage.join(output_uri, "titles.f32"), table.titles_f32)
-    storage.write_bytes(
-        storage.join(output_uri, "titles.json"), table.titles_json, content_type="application/json"
-    )
+    # titles.json last: a reader that finds it finds the other two complete.
+    txt, f32, meta = layout.TITLE_TABLE_FILES
+    storage.write_bytes(layout.under(output_uri, txt), table.titles_txt, content_type="text/plain")
+    storage.write_bytes(layout.under(output_uri, f32), table.titles_f32)
+    storage.write_bytes(layout.under(output_uri, meta), table.titles_json, content_type="application/json")
     return {
         "title_table_uri": output_uri,
         "count": table.count,

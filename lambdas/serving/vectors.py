@@ -1,8 +1,9 @@
 """The known-title vector table (serving/ of a run) and cosine nearest neighbours against it.
 
-The one module of the shims that imports numpy (shipped to Lambda by the AWS-managed "AWS SDK for pandas"
-layer): the best pure-stdlib scan of 40k x 100 floats took 70 to 130 ms per title on a busy 2-core machine,
-against the 50 ms target; numpy's product takes 0.2 to 0.3 ms there (bench/serving.py prints both).
+The one module of the shims that imports numpy (shipped to Lambda as a layer that `make install` unpacks
+from the pinned wheel): the best pure-stdlib scan of 40k x 100 floats took 70 to 130 ms per title on a busy
+2-core machine, against the 50 ms target; numpy's product takes 0.2 to 0.3 ms there (bench/serving.py
+prints both).
 """
 
 from __future__ import annotations

@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from contract.index import load_index
 from jobs.prep.baselines import BiasSettings, compute_baselines
 from jobs.prep.job import PrepConfig, run_prep
 from jobs.prep.prepare import Thresholds
 from jobs.prep.recordio import read_sparse_records
-from jobs.prep.serving import load_index
 from tests.jobs.test_prep_support import ROWS, tsv_bytes, write_tsv
 
 LN61 = math.log(61.0)
@@ -92,14 +92,14 @@ def test_keys_and_feature_dim(run: tuple[Path, dict[str, Any]]) -> None:
     out, manifest = run
     assert (manifest["num_customers"], manifest["num_products"], manifest["feature_dim"]) == (3, 2, 6)
     index = load_index(out / "index")
-    assert index.customer_key == {"7": 0, "100": 1, "20": 2}
-    assert index.product_key == {"B1": 3, "B2": 4}
-    assert index.first_review_days == [16436, 16435, 16467]
-    assert index.titles == ["Alpha Show", "Beta  Film"]
+    assert index.customer_keys == {"7": 0, "100": 1, "20": 2}
+    assert {p: index.product_key(r) for p, r in index.product_rows.items()} == {"B1": 3, "B2": 4}
+    assert list(index.first_review_day) == [16436, 16435, 16467]
+    assert index.product_titles == ["Alpha Show", "Beta  Film"]
     assert (out / "index" / "customers.tsv").read_text() == "7\t16436\n100\t16435\n20\t16467\n"
     assert (out / "index" / "products.tsv").read_text() == "B1\tAlpha Show\nB2\tBeta  Film\n"
-    assert index.meta["time_transform"]["scale_days"] == 60
-    assert index.meta["global_mean"] == pytest.approx(10 / 3)
+    assert index.time_transform.scale_days == 60
+    assert index.global_mean == pytest.approx(10 / 3)
 
 
 def test_test_rows_are_the_latest_review_per_customer(run: tuple[Path, dict[str, Any]]) -> None:

@@ -22,6 +22,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from contract import index as contract_index
+from contract.documents import run_record
+from contract.features import TimeTransform
 from lambdas.serving.title_table import export_title_table
 from local.runtime_server import BlazingTextModel, RuntimeServer
 
@@ -103,19 +106,15 @@ def uri(path: Path) -> str:
 
 
 def write_index(folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "schema_version": 1,
-        "num_customers": N,
-        "num_products": M,
-        "feature_dim": FEATURE_DIM,
-        "time_transform": TIME_TRANSFORM,
-        "rating_range": [1, 5],
-        "global_mean": 4.2,
-    }
-    (folder / "index.json").write_text(json.dumps(meta))
-    (folder / "customers.tsv").write_text("".join(f"{c}\t{d}\n" for c, d in CUSTOMERS))
-    (folder / "products.tsv").write_text("".join(f"{p}\t{t}\n" for p, t in PRODUCTS))
+    contract_index.write_index(
+        folder,
+        customer_ids=[c for c, _ in CUSTOMERS],
+        first_review_days=[d for _, d in CUSTOMERS],
+        product_ids=[p for p, _ in PRODUCTS],
+        titles=[t for _, t in PRODUCTS],
+        time_transform=TimeTransform.from_json(TIME_TRANSFORM),
+        global_mean=4.2,
+    )
 
 
 def corpus() -> list[list[str]]:
@@ -183,16 +182,14 @@ def write_run(root: Path, run_id: str, *, w0: float = 3.0) -> Path:
 
 
 def write_record(path: Path, run: Path, *, fm: str, blazingtext: str) -> None:
-    record = {
-        "schema_version": 1,
-        "run_id": run.name,
-        "deployed_at": "2024-01-01T00:00:00Z",
-        "endpoints": {"fm": fm, "blazingtext": blazingtext},
-        "index_uri": uri(run / "prep" / "index") + "/",
-        "title_table_uri": uri(run / "serving") + "/",
-        "manifest_uri": uri(run / "prep" / "manifest.json"),
-        "metrics": {"fm_test_rmse": 1.0, "baseline_global_mean_rmse": 1.2, "baseline_bias_rmse": 1.1},
-    }
+    record = run_record(
+        run_id=run.name,
+        deployed_at="2024-01-01T00:00:00Z",
+        run_uri=uri(run) + "/",
+        metrics={"fm_test_rmse": 1.0, "baseline_global_mean_rmse": 1.2, "baseline_bias_rmse": 1.1},
+        endpoint_configs=None,
+        endpoints={"fm": fm, "blazingtext": blazingtext},
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record))
 

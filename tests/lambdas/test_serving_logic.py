@@ -5,13 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import re
 from typing import Any
 
 import pytest
 
-from lambdas.serving.errors import ModelRejectedError, RunUnreadableError
-from lambdas.serving.index import TimeTransform, parse_index, title_token
+from contract.index import parse_index
+from lambdas.serving.errors import ModelRejectedError
 from lambdas.serving.logic import DeployedRun, PredictItem, SimilarRequest, predict, similar_titles
 from lambdas.serving.title_table import build_title_table
 from lambdas.serving.vectors import parse_title_table
@@ -137,61 +136,3 @@ def test_similar_titles_exclude_the_title_itself_and_keep_negative_similarities(
         ("title-b", 0.0),
         ("title-c", -1.0),
     ]
-
-
-@pytest.mark.parametrize(
-    ("title", "token"),
-    [
-        ("Sherlock Season 1", "sherlock-season-1"),
-        ("two  spaces", "two--spaces"),
-        ("tab\tnew\nline\r\x0b\x0c", "tab-new-line---"),
-        ("\u00a0no-break\u2009thin\u3000ideographic", "-no-break-thin-ideographic"),
-        ("\u2028line\u2029paragraph\x1c\x1d\x1e\x1f\x85", "-line-paragraph-----"),
-        ("ÉCOLE İstanbul ΣΟΦΙΑ", "école-i̇stanbul-σοφια"),
-        ("zero\u200bwidth", "zero\u200bwidth"),  # not whitespace for Python: kept
-        ("", ""),
-    ],
-)
-def test_title_token_lowercases_and_replaces_every_whitespace_character(title: str, token: str) -> None:
-    assert title_token(title) == token
-
-
-def test_the_time_transform_of_index_json() -> None:
-    transform = TimeTransform.from_json({"kind": "log1p_ratio", "scale_days": 99, "formula": "..."})
-    assert transform(9) == pytest.approx(math.log(10) / math.log(100))
-    assert transform(0) == transform(-5) == 0.0
-    assert transform(99) == transform(5000) == 1.0
-    for bad, message in [
-        ({"kind": "log1p"}, "time_transform.kind 'log1p' is not 'log1p_ratio'"),
-        ({"kind": "log1p_ratio", "scale_days": 0}, "time_transform.scale_days 0 is not an integer >= 1"),
-        ({"kind": "log1p_ratio"}, "time_transform.scale_days None is not an integer >= 1"),
-        ("log1p", "time_transform must be an object"),
-    ]:
-        with pytest.raises(ValueError, match=re.escape(message)):
-            TimeTransform.from_json(bad)
-
-
-@pytest.mark.parametrize(
-    ("index", "customers", "products", "message"),
-    [
-        (INDEX | {"feature_dim": 7}, CUSTOMERS, PRODUCTS, "index.json: feature_dim 7 != num_customers"),
-        (INDEX | {"schema_version": 2}, CUSTOMERS, PRODUCTS, "index.json: schema_version 2 is not 1"),
-        (
-            INDEX | {"time_transform": {"kind": "x"}},
-            CUSTOMERS,
-            PRODUCTS,
-            "index.json: time_transform.kind 'x'",
-        ),
-        (INDEX | {"rating_range": [5, 1]}, CUSTOMERS, PRODUCTS, "index.json: rating_range is [5, 1]"),
-        (INDEX, b"alice\t100\n", PRODUCTS, "customers.tsv: 1 lines, index.json says 2"),
-        (INDEX, b"alice\t100\nbob\tlater\n", PRODUCTS, "customers.tsv: line 2: first_review_day 'later'"),
-        (INDEX, b"alice\t100\nalice\t200\n", PRODUCTS, "customers.tsv: a customer_id appears twice"),
-        (INDEX, CUSTOMERS, b"pa\tA\npb\tB\tx\npc\tC\n", "products.tsv: line 2 does not have exactly two"),
-    ],
-)
-def test_a_malformed_index_names_the_file_and_the_problem(
-    index: dict[str, Any], customers: bytes, products: bytes, message: str
-) -> None:
-    with pytest.raises(RunUnreadableError) as raised:
-        parse_index(json.dumps(index).encode(), customers, products)
-    assert str(raised.value).startswith(message)

@@ -157,6 +157,18 @@ def test_a_run_record_pointing_at_missing_files_is_a_503(world: World) -> None:
     assert body["error"]["message"].endswith("/serving/titles.f32")
 
 
+def test_a_malformed_index_is_a_503_naming_the_file(world: World) -> None:
+    customers = world.run / "prep" / "index" / "customers.tsv"
+    customers.write_text(customers.read_text().replace("\t", "\tnot-a-day-", 1))
+
+    status, body = world.predict(KNOWN_PAIR)
+
+    assert (status, body["error"]["code"]) == (503, "run_unreadable")
+    assert body["error"]["message"].startswith(
+        "the deployed run's index: customers.tsv: line 1: first_review_day 'not-a-day-"
+    )
+
+
 def test_a_first_deployment_is_picked_up_after_the_ttl(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

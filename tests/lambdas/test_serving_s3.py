@@ -13,6 +13,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from contract import layout
 from lambdas.serving import storage
 from lambdas.serving.title_table import handler as export_handler
 from local.runtime_server import RuntimeServer
@@ -50,15 +51,15 @@ def _upload(client: Any, folder: Path, prefix: str) -> None:
 
 def test_storage_reads_writes_and_says_not_found_for_both_schemes(s3: Any, tmp_path: Path) -> None:
     for base in (f"s3://{BUCKET}/x", (tmp_path / "x").as_uri()):
-        storage.write_bytes(storage.join(base, "a/b.txt"), b"hello")
-        assert storage.read_bytes(storage.join(base + "/", "a/b.txt")) == b"hello"
-        stream = storage.open_stream(storage.join(base, "a/b.txt"))
+        storage.write_bytes(layout.under(base, "a/b.txt"), b"hello")
+        assert storage.read_bytes(layout.under(base + "/", "a/b.txt")) == b"hello"
+        stream = storage.open_stream(layout.under(base, "a/b.txt"))
         assert stream.read(2) == b"he"
         stream.close()
         with pytest.raises(storage.StorageNotFoundError, match="nothing at"):
-            storage.read_bytes(storage.join(base, "missing"))
+            storage.read_bytes(layout.under(base, "missing"))
         with pytest.raises(storage.StorageNotFoundError):
-            storage.open_stream(storage.join(base, "missing"))
+            storage.open_stream(layout.under(base, "missing"))
     with pytest.raises(storage.StorageNotFoundError):
         storage.read_bytes("s3://no-such-bucket-here/key")
     with pytest.raises(ValueError, match="is not an s3://bucket/key or file:///path URI"):

@@ -19,8 +19,22 @@ from botocore.stub import Stubber
 from moto import mock_aws
 from moto.sagemaker.models import sagemaker_backends
 
+from contract.documents import run_record
 from lambdas.pipeline import aws, endpoints
 from lambdas.pipeline.endpoints import EndpointBusyError
+
+
+def record_body(run_id: str, *, fm_test_rmse: float = 1.0, configs: dict[str, str] | None = None) -> bytes:
+    """A deployed-run record as the state machine writes it."""
+    record = run_record(
+        run_id=run_id,
+        deployed_at="2026-11-29T03:00:00Z",
+        run_uri=f"s3://data/runs/{run_id}/",
+        metrics={"fm_test_rmse": fm_test_rmse, "baseline_global_mean_rmse": 1.28, "baseline_bias_rmse": 1.1},
+        endpoint_configs=configs,
+    )
+    return json.dumps(record).encode()
+
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/sagemaker"
@@ -160,11 +174,10 @@ def test_without_a_deployed_run_the_endpoints_this_run_created_are_deleted(sagem
 
 
 def test_an_endpoint_sagemaker_already_rolled_back_is_left_alone(sagemaker: Any) -> None:
-    record = {
-        "run_id": "r1",
-        "endpoint_configs": {"fm": "loftrec-r1-fm-config", "blazingtext": "loftrec-r1-bt-config"},
-    }
-    boto3.client("s3").put_object(Bucket="data", Key="serving/current.json", Body=json.dumps(record).encode())
+    configs = {"fm": "loftrec-r1-fm-config", "blazingtext": "loftrec-r1-bt-config"}
+    boto3.client("s3").put_object(
+        Bucket="data", Key="serving/current.json", Body=record_body("r1", configs=configs)
+    )
     deploy(sagemaker, FM, "loftrec-r1-fm-config")  # the blue/green update rolled back
     deploy(sagemaker, BT, "loftrec-r1-bt-config")  # never updated
     assert endpoints.rollback_handler({"run_configs": RUN_CONFIGS}, None) == {
@@ -220,8 +233,10 @@ def test_a_failed_endpoint_on_this_runs_configuration_is_deleted_even_with_a_dep
     sagemaker: Any,
 ) -> None:
     # SageMaker allows nothing but DeleteEndpoint on a Failed endpoint: an update back would be refused.
-    record = {"endpoint_configs": {"fm": "loftrec-r1-fm-config", "blazingtext": "loftrec-r1-bt-config"}}
-    boto3.client("s3").put_object(Bucket="data", Key="serving/current.json", Body=json.dumps(record).encode())
+    configs = {"fm": "loftrec-r1-fm-config", "blazingtext": "loftrec-r1-bt-config"}
+    boto3.client("s3").put_object(
+        Bucket="data", Key="serving/current.json", Body=record_body("r1", configs=configs)
+    )
     deploy(sagemaker, FM, RUN_CONFIGS["fm"])
     set_status(FM, "Failed", "The primary container did not pass the ping health check.")
     outcome = endpoints.rollback_handler({"run_configs": RUN_CONFIGS}, None)

@@ -5,11 +5,11 @@ moto runs the definition as synthesized, tokens resolved as in tests/stacks/asl.
 what stands in for it (test-side patches of moto; none changes what the definition asks for):
 
 1. moto runs Lambda functions in Docker: `LambdaFunction.invoke` is patched to import the handler the
-   function's Handler names from lambdas/ (the functions' code asset) and call it in-process, with the
-   function's environment (and AWS_REGION, as the Lambda runtime sets it) and a cold start (the modules'
-   cached clients and settings cleared). An exception becomes Lambda's Unhandled error payload
-   {"errorType", "errorMessage"}, which Step Functions matches by errorType. Invocations run one at a
-   time: the environment is process-wide.
+   function's Handler names (a module path of the code asset, the same as in the repository) and call it
+   in-process, with the function's environment (and AWS_REGION, as the Lambda runtime sets it) and a cold
+   start (the modules' cached clients and settings cleared). An exception becomes Lambda's Unhandled error
+   payload {"errorType", "errorMessage"}, which Step Functions matches by errorType. Invocations run one at
+   a time: the environment is process-wide.
 2. moto forwards SageMaker's optimized integrations to its SageMaker backend as plain requests but cannot
    wait for a job (`.sync`): the integration is allowed the Sync pattern and given a resolver that
    describes the job until it is Completed (the task's result is the description, as in Step Functions)
@@ -93,6 +93,8 @@ from moto.stepfunctions.parser.asl.utils import boto_client
 from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
 from moto.stepfunctions.parser.utils import TMP_THREADS
 
+from contract.features import TimeTransform
+from contract.index import index_files
 from tests.stacks import asl
 
 ACCOUNT, REGION = asl.ACCOUNT, asl.REGION
@@ -178,7 +180,7 @@ def _invoke_in_process(self: Any, body: str, request_headers: Any, response_head
         os.environ.update(environment)
         try:
             _cold_start()
-            handler = getattr(importlib.import_module(f"lambdas.{module_name}"), function_name)
+            handler = getattr(importlib.import_module(module_name), function_name)
             result = handler(event, context)
         except Exception as error:  # the function's error, as Lambda reports it
             response_headers["x-amz-function-error"] = "Unhandled"
@@ -339,7 +341,16 @@ class ScriptedSageMaker:
             prefix = output["S3Output"]["S3Uri"].rstrip("/")
             manifest = {"schema_version": 1, "feature_dim": FEATURE_DIM, "baselines": BASELINES}
             self._put(f"{prefix}/manifest.json", json.dumps(manifest).encode())
-            self._put(f"{prefix}/index/products.tsv", ("\n".join(PRODUCTS) + "\n").encode())
+            files = index_files(
+                customer_ids=["C1", "C2", "C3"],
+                first_review_days=[16000, 16100, 16200],
+                product_ids=[line.partition("\t")[0] for line in PRODUCTS],
+                titles=[line.partition("\t")[2] for line in PRODUCTS],
+                time_transform=TimeTransform(1000),
+                global_mean=4.1,
+            )
+            for name, data in files.items():
+                self._put(f"{prefix}/index/{name}", data)
             return job
 
         return hook

@@ -40,7 +40,10 @@ def test_stage_throttles_logs_access_and_traces(template: assertions.Template) -
 
 
 def test_shims_reserved_concurrency_and_environment(template: assertions.Template) -> None:
-    for handler in ("serving.handlers.predict_handler", "serving.handlers.similar_titles_handler"):
+    for handler in (
+        "lambdas.serving.handlers.predict_handler",
+        "lambdas.serving.handlers.similar_titles_handler",
+    ):
         template.has_resource_properties(
             "AWS::Lambda::Function",
             {

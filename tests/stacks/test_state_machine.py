@@ -16,7 +16,10 @@ from aws_cdk import assertions
 from cfnlint.api import ManualArgs, lint
 from moto.sagemaker.models import sagemaker_backends
 
-from stacks.loftrec_stack import ENDPOINT_NAMES
+from contract import layout
+from contract.algorithms import ENDPOINT_NAMES
+from contract.documents import run_record
+from jobs.prep.__main__ import build_parser
 from tests.stacks import asl
 from tests.stacks.pipeline_cloud import (
     ACCOUNT,
@@ -351,7 +354,17 @@ def test_a_first_run_creates_both_endpoints_and_records_the_run(
 
         # What the jobs were asked to do, with the run's real values.
         prep = cloud.sagemaker.describe_processing_job(ProcessingJobName=f"loftrec-{run_id}-prep")
-        assert prep["AppSpecification"]["ContainerArguments"][-2:] == ["--fm-instance-count", "4"]
+        arguments = prep["AppSpecification"]["ContainerArguments"]
+        assert arguments[-2:] == ["--fm-instance-count", "4"]
+        # The container's own parser reads them: the paths are the ones Processing mounts.
+        parsed = build_parser().parse_args(arguments)
+        assert (str(parsed.input), str(parsed.output), str(parsed.failure_message)) == (
+            layout.CONTAINER_INPUT,
+            layout.CONTAINER_OUTPUT,
+            layout.CONTAINER_FAILURE_MESSAGE,
+        )
+        (source,) = prep["ProcessingInputs"]
+        assert source["S3Input"]["LocalPath"] == layout.CONTAINER_INPUT
         assert prep["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"] == f"{run_uri}prep"
         fm_job = cloud.sagemaker.describe_training_job(TrainingJobName=f"loftrec-{run_id}-fm")
         assert fm_job["HyperParameters"] == {
@@ -461,8 +474,16 @@ def test_the_gate_rejects_the_notebooks_model_and_serving_is_unchanged(
     monkeypatch: pytest.MonkeyPatch, document: dict[str, Any], machine: dict[str, Any]
 ) -> None:
     with pipeline_cloud(monkeypatch, document, Script(fm_test_rmse=50.3), ENDPOINT_NAMES) as cloud:
-        previous = json.dumps({"schema_version": 1, "run_id": "earlier", "metrics": {"fm_test_rmse": 1.0}})
-        cloud.s3.put_object(Bucket=cloud.bucket, Key="serving/current.json", Body=previous.encode())
+        previous = run_record(
+            run_id="earlier",
+            deployed_at="2026-11-22T03:00:00Z",
+            run_uri=f"s3://{cloud.bucket}/runs/earlier/",
+            metrics={"fm_test_rmse": 1.0, "baseline_global_mean_rmse": 1.28, "baseline_bias_rmse": 1.1},
+            endpoint_configs={"fm": "loftrec-earlier-fm-config", "blazingtext": "loftrec-earlier-bt-config"},
+        )
+        cloud.s3.put_object(
+            Bucket=cloud.bucket, Key="serving/current.json", Body=json.dumps(previous).encode()
+        )
 
         execution = cloud.run("notebook-settings")
         _assert_no_runtime_error(execution)
@@ -485,7 +506,7 @@ def test_the_gate_rejects_the_notebooks_model_and_serving_is_unchanged(
         assert "FM test RMSE 50.3000 does not beat the global mean baseline 1.2800" in message
         assert (cloud.models(), cloud.endpoint_configs(), cloud.endpoints()) == ([], [], {})
         body = cloud.s3.get_object(Bucket=cloud.bucket, Key="serving/current.json")["Body"].read().decode()
-        assert body == previous
+        assert json.loads(body) == previous
 
 
 def _rejected_run_id(cloud: PipelineCloud) -> str:

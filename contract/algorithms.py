@@ -1,0 +1,114 @@
+"""The two models loftrec trains and serves: their keys, the names of their SageMaker resources, and the
+hyperparameter names of the built-in algorithms (the CDK configuration, the run's input validation and the
+local trainers all read these lists).
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal, TypedDict
+
+ModelKey = Literal["fm", "blazingtext"]
+FM: Final = "fm"
+BLAZINGTEXT: Final = "blazingtext"
+MODELS: tuple[ModelKey, ...] = (FM, BLAZINGTEXT)
+LABELS: dict[str, str] = {FM: "FM", BLAZINGTEXT: "BlazingText"}
+"""How the console and the notifications name each model."""
+
+RESOURCE_PREFIX = "loftrec"
+ENDPOINT_NAMES: dict[str, str] = {FM: "loftrec-fm", BLAZINGTEXT: "loftrec-blazingtext"}
+"""Fixed endpoint names: the pipeline creates and updates them blue/green; the record names them too."""
+VARIANT_NAME = "AllTraffic"
+SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
+
+
+def scalable_resource_id(endpoint_name: str) -> str:
+    """Application Auto Scaling's resource id of an endpoint's variant."""
+    return f"endpoint/{endpoint_name}/variant/{VARIANT_NAME}"
+
+
+class ResourceNames(TypedDict):
+    prep: str
+    fm: str
+    blazingtext: str
+    fm_model: str
+    blazingtext_model: str
+    fm_config: str
+    blazingtext_config: str
+
+
+def resource_names(run_id: str) -> ResourceNames:
+    """The SageMaker resources one run creates (each within SageMaker's 63 characters for a run id of at
+    most 40): the prep job, the two training jobs, the two models and the two endpoint configurations."""
+    prefix = f"{RESOURCE_PREFIX}-{run_id}"
+    return {
+        "prep": f"{prefix}-prep",
+        "fm": f"{prefix}-fm",
+        "blazingtext": f"{prefix}-bt",
+        "fm_model": f"{prefix}-fm",
+        "blazingtext_model": f"{prefix}-bt",
+        "fm_config": f"{prefix}-fm-config",
+        "blazingtext_config": f"{prefix}-bt-config",
+    }
+
+
+def resource_pattern() -> str:
+    """The name pattern of every SageMaker resource a run creates, as IAM grants name it."""
+    return f"{RESOURCE_PREFIX}-*"
+
+
+# SageMaker Factorization Machines (fact-machines-hyperparameters).
+FM_HYPERPARAMETERS = frozenset(
+    {
+        "num_factors",
+        "epochs",
+        "mini_batch_size",
+        "bias_lr",
+        "linear_lr",
+        "factors_lr",
+        "bias_wd",
+        "linear_wd",
+        "factors_wd",
+        "bias_init_method",
+        "bias_init_sigma",
+        "bias_init_scale",
+        "bias_init_value",
+        "linear_init_method",
+        "linear_init_sigma",
+        "linear_init_scale",
+        "linear_init_value",
+        "factors_init_method",
+        "factors_init_sigma",
+        "factors_init_scale",
+        "factors_init_value",
+        "clip_gradient",
+        "eps",
+        "rescale_grad",
+    }
+)
+FM_RESERVED = frozenset({"feature_dim", "predictor_type"})
+"""Set by the pipeline, never by configuration: feature_dim comes from the run's manifest, and loftrec
+predicts ratings (predictor_type regressor)."""
+FM_ALL_HYPERPARAMETERS = FM_HYPERPARAMETERS | FM_RESERVED
+
+# SageMaker BlazingText in Word2Vec mode (blazingtext_hyperparameters); the supervised mode trains a
+# classifier, which gives no word vectors to serve.
+BLAZINGTEXT_HYPERPARAMETERS = frozenset(
+    {
+        "mode",
+        "epochs",
+        "min_count",
+        "sampling_threshold",
+        "learning_rate",
+        "window_size",
+        "vector_dim",
+        "negative_samples",
+        "min_char",
+        "max_char",
+        "subwords",
+        "evaluation",
+        "batch_size",
+        "word_ngrams",
+        "buckets",
+    }
+)
+BLAZINGTEXT_MODES = frozenset({"skipgram", "cbow", "batch_skipgram"})

@@ -1,0 +1,239 @@
+"""The documents that cross a process or state boundary, typed once.
+
+- RunPlan: what "Start run" answers; every later state reads it as $.run.
+- Manifest: prep/manifest.json, written by the prep job; the state machine reads feature_dim and baselines.
+- GateDecision: gate.json and $.gate.value, written by the quality gate (the Lambda and the local twin).
+- RunRecord: serving/current.json, the deployed run; written by the state machine and the local twin, read by
+  the shims, the gate (the deployed model's metrics) and the rollback (the deployed endpoint configurations).
+
+`json_path` builds the state machine's JSONPath to a field and fails at synth if the field is not in the
+document's type, so a renamed field cannot leave a state reading nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import typing
+from collections.abc import Callable
+from typing import Any, NotRequired, TypedDict
+
+from contract import layout
+from contract.algorithms import ENDPOINT_NAMES, MODELS, ResourceNames
+
+# ---------------------------------------------------------------------------------------------- run plan
+
+
+class FmSettings(TypedDict):
+    instance_type: str
+    instance_count: int
+    hyperparameters: dict[str, str]
+
+
+class BlazingTextSettings(TypedDict):
+    instance_type: str
+    hyperparameters: dict[str, str]
+
+
+class RunPlan(TypedDict):
+    run_id: str
+    run_prefix: str
+    """runs/<run-id>/"""
+    run_uri: str
+    """s3://<bucket>/runs/<run-id>/"""
+    names: ResourceNames
+    fm: FmSettings
+    blazingtext: BlazingTextSettings
+
+
+# ---------------------------------------------------------------------------------------------- manifest
+
+
+class BiasBaseline(TypedDict):
+    rmse: float
+    reg_user: float
+    reg_item: float
+    sweeps: int
+    clipped_to: list[int]
+
+
+class GlobalMeanBaseline(TypedDict):
+    value: float
+    rmse: float
+
+
+class Baselines(TypedDict):
+    global_mean: GlobalMeanBaseline
+    bias: BiasBaseline
+
+
+class ManifestCounts(TypedDict):
+    rows_read: int
+    bad_rows: dict[str, int]
+    rows_usable: int
+    rows_kept: int
+    train_rows: int
+    test_rows: int
+    corpus_lines: int
+
+
+class Manifest(TypedDict):
+    schema_version: int
+    inputs: list[dict[str, Any]]
+    counts: ManifestCounts
+    num_customers: int
+    num_products: int
+    feature_dim: int
+    time_transform: dict[str, Any]
+    baselines: Baselines
+    thresholds: dict[str, Any]
+    shards: dict[str, Any]
+    split: str
+    seed: int
+    rating_range: list[int]
+    timings_s: dict[str, float]
+
+
+MANIFEST_SCHEMA_VERSION = 1
+
+
+# ---------------------------------------------------------------------------------------------- gate
+
+
+class GateDecision(TypedDict):
+    deploy: bool
+    reasons: list[str]
+    fm_test_rmse: float | None
+    """None when training reported no finite metric (NaN is not JSON)."""
+    baseline_global_mean_rmse: float
+    baseline_bias_rmse: float
+    deployed_test_rmse: float | None
+
+
+# ---------------------------------------------------------------------------------------------- run record
+
+
+class RunMetrics(TypedDict):
+    fm_test_rmse: float | None
+    baseline_global_mean_rmse: float
+    baseline_bias_rmse: float
+
+
+class RunRecord(TypedDict):
+    schema_version: int
+    run_id: str
+    deployed_at: str
+    endpoints: dict[str, str]
+    endpoint_configs: NotRequired[dict[str, str]]
+    """Absent in a record that no endpoint configuration backs (the local twin's cold-start experiment)."""
+    run_uri: str
+    index_uri: str
+    title_table_uri: str
+    manifest_uri: str
+    metrics: RunMetrics
+
+
+RUN_RECORD_SCHEMA_VERSION = 1
+
+
+class RecordFormatError(ValueError):
+    """The run record is not as RunRecord says; the message names the record and the field."""
+
+
+def run_record(
+    *,
+    run_id: str,
+    deployed_at: str,
+    run_uri: str,
+    metrics: RunMetrics,
+    endpoint_configs: dict[str, str] | None,
+    endpoints: dict[str, str] | None = None,
+    join: Callable[[str, str], str] = layout.under,
+) -> RunRecord:
+    """The record of a deployed run. `join(run_uri, path)` makes the URI of a path in the run: plain string
+    joining by default; the state machine passes one that builds States.Format at run time."""
+    record: RunRecord = {
+        "schema_version": RUN_RECORD_SCHEMA_VERSION,
+        "run_id": run_id,
+        "deployed_at": deployed_at,
+        "endpoints": dict(endpoints if endpoints is not None else ENDPOINT_NAMES),
+        "run_uri": run_uri,
+        "index_uri": join(run_uri, layout.INDEX),
+        "title_table_uri": join(run_uri, layout.SERVING),
+        "manifest_uri": join(run_uri, layout.MANIFEST),
+        "metrics": metrics,
+    }
+    if endpoint_configs is not None:
+        record["endpoint_configs"] = endpoint_configs
+    return record
+
+
+def _string(record: dict[str, Any], name: str, uri: str) -> str:
+    value = record.get(name)
+    if not isinstance(value, str) or not value:
+        raise RecordFormatError(f"run record at {uri}: {name} is {value!r}, not a non-empty string")
+    return value
+
+
+def _model_names(record: dict[str, Any], name: str, uri: str) -> dict[str, str]:
+    value = record.get(name)
+    if not isinstance(value, dict) or not all(
+        isinstance(value.get(model), str) and value[model] for model in MODELS
+    ):
+        raise RecordFormatError(
+            f"run record at {uri}: {name} is {value!r}, not {{fm: name, blazingtext: name}}"
+        )
+    return {model: value[model] for model in MODELS}
+
+
+def parse_run_record(raw: bytes, uri: str) -> RunRecord:
+    """The record's JSON -> RunRecord, checked field by field; RecordFormatError names the bad field."""
+    try:
+        document: Any = json.loads(raw)
+    except ValueError as exc:
+        raise RecordFormatError(f"run record at {uri}: not JSON ({exc})") from None
+    if not isinstance(document, dict):
+        raise RecordFormatError(f"run record at {uri}: not a JSON object")
+    if document.get("schema_version") != RUN_RECORD_SCHEMA_VERSION:
+        raise RecordFormatError(
+            f"run record at {uri}: schema_version {document.get('schema_version')!r}, "
+            f"expected {RUN_RECORD_SCHEMA_VERSION}"
+        )
+    metrics = document.get("metrics")
+    if not isinstance(metrics, dict):
+        raise RecordFormatError(f"run record at {uri}: metrics is {metrics!r}, not an object")
+    record: RunRecord = {
+        "schema_version": RUN_RECORD_SCHEMA_VERSION,
+        "run_id": _string(document, "run_id", uri),
+        "deployed_at": str(document.get("deployed_at", "")),
+        "endpoints": _model_names(document, "endpoints", uri),
+        "run_uri": _string(document, "run_uri", uri),
+        "index_uri": _string(document, "index_uri", uri),
+        "title_table_uri": _string(document, "title_table_uri", uri),
+        "manifest_uri": _string(document, "manifest_uri", uri),
+        "metrics": typing.cast(RunMetrics, metrics),
+    }
+    if "endpoint_configs" in document:
+        record["endpoint_configs"] = _model_names(document, "endpoint_configs", uri)
+    return record
+
+
+# ---------------------------------------------------------------------------------------------- paths
+
+
+def json_path(document: type, *fields: str, root: str) -> str:
+    """root.field.field..., each field checked against the document's TypedDict (and the TypedDicts it
+    nests); a dict[str, X] accepts any key. KeyError names the field that the type does not have."""
+    current: Any = document
+    for field in fields:
+        if isinstance(current, type) and typing.is_typeddict(current):
+            hints = typing.get_type_hints(current)
+            if field not in hints:
+                raise KeyError(f"{document.__name__} has no field {'.'.join(fields)!r} ({field!r})")
+            current = hints[field]
+            if typing.get_origin(current) is NotRequired:
+                (current,) = typing.get_args(current)
+        elif typing.get_origin(current) is dict:
+            current = typing.get_args(current)[1]
+        else:
+            raise KeyError(f"{document.__name__}: {'.'.join(fields)!r} goes into a {current!r}")
+    return ".".join((root, *fields))

@@ -1,0 +1,64 @@
+"""Where a run's files live. One run is one folder, `runs/<run-id>/`, in the data bucket and, with the same
+layout, under the local twin's output folder; the deployed-run record sits beside `runs/`.
+
+Paths inside a run are relative (`prep/index/`); folders end with "/". The helpers build what each side needs
+from them: object keys, URIs under a run's URI, the object-key patterns that IAM grants name, and the
+container paths of the prep job.
+"""
+
+from __future__ import annotations
+
+RUNS_PREFIX = "runs/"
+RUN_RECORD_KEY = "serving/current.json"
+"""The deployed-run record: which run serves now (documents.RunRecord). Beside runs/, not in a run."""
+
+# Inside runs/<run-id>/.
+PREP = "prep/"
+MANIFEST = "prep/manifest.json"
+TRAIN = "prep/train/"
+TEST = "prep/test/"
+CORPUS = "prep/corpus/"
+CORPUS_FILE = "prep/corpus/corpus.txt"
+INDEX = "prep/index/"
+FM_OUTPUT = "fm/"
+BLAZINGTEXT_OUTPUT = "blazingtext/"
+SERVING = "serving/"
+"""What the shims load besides the index: the title table (titles.txt, titles.f32, titles.json)."""
+TITLE_TABLE_FILES = ("titles.txt", "titles.f32", "titles.json")
+GATE = "gate.json"
+
+# The prep job's container (SageMaker Processing mounts the input and uploads the output folder).
+CONTAINER_INPUT = "/opt/ml/processing/input/reviews"
+CONTAINER_OUTPUT = "/opt/ml/processing/output/prep"
+CONTAINER_FAILURE_MESSAGE = "/opt/ml/output/message"
+"""SageMaker Processing copies the first 1 KB of this file into DescribeProcessingJob's ExitMessage."""
+
+
+def run_prefix(run_id: str) -> str:
+    """The key prefix of one run: runs/<run-id>/."""
+    return f"{RUNS_PREFIX}{run_id}/"
+
+
+def run_key(run_id: str, path: str) -> str:
+    """The object key of a path in a run, e.g. run_key("r1", MANIFEST) = runs/r1/prep/manifest.json."""
+    return run_prefix(run_id) + path
+
+
+def any_run(path: str = "") -> str:
+    """The key pattern of a path in every run, as IAM grants name it: runs/*/<path>, a folder's objects as
+    runs/*/<folder>/*, every object of every run as runs/*."""
+    if not path:
+        return f"{RUNS_PREFIX}*"
+    return f"{RUNS_PREFIX}*/{path}{'*' if path.endswith('/') else ''}"
+
+
+def under(base_uri: str, path: str) -> str:
+    """A path under a folder URI (s3:// or file://, with or without its trailing slash)."""
+    return base_uri.rstrip("/") + "/" + path
+
+
+def in_prep(path: str) -> str:
+    """A prep/ path relative to the prep folder (what the prep job writes under its output folder)."""
+    if not path.startswith(PREP):
+        raise ValueError(f"{path!r} is not under {PREP}")
+    return path[len(PREP) :]

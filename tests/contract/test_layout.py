@@ -1,0 +1,45 @@
+"""The run layout: keys, URIs and the patterns IAM grants name."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from contract import layout
+
+
+def test_keys_of_a_run() -> None:
+    assert layout.run_prefix("r1") == "runs/r1/"
+    assert layout.run_key("r1", layout.MANIFEST) == "runs/r1/prep/manifest.json"
+    assert layout.run_key("r1", layout.GATE) == "runs/r1/gate.json"
+    assert layout.RUN_RECORD_KEY == "serving/current.json"
+    assert not layout.RUN_RECORD_KEY.startswith(layout.RUNS_PREFIX)  # beside runs/, not in a run
+
+
+def test_grant_patterns() -> None:
+    assert layout.any_run() == "runs/*"
+    assert layout.any_run(layout.INDEX) == "runs/*/prep/index/*"
+    assert layout.any_run(layout.SERVING) == "runs/*/serving/*"
+    assert layout.any_run(layout.GATE) == "runs/*/gate.json"
+    assert layout.any_run(layout.MANIFEST) == "runs/*/prep/manifest.json"
+
+
+def test_uris_under_a_run() -> None:
+    assert layout.under("s3://b/runs/r1/", layout.INDEX) == "s3://b/runs/r1/prep/index/"
+    assert layout.under("s3://b/runs/r1", "gate.json") == "s3://b/runs/r1/gate.json"
+    assert layout.under("file:///tmp/runs/r1/", layout.MANIFEST) == "file:///tmp/runs/r1/prep/manifest.json"
+
+
+def test_paths_in_the_prep_folder() -> None:
+    assert layout.in_prep(layout.TRAIN) == "train/"
+    assert layout.in_prep(layout.CORPUS_FILE) == "corpus/corpus.txt"
+    with pytest.raises(ValueError, match=re.escape("'gate.json' is not under prep/")):
+        layout.in_prep(layout.GATE)
+
+
+def test_every_folder_ends_with_a_slash_and_every_file_does_not() -> None:
+    folders = [layout.PREP, layout.TRAIN, layout.TEST, layout.CORPUS, layout.INDEX]
+    folders += [layout.FM_OUTPUT, layout.BLAZINGTEXT_OUTPUT, layout.SERVING]
+    assert all(f.endswith("/") for f in folders)
+    assert not any(f.endswith("/") for f in (layout.MANIFEST, layout.CORPUS_FILE, layout.GATE))
