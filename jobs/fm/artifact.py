@@ -145,24 +145,33 @@ def _open(source: Path | str | bytes | BinaryIO) -> BinaryIO:
     return source
 
 
+def _tar_member(stream: IO[bytes] | gzip.GzipFile) -> dict[str, bytes]:
+    """The files of the model_algo-1 that a tar holds."""
+    with tarfile.open(fileobj=stream, mode="r:") as tar:
+        names = []
+        for member in tar:
+            names.append(member.name)
+            if member.name.removeprefix("./") == MODEL_MEMBER and member.isfile():
+                extracted = tar.extractfile(member)
+                assert extracted is not None  # a regular file always extracts
+                return _model_files(io.BytesIO(extracted.read()))
+    raise ArtifactError(f"model.tar.gz holds no {MODEL_MEMBER} (it holds: {', '.join(names) or 'nothing'})")
+
+
 def _model_files(stream: BinaryIO) -> dict[str, bytes]:
     """The files of model_algo-1 (or {"params": ...} for a bare params file), found by their first bytes."""
     start = stream.tell()
     head = stream.read(512)
     stream.seek(start)
     try:
-        if head.startswith(b"\x1f\x8b") or head[257:262] == b"ustar":
-            with tarfile.open(fileobj=stream, mode="r:*") as tar:
-                names = []
-                for member in tar:
-                    names.append(member.name)
-                    if member.name.removeprefix("./") == MODEL_MEMBER and member.isfile():
-                        extracted = tar.extractfile(member)
-                        assert extracted is not None  # a regular file always extracts
-                        return _model_files(io.BytesIO(extracted.read()))
-            raise ArtifactError(
-                f"model.tar.gz holds no {MODEL_MEMBER} (it holds: {', '.join(names) or 'nothing'})"
-            )
+        if head.startswith(b"\x1f\x8b"):
+            with gzip.GzipFile(fileobj=stream, mode="rb") as unzipped:
+                files = _tar_member(unzipped)
+                while unzipped.read(1 << 20):  # to the end, so that gzip checks its length and CRC
+                    pass
+            return files
+        if head[257:262] == b"ustar":
+            return _tar_member(stream)
         if head.startswith(b"PK\x03\x04"):
             with zipfile.ZipFile(stream) as archive:
                 entries = archive.namelist()
