@@ -12,17 +12,21 @@ predict top x recommendations"). Two namings of the parameters are seen in such 
     w0_weight (1,)   w1_weight (feature_dim, 1)   v (feature_dim, num_factors)
     Linear_Plus_Bias_bias (1,)   Linear_Plus_Bias_weight (1, feature_dim)   v (num_factors, feature_dim)
 
-(the second keeps V transposed: the loaders that handle both transpose V only for the first). Reading
-takes either, from model.tar.gz, from the extracted model_algo-1, or from a bare params file; V comes out
-as (feature_dim, num_factors), its orientation told by symbol.json's declared shape when present, else by
-which side matches w's length, else by the naming. Shapes are checked against each other and against
-feature_dim and num_factors in meta.json and symbol.json, when present.
+(a public loader that reads both uses v as stored under the first naming and transposed under the second,
+and the first is the one the workshop notebook reads). Reading takes either naming, from model.tar.gz,
+from the extracted model_algo-1 or from a bare params file, and gives V as (feature_dim, num_factors):
+turned when its columns rather than its rows match w's length, and by the naming's convention when both
+do (feature_dim == num_factors). Shapes declared in symbol.json and feature_dim and num_factors in
+meta.json, when present, must agree with the parameters.
 
 Writing produces the first naming in the same layout, with a symbol that MXNet 1.9.1 loads and runs
 (checked by tools/generate_fm_golden.py): params hold ``arg:w1_weight``, ``arg:w0_weight``, ``arg:v`` in the
 order Module.save_checkpoint writes them, as float32 (the algorithm's dtype), in MXNet's bytes; meta.json
-holds the hyperparameters as text, as CreateTrainingJob passes them (a map of strings). The bytes depend on
-the arrays and hyperparameters only: fixed times, owners and modes in the zip, the tar and the gzip header.
+holds the hyperparameters as text, the form CreateTrainingJob takes them in (HyperParameters is a map of
+strings: https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTrainingJob.html). No public
+source shows what else the algorithm's meta.json holds, or how it compresses the zip and the tar: here the
+zip is stored uncompressed and the tar gzipped at gzip's default level. The bytes depend on the arrays and
+hyperparameters only: fixed times, owners and modes in the zip, the tar and the gzip header.
 """
 
 from __future__ import annotations
@@ -354,7 +358,9 @@ def fm_symbol(feature_dim: int, num_factors: int, predictor_type: str) -> dict[s
 
     data (batch, feature_dim), dense or csr; score = (data . w1_weight + w0_weight)
     + 0.5 * (sum_f (data . v)_f^2 - data^2 . sum_f v_f^2); then LinearRegressionOutput (regressor) or
-    LogisticRegressionOutput (binary_classifier) against the label variable out_label.
+    LogisticRegressionOutput (binary_classifier) against the label variable out_label. The algorithm's
+    own network is not public: this one computes the same model under the names public loaders use (data,
+    w0_weight, w1_weight, v, out_label), in the way MXNet's sparse factorization-machine example does.
     """
     if predictor_type not in PREDICTOR_TYPES:
         raise ArtifactError(

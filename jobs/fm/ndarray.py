@@ -128,7 +128,8 @@ class SavedArray:
     """One array of an NDArray list file.
 
     ``value`` is dense (a sparse array densified; bfloat16 widened to float32); for default storage it is a
-    read-only view of the bytes read, without a copy. ``sparse`` holds a sparse array's stored parts.
+    view of the bytes read, without a copy (read-only unless they were a bytearray). ``sparse`` holds a
+    sparse array's stored parts (indices as int64).
     ``layout`` is the array's on-disk version: 0 (before V1), 1, 2 or 3.
     """
 
@@ -193,7 +194,7 @@ class _Reader:
         return dims
 
     def dtype_flag(self, what: str) -> int:
-        flag = self.i32(what)
+        flag = self.i32(f"{what} dtype flag")
         if flag not in DTYPE_FLAGS:
             known = ", ".join(f"{f} {n}" for f, n in _FLAG_NAMES.items())
             raise self.fail(f"unknown dtype flag {flag} for its {what} (MXNet's flags: {known})")
@@ -234,7 +235,10 @@ def _read_header(r: _Reader) -> tuple[int, Storage, tuple[int, ...] | None, tupl
         storage = _STORAGE[stype_flag]
         if layout == 3 and storage != "default":
             raise r.fail(f"a V3 (np_shape) array must have default storage, found {storage}")
-        storage_shape = r.shape("storage shape") if storage != "default" else None
+        if storage != "default":
+            storage_shape = r.shape("storage shape")
+            if storage_shape is None:
+                raise r.fail(f"a {storage} array needs a storage shape, its ndim is 0")
         shape = r.shape("shape", scalar_allowed=layout == 3)
     elif magic == V1_MAGIC:
         layout = 1
@@ -260,7 +264,7 @@ def _read_array(r: _Reader) -> SavedArray:
         raise r.fail(
             f"unknown device type {device_type} in its context (1 cpu, 2 gpu, 3 cpu_pinned, 5 cpu_shared)"
         )
-    flag = r.dtype_flag("dtype flag")
+    flag = r.dtype_flag("data")
     if storage == "default":
         value = _widen(flag, r.elements(flag, shape, "data"))
         return SavedArray(None, value, storage, layout, flag, device)
@@ -269,7 +273,7 @@ def _read_array(r: _Reader) -> SavedArray:
     aux_count = 1 if storage == "row_sparse" else 2
     aux: list[tuple[int, tuple[int, ...]]] = []
     for i in range(aux_count):
-        aux_flag = r.dtype_flag(f"aux {i} dtype flag")
+        aux_flag = r.dtype_flag(f"aux {i}")
         if DTYPE_FLAGS[aux_flag].kind not in "iu" or aux_flag == _BFLOAT16:
             raise r.fail(
                 f"aux {i} of a {storage} array must hold integers, its dtype is {_FLAG_NAMES[aux_flag]}"
@@ -296,7 +300,7 @@ def _check_sparse_shapes(
     aux_shapes: Sequence[tuple[int, ...]],
 ) -> None:
     if storage == "row_sparse":
-        rows = storage_shape[0] if storage_shape else -1
+        rows = storage_shape[0]
         if len(storage_shape) != len(shape) or storage_shape[1:] != shape[1:] or rows > shape[0]:
             raise r.fail(
                 f"shape mismatch: row_sparse storage shape {storage_shape} does not fit shape {shape}"

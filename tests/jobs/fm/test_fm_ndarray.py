@@ -216,7 +216,7 @@ def test_an_unknown_dtype_flag_is_named() -> None:
     data = bytearray((GOLDEN / "dense_v2.params").read_bytes())
     data[24 + 36 : 24 + 40] = struct.pack("<i", 13)
     assert _error(bytes(data)).startswith(
-        "array 0 of 9: unknown dtype flag 13 for its dtype flag (MXNet's flags: 0 float32"
+        "array 0 of 9: unknown dtype flag 13 for its data (MXNet's flags: 0 float32"
     )
 
 
@@ -267,3 +267,23 @@ def test_the_writer_rejects_what_mxnet_cannot_hold() -> None:
         ndarrays_to_bytes({"c": np.zeros(2, dtype=np.complex128)})
     with pytest.raises(ArtifactError, match="0-dimensional"):
         ndarrays_to_bytes({"s": np.float32(1.0)})  # type: ignore[dict-item]  # a numpy scalar, on purpose
+
+
+def test_sparse_indices_must_be_integers() -> None:
+    data = bytearray((GOLDEN / "row_sparse.params").read_bytes())
+    # "rs": magic, storage type, storage shape (2 dims), shape (2 dims), context, dtype flag: 60 bytes, then
+    # its row index's dtype flag (6, int64).
+    assert struct.unpack("<i", data[24 + 60 : 24 + 64]) == (6,)
+    data[24 + 60 : 24 + 64] = struct.pack("<i", 0)
+    assert (
+        _error(bytes(data))
+        == "array 0 of 3: aux 0 of a row_sparse array must hold integers, its dtype is float32"
+    )
+
+
+def test_a_csr_indptr_that_does_not_end_at_the_value_count_is_rejected() -> None:
+    data = bytearray((GOLDEN / "csr.params").read_bytes())
+    # "csr" (3 x 4, 4 values): its indptr (0, 2, 2, 4) follows its 4 float32 values.
+    position = data.index(struct.pack("<4q", 0, 2, 2, 4))
+    data[position + 24 : position + 32] = struct.pack("<q", 3)
+    assert _error(bytes(data)) == "array 0 of 2: csr indptr must rise from 0 to 4"
