@@ -1,0 +1,1 @@
+"""SageMaker Factorization Machines' model artifact (model.tar.gz) and MXNet's NDArray files, numpy only."""
