@@ -224,6 +224,9 @@ class QuotaNeed:
     name: str  # the quota's exact name in Service Quotas (service code sagemaker)
     need: int
     why: str
+    # Per instance type: a region without the quota does not offer the type. The account-wide totals are
+    # only checked where the region lists them.
+    instance_type: bool = True
 
 
 def sagemaker_quota_needs(config: Config) -> list[QuotaNeed]:
@@ -261,6 +264,7 @@ def sagemaker_quota_needs(config: Config) -> list[QuotaNeed]:
             f"Number of instances across all{spot} training jobs",
             total_training,
             f"FM {config.fm_instance_count} + BlazingText {config.blazingtext_instance_count} in parallel",
+            instance_type=False,
         )
     )
     needs.append(
@@ -269,7 +273,12 @@ def sagemaker_quota_needs(config: Config) -> list[QuotaNeed]:
         )
     )
     needs.append(
-        QuotaNeed("Number of instances across all processing jobs", PREP_INSTANCE_COUNT, "the prep job")
+        QuotaNeed(
+            "Number of instances across all processing jobs",
+            PREP_INSTANCE_COUNT,
+            "the prep job",
+            instance_type=False,
+        )
     )
     endpoint_peak = ENDPOINTS * config.autoscaling_max_instances * BLUE_GREEN_FLEETS
     why = (
@@ -277,7 +286,9 @@ def sagemaker_quota_needs(config: Config) -> list[QuotaNeed]:
         f"{BLUE_GREEN_FLEETS} fleets during a blue/green update"
     )
     needs.append(QuotaNeed(f"{config.endpoint_instance_type} for endpoint usage", endpoint_peak, why))
-    needs.append(QuotaNeed("Number of instances across active endpoints", endpoint_peak, why))
+    needs.append(
+        QuotaNeed("Number of instances across active endpoints", endpoint_peak, why, instance_type=False)
+    )
     return needs
 
 
@@ -309,12 +320,17 @@ def check_sagemaker_quotas(service_quotas: Any, config: Config, region: str) -> 
     for need in sagemaker_quota_needs(config):
         check = f"quota {need.name}"
         code = codes.get(need.name)
+        if code is None and not need.instance_type:
+            results.append(
+                warn(check, f"not listed in {region}: not checked (needed: {need.need}, {need.why})")
+            )
+            continue
         if code is None:
             results.append(
                 fail(
                     check,
                     f"no SageMaker quota of that name in {region}: the instance type is not offered there "
-                    f"(needed: {need.need}, {need.why})",
+                    f"for this use (needed: {need.need}, {need.why})",
                     "choose an instance type that SageMaker offers in this region (-c ..._instance_type=...) "
                     "or another region; the names are listed by: aws service-quotas "
                     f"list-aws-default-service-quotas --service-code sagemaker --region {region}",

@@ -270,6 +270,19 @@ def test_quota_name_the_region_does_not_list_fails() -> None:
     assert sum(r.blocks for r in results.values()) == 1
 
 
+def test_account_wide_quota_the_region_does_not_list_is_a_warning() -> None:
+    quotas, stubber = stubbed("service-quotas")
+    missing = {k: v for k, v in QUOTAS.items() if k != "Number of instances across active endpoints"}
+    stub_quotas(stubber, config(), missing)
+    results = {r.check: r for r in preflight.check_sagemaker_quotas(quotas, config(), REGION)}
+    stubber.assert_no_pending_responses()
+    assert results["quota Number of instances across active endpoints"].line() == (
+        f"WARN quota Number of instances across active endpoints: not listed in {REGION}: not checked "
+        "(needed: 16, 2 endpoints x autoscaling_max_instances 4 x 2 fleets during a blue/green update)"
+    )
+    assert not any(r.blocks for r in results.values())
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Lambda concurrency
 
