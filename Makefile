@@ -17,7 +17,7 @@ CDK_ARGS ?=
 RAW_DATA_URI ?= $(shell $(PYTHON) -c 'import json; print(json.load(open("cdk.json"))["context"].get("raw_data_uri") or "")')
 CODE := $(wildcard app.py contract stacks jobs lambdas local tools bench tests)
 
-.PHONY: run summary test install lint typecheck unit synth cfn-lint diff deploy clean
+.PHONY: run summary test install lint typecheck unit synth cfn-lint diff preflight deploy clean
 
 # The bundled MovieLens slice has a tenth of the notebook's rows: with SageMaker FM's default learning rates,
 # three epochs of 1,000-row mini-batches are too few updates to beat the bias baseline. The local run keeps
@@ -72,6 +72,11 @@ cfn-lint: synth
 
 diff: install ## Needs AWS credentials for the target account.
 	$(CDK) diff $(if $(RAW_DATA_URI),-c raw_data_uri=$(RAW_DATA_URI)) $(CDK_ARGS)
+
+# Checks the target account before a deployment, with the same configuration as deploy (cdk.json, CDK_ARGS,
+# RAW_DATA_URI): one line per check; exit status 0 when nothing blocks (make turns a failure into 2).
+preflight: install ## Needs AWS credentials for the target account; changes nothing.
+	@$(PY) -m tools.preflight $(if $(RAW_DATA_URI),-c raw_data_uri=$(RAW_DATA_URI)) $(CDK_ARGS)
 
 deploy: install ## Needs AWS credentials and a bootstrapped account (cdk bootstrap).
 	@test -n "$(RAW_DATA_URI)" || { echo "make deploy: set RAW_DATA_URI=s3://bucket/prefix/ (the reviews TSV files) or raw_data_uri in cdk.json" >&2; exit 2; }

@@ -38,6 +38,9 @@ SPOT_MAX_WAIT_SECONDS = 3600
 
 
 RemovalPolicy = Literal["retain", "destroy"]
+# Who owns the account-wide API Gateway setting naming the CloudWatch Logs role (AWS::ApiGateway::Account):
+# "create" = this stack creates the role and the setting; "existing" = the account already has one.
+ApiGatewayCloudWatchRole = Literal["create", "existing"]
 
 
 class ConfigError(ValueError):
@@ -86,6 +89,7 @@ class Config:
     serving_reserved_concurrency: int | None
     api_rate_limit: int
     api_burst_limit: int
+    api_gateway_cloudwatch_role: ApiGatewayCloudWatchRole
 
     notification_email: str | None
     data_removal_policy: RemovalPolicy
@@ -222,6 +226,19 @@ def _removal_policy(key: str, value: object) -> RemovalPolicy:
     if value == "destroy":
         return "destroy"
     raise _fail(key, value, "retain or destroy")
+
+
+def _api_gateway_cloudwatch_role(key: str, value: object) -> ApiGatewayCloudWatchRole:
+    if value == "create":
+        return "create"
+    if value == "existing":
+        return "existing"
+    raise _fail(
+        key,
+        value,
+        "create (the stack owns the account's API Gateway CloudWatch Logs role) or existing (the account "
+        "already has one)",
+    )
 
 
 def _account(key: str, value: object) -> str | None:
@@ -438,6 +455,7 @@ def load_config(context: Mapping[str, Any]) -> Config:
         ),
         api_rate_limit=count("api_rate_limit"),
         api_burst_limit=count("api_burst_limit"),
+        api_gateway_cloudwatch_role=get("api_gateway_cloudwatch_role", _api_gateway_cloudwatch_role),
         notification_email=_email("notification_email", ctx.get("notification_email")),
         data_removal_policy=get("data_removal_policy", _removal_policy),
     )

@@ -27,6 +27,7 @@ def test_defaults_are_the_notebooks() -> None:
     assert (config.min_customer_reviews, config.min_product_reviews) == (5, 10)
     assert config.raw_data_uri is None
     assert config.data_removal_policy == "retain"
+    assert config.api_gateway_cloudwatch_role == "create"
 
 
 def test_command_line_strings_are_typed() -> None:
@@ -147,6 +148,11 @@ def test_cdk_keys_pass_through() -> None:
             "serving_reserved_concurrency=0 is not allowed: an integer >= 1",
         ),
         ({"api_rate_limit": "-5"}, "api_rate_limit=-5 is not allowed: an integer >= 1"),
+        (
+            {"api_gateway_cloudwatch_role": "none"},
+            "api_gateway_cloudwatch_role='none' is not allowed: create (the stack owns the account's API "
+            "Gateway CloudWatch Logs role) or existing",
+        ),
     ],
 )
 def test_invalid_value_fails_with_one_line_naming_it(overrides: dict[str, Any], message: str) -> None:
@@ -177,3 +183,8 @@ def test_missing_required_key_is_named() -> None:
 )
 def test_valid_schedules(expression: str) -> None:
     assert load(retrain_schedule=expression).retrain_schedule == expression
+
+
+@pytest.mark.parametrize("value", ["create", "existing"])
+def test_api_gateway_cloudwatch_role_values(value: str) -> None:
+    assert load(api_gateway_cloudwatch_role=value).api_gateway_cloudwatch_role == value
