@@ -13,7 +13,7 @@ from pathlib import Path
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
-from stacks.config import Config, ConfigError, load_config
+from stacks.config import STACK_NAME, Config, ConfigError, load_config
 from stacks.loftrec_stack import LoftrecStack
 
 
@@ -29,7 +29,7 @@ def build_app(context: dict[str, object] | None = None, *, outdir: Path | None =
     )
     stack = LoftrecStack(
         app,
-        "Loftrec",
+        STACK_NAME,
         config=config,
         env=env,
         description="loftrec: recommender endpoints (SageMaker FM + BlazingText) and their retraining",

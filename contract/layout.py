@@ -8,6 +8,9 @@ container paths of the prep job.
 
 from __future__ import annotations
 
+RAW_INPUT_SUFFIXES = (".tsv", ".tsv.gz")
+"""The raw reviews: every non-hidden file with one of these suffixes under the raw-data prefix."""
+
 RUNS_PREFIX = "runs/"
 RUN_RECORD_KEY = "serving/current.json"
 """The deployed-run record: which run serves now (documents.RunRecord). Beside runs/, not in a run."""

@@ -29,6 +29,7 @@ from contract.algorithms import (
 T = TypeVar("T")
 
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
+STACK_NAME = "Loftrec"
 
 # The shims send at most this many rows in one FM request (lambdas/serving/config.py says why).
 SERVING_MAX_FM_ROWS = 20_000

@@ -29,13 +29,12 @@ from typing import Any, Literal, NoReturn
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from stacks.config import Config, ConfigError, cdk_json_context, load_config
+from contract import layout
+from stacks.config import STACK_NAME, Config, ConfigError, cdk_json_context, load_config
 
 Status = Literal["ok", "WARN", "FAIL"]
 
 ALGORITHM_IMAGES = Path(__file__).resolve().parent.parent / "stacks" / "algorithm_images.json"
-# The stack's id in app.py: its deployed Lambda functions already hold their reserved concurrency.
-STACK_NAME = "Loftrec"
 
 # The shims that reserve serving_reserved_concurrency each (stacks/serving.py: Predict, SimilarTitles).
 SERVING_SHIMS = 2
@@ -56,8 +55,8 @@ BLUE_GREEN_FLEETS = 2
 # The prep job's Processing cluster (stacks/pipeline.py: InstanceCount 1).
 PREP_INSTANCE_COUNT = 1
 
-# The prep job reads every non-hidden .tsv/.tsv.gz object under the prefix (jobs/prep/read.py).
-RAW_SUFFIXES = (".tsv", ".tsv.gz")
+# The prep job reads every non-hidden .tsv/.tsv.gz object under the prefix.
+RAW_SUFFIXES = layout.RAW_INPUT_SUFFIXES
 # ListObjectsV2 answers at most 1,000 keys a page: give up after this many pages without a review file.
 MAX_LIST_PAGES = 100
 

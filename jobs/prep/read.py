@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
+from contract import layout
 from jobs.prep.failure import PrepError, fmt_count
 
 NEEDED_COLUMNS = ("customer_id", "product_id", "product_title", "star_rating", "review_date")
@@ -33,7 +34,6 @@ BAD_ROW_REASONS = (
     "bad_star_rating",  # star_rating is not one of 1, 2, 3, 4, 5
     "bad_review_date",  # review_date is not a real YYYY-MM-DD date
 )
-INPUT_SUFFIXES = (".tsv", ".tsv.gz")
 BLOCK_SIZE = 4 << 20  # bytes of text per parsed block: bounds memory, amortizes per-block overhead
 _RATINGS = pa.array([b"1", b"2", b"3", b"4", b"5"], pa.binary())
 _DATE_SHAPE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
@@ -95,7 +95,7 @@ def find_input_files(folder: Path) -> list[Path]:
     files = sorted(
         p
         for p in folder.rglob("*")
-        if p.is_file() and p.name.endswith(INPUT_SUFFIXES) and not p.name.startswith(".")
+        if p.is_file() and p.name.endswith(layout.RAW_INPUT_SUFFIXES) and not p.name.startswith(".")
     )
     if not files:
         raise PrepError(f"no input files: no .tsv or .tsv.gz file under {folder}")

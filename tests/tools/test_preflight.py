@@ -953,9 +953,3 @@ def test_an_unknown_profile_exits_2() -> None:
     lines: list[str] = []
     assert preflight.main(["--profile", "nope"], session_factory=no_profile, out=lines.append) == 2
     assert lines == ["preflight: bad arguments: The config profile (nope) could not be found"]
-
-
-def test_the_stack_name_is_app_pys() -> None:
-    """The Lambda check reads the deployed stack by the id app.py gives it."""
-    app = (ROOT / "app.py").read_text()
-    assert re.search(r'LoftrecStack\(\s*app,\s*"' + preflight.STACK_NAME + '"', app)
