@@ -15,7 +15,7 @@ export SAGEMAKER_SUPPRESS_V2_WARNING := 1
 CDK_ARGS ?=
 # Where the raw reviews are (required to deploy); defaults to raw_data_uri in cdk.json.
 RAW_DATA_URI ?= $(shell $(PYTHON) -c 'import json; print(json.load(open("cdk.json"))["context"].get("raw_data_uri") or "")')
-CODE := $(wildcard app.py contract stacks jobs lambdas local tools bench tests)
+CODE := $(wildcard app.py contract fm stacks jobs lambdas local tools bench tests)
 
 .PHONY: run summary test install lint typecheck unit synth cfn-lint diff preflight deploy clean
 
@@ -59,7 +59,7 @@ lint: install
 	$(VENV)/bin/ruff format --check $(CODE)
 
 typecheck: install
-	$(VENV)/bin/mypy app.py contract stacks jobs lambdas local tools
+	$(VENV)/bin/mypy app.py contract fm stacks jobs lambdas local tools
 
 unit: install
 	$(VENV)/bin/pytest

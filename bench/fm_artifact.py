@@ -1,7 +1,7 @@
 """Reading and writing the FM model artifact at the notebook's size, against np.load of the same arrays.
 
 feature_dim 178,730 (140,344 customers + 38,385 products + 1 time feature), num_factors 256, float32: V is
-183 MB. Writes model.tar.gz with jobs.fm.artifact, extracts its model_algo-1, saves w and V as .npy, then
+183 MB. Writes model.tar.gz with fm.artifact, extracts its model_algo-1, saves w and V as .npy, then
 prints the best of --repeats read times of each form, the ratio to np.load, and the write time. Exits
 non-zero if a read gives other values than were written.
 
@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from jobs.fm.artifact import FmParameters, read_fm_artifact, write_fm_artifact
+from fm.artifact import FmParameters, read_fm_artifact, write_fm_artifact
 
 
 def best_of(repeats: int, run: Callable[[], object]) -> float:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write tests/jobs/fm/golden/: NDArray files and FM model artifacts made by the real MXNet 1.9.1.
+"""Write tests/fm/golden/: NDArray files and FM model artifacts made by the real MXNet 1.9.1.
 
 MXNet is retired (1.9.1 is its last release, with wheels up to Python 3.9; it still uses np.bool, which
 numpy 1.24 removed), so it lives in a throwaway environment outside the project and never enters its
@@ -28,8 +28,8 @@ What it writes (each a few KB at most), and expected.json with every value they 
 Checks it runs and records under "checks" in expected.json (it fails if any does not pass):
 - MXNet's output is deterministic (the same arrays saved twice give the same bytes);
 - MXNet loads the hand-built V1/legacy file to the expected values;
-- jobs.fm.artifact.fm_symbol equals MXNet's Symbol.tojson() of the same network (both predictor types);
-- an artifact written by jobs.fm.artifact.write_fm_artifact (run with the project's Python, which has
+- fm.artifact.fm_symbol equals MXNet's Symbol.tojson() of the same network (both predictor types);
+- an artifact written by fm.artifact.write_fm_artifact (run with the project's Python, which has
   numpy 2 and no MXNet) loads with ``mx.module.Module.load`` and predicts, dense and csr, what the FM
   formula gives, and its params bytes equal what Module.save_checkpoint writes for the same arrays.
 """
@@ -56,7 +56,7 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-GOLDEN = ROOT / "tests" / "jobs" / "fm" / "golden"
+GOLDEN = ROOT / "tests" / "fm" / "golden"
 LIST_MAGIC, V1_MAGIC = 0x112, 0xF993FAC8
 FLAGS = {"float32": 0, "float64": 1}
 
@@ -374,9 +374,9 @@ def fm_artifacts(out: Path, rng: np.random.RandomState, work: Path) -> dict[str,
 
 
 def write_with_loftrec(npz: Path, target: Path) -> None:
-    """(Run with the project's Python.) Write an artifact with jobs.fm.artifact from arrays in an .npz."""
+    """(Run with the project's Python.) Write an artifact with fm.artifact from arrays in an .npz."""
     sys.path.insert(0, str(ROOT))
-    artifact = importlib.import_module("jobs.fm.artifact")
+    artifact = importlib.import_module("fm.artifact")
     with np.load(npz) as arrays:
         params = artifact.FmParameters(w0=float(arrays["w0"]), w=arrays["w"], v=arrays["v"])
         hyperparameters = json.loads(str(arrays["hyperparameters"]))
@@ -434,7 +434,7 @@ def check_loftrec_writer(project_python: Path, rng: np.random.RandomState, work:
                 )
         ours = json.loads(target.with_suffix(".symbols.json").read_text())[predictor]
         if ours != json.loads(fm_network(d, k, predictor, "w0_w1_v").tojson()):
-            raise SystemExit(f"jobs.fm.artifact.fm_symbol({predictor!r}) differs from MXNet's tojson()")
+            raise SystemExit(f"fm.artifact.fm_symbol({predictor!r}) differs from MXNet's tojson()")
         reference = work / f"reference-{predictor}"
         arg_params = {
             "w1_weight": mx.nd.array(w.reshape(d, 1)),

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from jobs.fm.artifact import (
+from fm.artifact import (
     ArtifactError,
     FmParameters,
     fm_symbol,
@@ -25,7 +25,7 @@ from jobs.fm.artifact import (
     read_fm_artifact,
     write_fm_artifact,
 )
-from jobs.fm.ndarray import ndarrays_to_bytes, read_ndarrays
+from fm.ndarray import ndarrays_to_bytes, read_ndarrays
 
 GOLDEN = Path(__file__).parent / "golden"
 EXPECTED: dict[str, Any] = json.loads((GOLDEN / "expected.json").read_text())

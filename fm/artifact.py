@@ -2,7 +2,7 @@
 
 What the training job leaves in S3 (``<output>/<job>/output/model.tar.gz``) is a gzip tar holding one file,
 ``model_algo-1``: a zip of an MXNet Module checkpoint, ``symbol.json`` (the network) and ``params`` (an
-NDArray list file, see jobs/fm/ndarray.py, names ``arg:<parameter>``), plus ``meta.json`` (the training
+NDArray list file, see fm/ndarray.py, names ``arg:<parameter>``), plus ``meta.json`` (the training
 job's hyperparameters under ``training_parameters``). Public code that loads it unzips model_algo-1, renames
 symbol.json and params to ``model-symbol.json`` and ``model-0000.params`` and calls
 ``mx.module.Module.load("model", 0, False, label_names=["out_label"])`` (the AWS workshop notebook that
@@ -50,7 +50,7 @@ from typing import IO, Any, BinaryIO, Literal
 import numpy as np
 import numpy.typing as npt
 
-from jobs.fm.ndarray import LIST_MAGIC, ArtifactError, read_ndarrays, write_ndarrays
+from fm.ndarray import LIST_MAGIC, ArtifactError, read_ndarrays, write_ndarrays
 
 __all__ = [
     "MODEL_MEMBER",

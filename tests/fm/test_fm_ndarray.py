@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from jobs.fm.ndarray import (
+from fm.ndarray import (
     ArtifactError,
     SavedArray,
     arrays_by_name,

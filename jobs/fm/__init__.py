@@ -1,1 +1,0 @@
-"""SageMaker Factorization Machines' model artifact (model.tar.gz) and MXNet's NDArray files, numpy only."""
