@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
 logging.getLogger("sagemaker.config").setLevel(logging.WARNING)
 
-from jobs.prep.recordio import read_sparse_records, write_sparse_records  # noqa: E402 (needs sys.path above)
+from fm.recordio import read_sparse_records, write_sparse_records  # noqa: E402 (needs sys.path above)
 
 # The notebook's figures: 140,344 customers, 38,385 products, feature_dim 178,730, ~1,028,606 train rows.
 CUSTOMERS = 140_344

@@ -46,7 +46,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from jobs.prep.recordio import SparseRecords, read_sparse_records
+from fm.recordio import SparseRecords, read_sparse_records
 from local.hyperparameters import HyperparameterError, HyperparameterReader, hyperparameters_argument
 
 __all__ = [

@@ -40,12 +40,12 @@ from contract.algorithms import ENDPOINT_NAMES
 from contract.documents import Manifest, RunMetrics, run_record
 from contract.features import RATING_RANGE
 from contract.index import load_index, title_token
+from fm.recordio import SparseRecords
 from jobs.prep.baselines import BiasSettings, fit_biases
 from jobs.prep.failure import PrepError
 from jobs.prep.job import PrepConfig, run_prep
 from jobs.prep.prepare import Thresholds
 from jobs.prep.read import find_input_files
-from jobs.prep.recordio import SparseRecords
 from lambdas.pipeline.gate import decide
 from lambdas.serving.title_table import export_title_table
 from local import movielens

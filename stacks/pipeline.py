@@ -35,7 +35,7 @@ from stacks.storage import DataStorage
 ROOT = Path(__file__).resolve().parent.parent
 ALGORITHM_IMAGES = json.loads((Path(__file__).with_name("algorithm_images.json")).read_text())
 # The prep image's build context: these folders of the repository, under their repository paths.
-PREP_IMAGE_FOLDERS = ("jobs", "contract")
+PREP_IMAGE_FOLDERS = ("jobs", "contract", "fm")
 # How long a deployment may take before the run gives up (polled once a minute).
 ENDPOINT_WAIT_SECONDS = 60
 ENDPOINT_MAX_WAITS = 90

@@ -12,8 +12,8 @@ import numpy as np
 
 from contract.features import NONZEROS_PER_ROW
 from contract.index import title_token, write_index
+from fm.recordio import write_sparse_records
 from jobs.prep.prepare import Prepared
-from jobs.prep.recordio import write_sparse_records
 
 
 def shard_name(i: int) -> str:

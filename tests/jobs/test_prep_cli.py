@@ -126,7 +126,7 @@ def test_image_requirements_match_the_project_pins() -> None:
 
 
 def test_job_imports_only_what_the_image_installs() -> None:
-    allowed = set(sys.stdlib_module_names) | {"numpy", "pyarrow", "jobs", "contract"}
+    allowed = set(sys.stdlib_module_names) | {"numpy", "pyarrow", "jobs", "contract", "fm"}
     for source in sorted(PREP.glob("*.py")):
         for node in ast.walk(ast.parse(source.read_text(), str(source))):
             names = (

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 from bench.synth_reviews import clean_shape, generate
+from fm.recordio import read_sparse_records
 from jobs.prep.job import PrepConfig, run_prep
-from jobs.prep.recordio import read_sparse_records
 
 REFERENCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "bench" / "seed_reference_prep.py"
 pytestmark = pytest.mark.skipif(

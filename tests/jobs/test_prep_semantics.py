@@ -28,10 +28,10 @@ import numpy as np
 import pytest
 
 from contract.index import load_index
+from fm.recordio import read_sparse_records
 from jobs.prep.baselines import BiasSettings, compute_baselines
 from jobs.prep.job import PrepConfig, run_prep
 from jobs.prep.prepare import Thresholds
-from jobs.prep.recordio import read_sparse_records
 from tests.jobs.test_prep_support import ROWS, tsv_bytes, write_tsv
 
 LN61 = math.log(61.0)

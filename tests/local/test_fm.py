@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from jobs.prep.recordio import SparseRecords, write_sparse_records
+from fm.recordio import SparseRecords, write_sparse_records
 from local.fm import (
     FmHyperparameters,
     FmModel,

@@ -66,16 +66,16 @@ def test_every_handler_resolves_from_the_asset_root(
     assert result.returncode == 0, result.stderr
 
 
-def test_the_prep_image_context_holds_the_job_and_the_contract(
+def test_the_prep_image_context_holds_the_job_the_contract_and_fm(
     assembly: tuple[dict[str, Any], dict[str, Any], Path],
 ) -> None:
     _, assets, folder = assembly
     (image,) = assets["dockerImages"].values()
     root = folder / image["source"]["directory"]
     assert image["source"]["dockerFile"] == "jobs/prep/Dockerfile"
-    assert sorted(p.name for p in root.iterdir()) == ["contract", "jobs"]
+    assert sorted(p.name for p in root.iterdir()) == ["contract", "fm", "jobs"]
     dockerfile = (root / "jobs" / "prep" / "Dockerfile").read_text()
-    for copied in ("contract/", "jobs/", "jobs/prep/requirements.txt"):
+    for copied in ("contract/", "fm/", "jobs/", "jobs/prep/requirements.txt"):
         assert f"COPY {copied} " in dockerfile
         assert (root / copied).exists()
     result = _run("import jobs.prep.__main__, contract.index; print('ok')", root, {})

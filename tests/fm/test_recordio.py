@@ -16,8 +16,8 @@ import numpy.typing as npt
 import pytest
 import scipy.sparse as sp
 
-from jobs.prep import recordio
-from jobs.prep.recordio import (
+from fm import recordio
+from fm.recordio import (
     SparseRecords,
     iter_sparse_record_chunks,
     read_sparse_records,
