@@ -90,8 +90,9 @@ FM_RESERVED = frozenset({"feature_dim", "predictor_type"})
 predicts ratings (predictor_type regressor)."""
 FM_ALL_HYPERPARAMETERS = FM_HYPERPARAMETERS | FM_RESERVED
 
-# SageMaker BlazingText in Word2Vec mode (blazingtext_hyperparameters); the supervised mode trains a
-# classifier, which gives no word vectors to serve.
+# SageMaker BlazingText in Word2Vec mode (blazingtext_hyperparameters: Word2Vec Hyperparameters); the
+# supervised mode (text classification, with word_ngrams and early_stopping) trains a classifier, which gives
+# no word vectors to serve.
 BLAZINGTEXT_HYPERPARAMETERS = frozenset(
     {
         "mode",
@@ -107,7 +108,6 @@ BLAZINGTEXT_HYPERPARAMETERS = frozenset(
         "subwords",
         "evaluation",
         "batch_size",
-        "word_ngrams",
         "buckets",
     }
 )

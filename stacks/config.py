@@ -19,12 +19,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from contract.algorithms import (
-    BLAZINGTEXT_HYPERPARAMETERS,
-    BLAZINGTEXT_MODES,
-    FM_HYPERPARAMETERS,
-    FM_RESERVED,
-)
+from contract.hyperparameters import HyperparameterError, check_blazingtext, check_fm
+from contract.hyperparameters import Value as HyperparameterValue
 
 T = TypeVar("T")
 
@@ -267,8 +263,10 @@ def _scalar(value: object) -> object:
 
 
 def _hyperparameters(
-    key: str, value: object, *, known: frozenset[str], reserved: frozenset[str] = frozenset()
-) -> dict[str, Any]:
+    key: str, value: object, *, check: Callable[..., dict[str, HyperparameterValue]]
+) -> dict[str, HyperparameterValue]:
+    """A hyperparameter table: a JSON object (from cdk.json, or a JSON string from -c), its values read the
+    way JSON writes them, checked by the contract's rules (the same that "Start run" applies)."""
     if isinstance(value, str):
         try:
             value = json.loads(value)
@@ -276,55 +274,10 @@ def _hyperparameters(
             raise _fail(key, value, "a JSON object of hyperparameters") from None
     if not isinstance(value, dict):
         raise _fail(key, value, "a JSON object of hyperparameters")
-    table: dict[str, Any] = {}
-    for name, raw in value.items():
-        if name in reserved:
-            raise _fail(f"{key}.{name}", raw, "nothing: the pipeline sets it")
-        if name not in known:
-            raise _fail(f"{key}.{name}", raw, "one of " + ", ".join(sorted(known)))
-        parsed = _scalar(raw)
-        if not isinstance(parsed, str | int | float | bool):
-            raise _fail(f"{key}.{name}", raw, "a string, number or boolean")
-        table[name] = parsed
-    return table
-
-
-def _check_fm(table: dict[str, Any]) -> None:
-    for name in ("num_factors", "epochs", "mini_batch_size"):
-        if name in table:
-            _int(f"fm_hyperparameters.{name}", table[name], minimum=1)
-    for name in ("bias_lr", "linear_lr", "factors_lr", "bias_wd", "linear_wd", "factors_wd"):
-        if name in table:
-            _float(f"fm_hyperparameters.{name}", table[name], minimum=0.0, maximum=1e6)
-
-
-def _check_blazingtext(table: dict[str, Any]) -> None:
-    key = "blazingtext_hyperparameters"
-    mode = table.get("mode", "skipgram")
-    if mode not in BLAZINGTEXT_MODES:
-        raise _fail(f"{key}.mode", mode, "one of " + ", ".join(sorted(BLAZINGTEXT_MODES)))
-    for name in (
-        "epochs",
-        "min_count",
-        "window_size",
-        "vector_dim",
-        "negative_samples",
-        "min_char",
-        "max_char",
-    ):
-        if name in table:
-            _int(f"{key}.{name}", table[name], minimum=1)
-    if "vector_dim" in table:
-        _int(f"{key}.vector_dim", table["vector_dim"], minimum=1, maximum=1000)
-    for name in ("subwords", "evaluation"):
-        if name in table:
-            _bool(f"{key}.{name}", table[name])
-    if int(table.get("min_char", 3)) > int(table.get("max_char", 6)):
-        raise _fail(f"{key}.min_char", table.get("min_char"), "at most max_char")
-    if _bool(f"{key}.subwords", table.get("subwords", False)) and mode == "batch_skipgram":
-        raise _fail(
-            f"{key}.subwords", True, "false with mode batch_skipgram (BlazingText has no subwords there)"
-        )
+    try:
+        return check({name: _scalar(raw) for name, raw in value.items()}, table=key)
+    except HyperparameterError as error:
+        raise ConfigError(str(error)) from None
 
 
 def _merge_dotted(context: Mapping[str, Any]) -> dict[str, Any]:
@@ -372,15 +325,8 @@ def load_config(context: Mapping[str, Any]) -> Config:
     def instance(key: str, shape: str) -> str:
         return get(key, lambda k, v: _instance_type(k, v, shape=shape))
 
-    fm = get(
-        "fm_hyperparameters",
-        lambda k, v: _hyperparameters(k, v, known=FM_HYPERPARAMETERS, reserved=FM_RESERVED),
-    )
-    _check_fm(fm)
-    bt = get(
-        "blazingtext_hyperparameters", lambda k, v: _hyperparameters(k, v, known=BLAZINGTEXT_HYPERPARAMETERS)
-    )
-    _check_blazingtext(bt)
+    fm = get("fm_hyperparameters", lambda k, v: _hyperparameters(k, v, check=check_fm))
+    bt = get("blazingtext_hyperparameters", lambda k, v: _hyperparameters(k, v, check=check_blazingtext))
 
     use_spot = get("use_spot_training", _bool)
     max_runtime = count("training_max_runtime_seconds")

@@ -114,11 +114,11 @@ def test_cdk_keys_pass_through() -> None:
         ({"region": "europe"}, "region='europe' is not allowed: an AWS region"),
         (
             {"fm_hyperparameters.feature_dim": "10"},
-            "fm_hyperparameters.feature_dim='10' is not allowed: nothing",
+            "fm_hyperparameters.feature_dim=10 is not allowed: nothing",
         ),
         (
             {"fm_hyperparameters.num_factor": "10"},
-            "fm_hyperparameters.num_factor='10' is not allowed: one of ",
+            "fm_hyperparameters.num_factor=10 is not allowed: one of ",
         ),
         ({"fm_hyperparameters.epochs": "0"}, "fm_hyperparameters.epochs=0 is not allowed: an integer >= 1"),
         ({"fm_hyperparameters": "not json"}, "fm_hyperparameters='not json' is not allowed: a JSON object"),
