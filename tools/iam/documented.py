@@ -162,7 +162,7 @@ EVENTBRIDGE_TARGET_ROLE = Row(
     name="EventBridge starts a state machine target with the target's role",
     when="AWS::Events::Rule target with RoleArn and a state machine Arn: states:StartExecution on it",
     actions=("states:StartExecution",),
-    url="https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-use-identity-based.html",
+    url="https://docs.amazonaws.cn/eventbridge/latest/userguide/eb-custom-bus-target-sfn.html",
 )
 
 # ---- Encryption

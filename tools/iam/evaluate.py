@@ -50,8 +50,11 @@ def _wildcard(pattern: str, ignore_case: bool) -> re.Pattern[str]:
     return re.compile(body, re.DOTALL | (re.IGNORECASE if ignore_case else 0))
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def wildcard_match(pattern: str, value: str, *, ignore_case: bool = False) -> bool:
     """IAM's `*` (any run of characters, `/` and `:` included) and `?` (one character) matching."""
+    if "*" not in pattern and "?" not in pattern and "${" not in pattern:
+        return pattern.lower() == value.lower() if ignore_case else pattern == value
     return _wildcard(pattern, ignore_case).fullmatch(value) is not None
 
 
