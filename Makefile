@@ -17,7 +17,7 @@ CDK_ARGS ?=
 RAW_DATA_URI ?= $(shell $(PYTHON) -c 'import json; print(json.load(open("cdk.json"))["context"].get("raw_data_uri") or "")')
 CODE := $(wildcard app.py contract fm stacks jobs lambdas local tools bench tests)
 
-.PHONY: run summary test install lint typecheck unit synth cfn-lint diff preflight deploy clean
+.PHONY: run summary test install lint typecheck unit synth cfn-lint diff preflight deploy clean iam-inventory
 
 # The bundled MovieLens slice has a tenth of the notebook's rows: with SageMaker FM's default learning rates,
 # three epochs of 1,000-row mini-batches are too few updates to beat the bias baseline. The local run keeps
@@ -63,6 +63,12 @@ typecheck: install
 
 unit: install
 	$(VENV)/bin/pytest
+
+# The boto3 calls our Lambda handlers make, as the moto runs and the serving tests record them: the IAM
+# check (tests/tools/iam) reads tests/tools/iam/recorded_calls.json, and `make test` fails when it is stale.
+iam-inventory: install
+	LOFTREC_IAM_INVENTORY=write $(VENV)/bin/pytest -q tests/lambdas tests/stacks/test_state_machine.py \
+		tests/tools/iam/test_inventory.py
 
 synth: install ## CloudFormation templates into cdk.out, offline, no credentials.
 	$(CDK) synth --quiet $(CDK_ARGS)

@@ -27,6 +27,7 @@ from contract.documents import run_record
 from contract.features import TimeTransform
 from lambdas.serving.title_table import export_title_table
 from local.runtime_server import BlazingTextModel, RuntimeServer
+from tests.tools.iam.harness import record_handlers
 
 CUSTOMERS = [  # customer_id, first_review_day (days since 1970-01-01)
     ("C1", 16000),  # 2013-10-22
@@ -217,7 +218,17 @@ def load_handlers(monkeypatch: pytest.MonkeyPatch, **environ: str) -> ModuleType
     # The handlers module sets this one for the Lambda process; undone with the rest after the test.
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", os.environ.get("OPENBLAS_NUM_THREADS", "1"))
     sys.modules.pop("lambdas.serving.handlers", None)
-    return importlib.import_module("lambdas.serving.handlers")
+    module = importlib.import_module("lambdas.serving.handlers")
+    # The IAM check records the boto3 calls the shims make (tests/tools/iam/harness.py).
+    record_handlers(
+        monkeypatch,
+        module,
+        {
+            "predict_handler": "serving.handlers.predict_handler",
+            "similar_titles_handler": "serving.handlers.similar_titles_handler",
+        },
+    )
+    return module
 
 
 def api_event(body: Any, *, path: str = "/predictions", raw: str | None = None) -> dict[str, Any]:

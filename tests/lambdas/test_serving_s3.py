@@ -106,11 +106,24 @@ def test_export_from_a_model_tar_gz_in_s3_and_serve_from_s3(
         )
         item = {"customer_id": "C1", "product_id": "NEW", "product_title": "Sherlock Season 5"}
         status, body = answer(handlers.predict_handler(api_event({"items": [item]}), None))
+        # The other shim in its own cold start: it reads the run from S3 too.
+        similar = load_handlers(
+            monkeypatch,
+            RUN_RECORD_URI=f"s3://{BUCKET}/serving/current.json",
+            SAGEMAKER_RUNTIME_ENDPOINT_URL=server.url,
+        )
+        event = api_event({"titles": ["Sherlock Season 5"], "k": 2}, path="/similar-titles")
+        similar_status, similar_body = answer(similar.similar_titles_handler(event, None))
 
     assert status == 200
     assert body["run_id"] == "r1"
     assert body["predictions"][0]["status"] == "cold_start"
     assert len(server.received("fm-r1")) == 1
+    assert similar_status == 200
+    assert [t["title"] for t in similar_body["results"][0]["similar"]] == [
+        "sherlock-season-3",
+        "sherlock-season-2",
+    ]
 
 
 def test_no_run_record_in_s3_is_not_deployed(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:

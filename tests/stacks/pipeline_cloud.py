@@ -96,6 +96,7 @@ from moto.stepfunctions.parser.utils import TMP_THREADS
 from contract.features import TimeTransform
 from contract.index import index_files
 from tests.stacks import asl
+from tests.tools.iam.harness import lambda_invocation  # the IAM check records each handler's boto3 calls
 
 ACCOUNT, REGION = asl.ACCOUNT, asl.REGION
 LAMBDA_ROLE = f"arn:aws:iam::{ACCOUNT}:role/loftrec-test-lambda"
@@ -181,7 +182,8 @@ def _invoke_in_process(self: Any, body: str, request_headers: Any, response_head
         try:
             _cold_start()
             handler = getattr(importlib.import_module(module_name), function_name)
-            result = handler(event, context)
+            with lambda_invocation(str(self.handler), environment):
+                result = handler(event, context)
         except Exception as error:  # the function's error, as Lambda reports it
             response_headers["x-amz-function-error"] = "Unhandled"
             result = {
