@@ -224,8 +224,8 @@ def load_handlers(monkeypatch: pytest.MonkeyPatch, **environ: str) -> ModuleType
         monkeypatch,
         module,
         {
-            "predict_handler": "serving.handlers.predict_handler",
-            "similar_titles_handler": "serving.handlers.similar_titles_handler",
+            "predict_handler": "lambdas.serving.handlers.predict_handler",
+            "similar_titles_handler": "lambdas.serving.handlers.similar_titles_handler",
         },
     )
     return module

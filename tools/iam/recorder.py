@@ -101,7 +101,7 @@ class Recorder:
 
     @contextlib.contextmanager
     def recording(self, handler: str, bindings: Mapping[str, str] | None = None) -> Iterator[None]:
-        """Record this thread's calls as made by `handler` (e.g. "pipeline.gate.handler")."""
+        """Record this thread's calls as made by `handler` (e.g. "lambdas.pipeline.gate.handler")."""
         self.install()
         with self._lock:
             self.bindings.update(bindings or {})

@@ -32,7 +32,7 @@ def test_calls_inside_a_recording_are_kept_with_their_errors(
     recorder.install()
     client = boto3.client("s3", region_name="us-east-1")  # created after the hooks: the handler's client
     client.put_object(Bucket="data-bucket", Key="outside", Body=b"x")
-    with recorder.recording("pipeline.gate.handler", {"data-bucket": "{data_bucket}"}):
+    with recorder.recording("lambdas.pipeline.gate.handler", {"data-bucket": "{data_bucket}"}):
         client.put_object(Bucket="data-bucket", Key="runs/20240107-030000-weekly-ab12cd/gate.json", Body=b"x")
         with pytest.raises(client.exceptions.NoSuchKey):
             client.get_object(Bucket="data-bucket", Key="serving/current.json")
@@ -40,14 +40,14 @@ def test_calls_inside_a_recording_are_kept_with_their_errors(
     assert recorder.normalized() == [
         {
             "error": "NoSuchKey",
-            "handler": "pipeline.gate.handler",
+            "handler": "lambdas.pipeline.gate.handler",
             "operation": "GetObject",
             "params": {"Bucket": "{data_bucket}", "Key": "serving/current.json"},
             "service": "s3",
         },
         {
             "error": None,
-            "handler": "pipeline.gate.handler",
+            "handler": "lambdas.pipeline.gate.handler",
             "operation": "PutObject",
             "params": {"Bucket": "{data_bucket}", "Key": "runs/{run_id}/gate.json"},
             "service": "s3",

@@ -45,7 +45,7 @@ KNOWN_FINDINGS: dict[tuple[str, str], str] = {
     ("PipelineSageMakerRole", "ecr:BatchCheckLayerAvailability"): _ECR,
 }
 # Handlers that make no AWS call of their own: the only ones allowed to be missing from the recording.
-NO_AWS_CALLS = {"pipeline.start_run.handler"}
+NO_AWS_CALLS = {"lambdas.pipeline.start_run.handler"}
 
 
 def _cases() -> list[Any]:

@@ -39,10 +39,10 @@ def role_name(logical_id: str) -> str:
 
 def _start_run_environment(template: Template) -> dict[str, str]:
     for body in template.of_type("AWS::Lambda::Function").values():
-        if body["Properties"]["Handler"] == "pipeline.start_run.handler":
+        if body["Properties"]["Handler"] == "lambdas.pipeline.start_run.handler":
             variables: dict[str, str] = template.resolve(body["Properties"]["Environment"]["Variables"])
             return variables
-    raise AssertionError("no function runs pipeline.start_run.handler")
+    raise AssertionError("no function runs lambdas.pipeline.start_run.handler")
 
 
 def sample_execution(template: Template) -> tuple[dict[str, Any], dict[str, Any]]:
