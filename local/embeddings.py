@@ -47,14 +47,19 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from contract.algorithms import BLAZINGTEXT_HYPERPARAMETERS
 from local.hyperparameters import HyperparameterError, HyperparameterReader, hyperparameters_argument
+from local.progress import Progress
 
 __all__ = [
-    "BLAZINGTEXT_HYPERPARAMETER_NAMES",
     "LOCAL_BUCKETS",
+    "MODES",
+    "VECTORS_BIN",
+    "VECTORS_TXT",
     "EmbeddingsProgress",
     "EmbeddingsResult",
     "SubwordVectors",
+    "embeddings_display",
     "gensim_kwargs",
     "token_vectors",
     "train_embeddings",
@@ -63,23 +68,6 @@ __all__ = [
 F32 = npt.NDArray[np.float32]
 
 ALGORITHM = "BlazingText"
-BLAZINGTEXT_HYPERPARAMETER_NAMES = (
-    "mode",
-    "batch_size",
-    "buckets",
-    "epochs",
-    "evaluation",
-    "learning_rate",
-    "min_char",
-    "max_char",
-    "min_count",
-    "negative_samples",
-    "sampling_threshold",
-    "subwords",
-    "vector_dim",
-    "window_size",
-    "word_ngrams",
-)
 # The n-gram hash table: a (buckets, vector_dim) float32 matrix, allocated whole before training and written
 # whole into vectors.bin, whatever the vocabulary. BlazingText's (and fastText's, and gensim's) default of
 # 2,000,000 buckets costs 2,000,000 x 100 x 4 bytes = 800 MB at vector_dim 100: in RAM while training (peak
@@ -91,7 +79,12 @@ BLAZINGTEXT_HYPERPARAMETER_NAMES = (
 # season of a known show keeps its similarity (cosine 0.91 with either table) while random strings move
 # from 0.14 to 0.29 towards known titles. Set `buckets` to train with BlazingText's table.
 LOCAL_BUCKETS = 200_000
+VECTORS_TXT = "vectors.txt"
+VECTORS_BIN = "vectors.bin"
+"""BlazingText's two artifacts in its output folder: word2vec text format, and fastText's binary model."""
 MODES = ("skipgram", "cbow", "batch_skipgram", "supervised")
+"""The modes the reader knows: contract.algorithms.BLAZINGTEXT_MODES, which give word vectors, and supervised,
+rejected with its own message; in the order the error message lists them."""
 
 
 def gensim_kwargs(
@@ -107,7 +100,9 @@ def gensim_kwargs(
     JSON types (int, int or float, bool, str). Raises HyperparameterError naming the key for an unknown key,
     a wrong type, a value out of range, or a mode or key the local stand-in cannot honour.
     """
-    r = HyperparameterReader(ALGORITHM, hyperparameters, BLAZINGTEXT_HYPERPARAMETER_NAMES)
+    # Every name of contract.algorithms, word_ngrams included: it belongs to the supervised mode and is
+    # rejected below with its own message.
+    r = HyperparameterReader(ALGORITHM, hyperparameters, BLAZINGTEXT_HYPERPARAMETERS)
     mode = r.choice("mode", None, MODES)
     if mode == "supervised":
         raise HyperparameterError(
@@ -154,6 +149,16 @@ def gensim_kwargs(
 class EmbeddingsProgress:
     epoch: int  # epochs finished, 1-based
     epochs: int
+
+
+def embeddings_display(progress: Progress) -> Callable[[EmbeddingsProgress], None]:
+    """Training's reports shown on a Progress: one unit and one milestone per epoch."""
+
+    def report(p: EmbeddingsProgress) -> None:
+        progress.advance(p.epoch - progress.done, total=p.epochs)
+        progress.milestone(f"epoch {p.epoch}/{p.epochs}")
+
+    return report
 
 
 @dataclass(frozen=True)
@@ -220,10 +225,10 @@ def train_embeddings(
         callbacks=callbacks,
     )
     output_dir.mkdir(parents=True, exist_ok=True)
-    vectors_txt = output_dir / "vectors.txt"
-    vectors_bin = output_dir / "vectors.bin"
-    partial_txt = output_dir / "vectors.txt.partial"
-    partial_bin = output_dir / "vectors.bin.partial"
+    vectors_txt = output_dir / VECTORS_TXT
+    vectors_bin = output_dir / VECTORS_BIN
+    partial_txt = output_dir / f"{VECTORS_TXT}.partial"
+    partial_bin = output_dir / f"{VECTORS_BIN}.partial"
     model.wv.save_word2vec_format(str(partial_txt), binary=False)
     save_facebook_model(model, str(partial_bin))
     os.replace(partial_txt, vectors_txt)
@@ -305,13 +310,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, json.JSONDecodeError) as e:
         parser.error(f"--hyperparameters: {e}")
 
-    def show(p: EmbeddingsProgress) -> None:
-        print(f"BlazingText (gensim) epoch {p.epoch}/{p.epochs}", file=sys.stderr, flush=True)
-
     try:
-        result = train_embeddings(
-            args.corpus, args.output, hyperparameters, workers=args.workers, seed=args.seed, progress=show
-        )
+        with Progress("BlazingText (gensim)", unit="epoch") as progress:
+            result = train_embeddings(
+                args.corpus,
+                args.output,
+                hyperparameters,
+                workers=args.workers,
+                seed=args.seed,
+                progress=embeddings_display(progress),
+            )
     except ValueError as e:  # HyperparameterError included
         print(f"local.embeddings: {e}", file=sys.stderr)
         return 2

@@ -8,8 +8,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from contract.algorithms import BLAZINGTEXT_HYPERPARAMETERS, BLAZINGTEXT_MODES
 from local.embeddings import (
     LOCAL_BUCKETS,
+    MODES,
     EmbeddingsProgress,
     SubwordVectors,
     gensim_kwargs,
@@ -127,6 +129,14 @@ def test_the_default_bucket_count_is_configurable() -> None:
         gensim_kwargs({"mode": "skipgram", "subwords": True, "buckets": 10}, default_buckets=99)["bucket"]
         == 10
     )
+
+
+def test_the_reader_knows_the_contracts_names_and_modes() -> None:
+    assert set(MODES) - {"supervised"} == BLAZINGTEXT_MODES
+    for name in BLAZINGTEXT_HYPERPARAMETERS - {"mode"}:
+        with pytest.raises(HyperparameterError) as raised:
+            gensim_kwargs({"mode": "skipgram", name: [name]})  # known, but of no type any key takes
+        assert "unknown" not in str(raised.value), name
 
 
 @pytest.mark.parametrize(
