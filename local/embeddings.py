@@ -22,8 +22,7 @@ gensim's FastText arguments through ``gensim_kwargs``, a pure function:
     batch_size         checked, no gensim equivalent (it sizes batch_skipgram's GPU batches)
     evaluation         checked, ignored: BlazingText scores the vectors on WordSimilarity-353, an English
                        word list that says nothing about title tokens; the local run does not evaluate
-    word_ngrams        rejected: a text-classification (supervised) hyperparameter, and gensim supports
-                       only word_ngrams=1 in any case
+    word_ngrams        unknown: a text-classification (supervised) hyperparameter, not a Word2Vec one
 
 Training reads the corpus file (one line per customer, space-separated tokens) with gensim's corpus_file
 mode, on every CPU core, from a fixed seed (with several workers, thread scheduling still makes runs differ
@@ -47,14 +46,19 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from contract.algorithms import BLAZINGTEXT_HYPERPARAMETERS
 from local.hyperparameters import HyperparameterError, HyperparameterReader, hyperparameters_argument
+from local.progress import Progress
 
 __all__ = [
-    "BLAZINGTEXT_HYPERPARAMETER_NAMES",
     "LOCAL_BUCKETS",
+    "MODES",
+    "VECTORS_BIN",
+    "VECTORS_TXT",
     "EmbeddingsProgress",
     "EmbeddingsResult",
     "SubwordVectors",
+    "embeddings_display",
     "gensim_kwargs",
     "token_vectors",
     "train_embeddings",
@@ -63,23 +67,6 @@ __all__ = [
 F32 = npt.NDArray[np.float32]
 
 ALGORITHM = "BlazingText"
-BLAZINGTEXT_HYPERPARAMETER_NAMES = (
-    "mode",
-    "batch_size",
-    "buckets",
-    "epochs",
-    "evaluation",
-    "learning_rate",
-    "min_char",
-    "max_char",
-    "min_count",
-    "negative_samples",
-    "sampling_threshold",
-    "subwords",
-    "vector_dim",
-    "window_size",
-    "word_ngrams",
-)
 # The n-gram hash table: a (buckets, vector_dim) float32 matrix, allocated whole before training and written
 # whole into vectors.bin, whatever the vocabulary. BlazingText's (and fastText's, and gensim's) default of
 # 2,000,000 buckets costs 2,000,000 x 100 x 4 bytes = 800 MB at vector_dim 100: in RAM while training (peak
@@ -91,7 +78,12 @@ BLAZINGTEXT_HYPERPARAMETER_NAMES = (
 # season of a known show keeps its similarity (cosine 0.91 with either table) while random strings move
 # from 0.14 to 0.29 towards known titles. Set `buckets` to train with BlazingText's table.
 LOCAL_BUCKETS = 200_000
+VECTORS_TXT = "vectors.txt"
+VECTORS_BIN = "vectors.bin"
+"""BlazingText's two artifacts in its output folder: word2vec text format, and fastText's binary model."""
 MODES = ("skipgram", "cbow", "batch_skipgram", "supervised")
+"""The modes the reader knows: contract.algorithms.BLAZINGTEXT_MODES, which give word vectors, and supervised,
+rejected with its own message; in the order the error message lists them."""
 
 
 def gensim_kwargs(
@@ -107,17 +99,12 @@ def gensim_kwargs(
     JSON types (int, int or float, bool, str). Raises HyperparameterError naming the key for an unknown key,
     a wrong type, a value out of range, or a mode or key the local stand-in cannot honour.
     """
-    r = HyperparameterReader(ALGORITHM, hyperparameters, BLAZINGTEXT_HYPERPARAMETER_NAMES)
+    r = HyperparameterReader(ALGORITHM, hyperparameters, BLAZINGTEXT_HYPERPARAMETERS)
     mode = r.choice("mode", None, MODES)
     if mode == "supervised":
         raise HyperparameterError(
             f"{ALGORITHM} hyperparameter 'mode' is 'supervised' (text classification): the local stand-in "
             "trains word vectors only (skipgram, cbow or batch_skipgram)"
-        )
-    if r.has("word_ngrams"):
-        raise HyperparameterError(
-            f"{ALGORITHM} hyperparameter 'word_ngrams' belongs to text classification (mode 'supervised'); "
-            f"mode {mode!r} does not take it"
         )
     if default_buckets < 1:
         raise ValueError(f"default_buckets must be positive, got {default_buckets}")
@@ -154,6 +141,16 @@ def gensim_kwargs(
 class EmbeddingsProgress:
     epoch: int  # epochs finished, 1-based
     epochs: int
+
+
+def embeddings_display(progress: Progress) -> Callable[[EmbeddingsProgress], None]:
+    """Training's reports shown on a Progress: one unit and one milestone per epoch."""
+
+    def report(p: EmbeddingsProgress) -> None:
+        progress.advance(p.epoch - progress.done, total=p.epochs)
+        progress.milestone(f"epoch {p.epoch}/{p.epochs}")
+
+    return report
 
 
 @dataclass(frozen=True)
@@ -220,10 +217,10 @@ def train_embeddings(
         callbacks=callbacks,
     )
     output_dir.mkdir(parents=True, exist_ok=True)
-    vectors_txt = output_dir / "vectors.txt"
-    vectors_bin = output_dir / "vectors.bin"
-    partial_txt = output_dir / "vectors.txt.partial"
-    partial_bin = output_dir / "vectors.bin.partial"
+    vectors_txt = output_dir / VECTORS_TXT
+    vectors_bin = output_dir / VECTORS_BIN
+    partial_txt = output_dir / f"{VECTORS_TXT}.partial"
+    partial_bin = output_dir / f"{VECTORS_BIN}.partial"
     model.wv.save_word2vec_format(str(partial_txt), binary=False)
     save_facebook_model(model, str(partial_bin))
     os.replace(partial_txt, vectors_txt)
@@ -305,13 +302,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, json.JSONDecodeError) as e:
         parser.error(f"--hyperparameters: {e}")
 
-    def show(p: EmbeddingsProgress) -> None:
-        print(f"BlazingText (gensim) epoch {p.epoch}/{p.epochs}", file=sys.stderr, flush=True)
-
     try:
-        result = train_embeddings(
-            args.corpus, args.output, hyperparameters, workers=args.workers, seed=args.seed, progress=show
-        )
+        with Progress("BlazingText (gensim)", unit="epoch") as progress:
+            result = train_embeddings(
+                args.corpus,
+                args.output,
+                hyperparameters,
+                workers=args.workers,
+                seed=args.seed,
+                progress=embeddings_display(progress),
+            )
     except ValueError as e:  # HyperparameterError included
         print(f"local.embeddings: {e}", file=sys.stderr)
         return 2

@@ -7,7 +7,7 @@ ModelError (424) when the model rejects the input, ThrottlingException (429), In
 ServiceUnavailable (503). Signatures are not checked.
 
     with RuntimeServer() as server:
-        server.add_endpoint("fm", run / "fm")              # a folder with model.npz (w0, w, V)
+        server.add_endpoint("fm", run / "fm")              # a folder with model.tar.gz (SageMaker FM's)
         server.add_endpoint("blazingtext", run / "blazingtext")   # a folder with vectors.bin (fastText)
         server.inject_faults("fm", 429, count=2)           # the next 2 calls to fm are throttled
         ... boto3.client("sagemaker-runtime", endpoint_url=server.url) ...
@@ -36,7 +36,10 @@ from typing import Any
 from urllib.parse import unquote
 
 import numpy as np
-import numpy.typing as npt
+
+from local.embeddings import VECTORS_BIN
+from local.fm.model import MODEL_FILE, FmParameters, predict
+from local.fm.model import load_model as load_fm
 
 ERROR_CODES = {
     400: "ValidationError",
@@ -54,39 +57,31 @@ class ModelInputError(ValueError):
     """The model rejects the request body (the runtime answers ModelError, original status 400)."""
 
 
-class FmModel:
-    """A factorization machine regressor: w0 + sum_i w_i x_i + sum_{i<j} <v_i, v_j> x_i x_j."""
+class FmPredictor:
+    """The FM container's inference: {"instances": [{"data": {"features": {keys, shape, values}}}, ...]} in,
+    {"predictions": [{"score": ...}, ...]} out, scored by local.fm's one scoring routine (in float64)."""
 
-    def __init__(self, w0: float, w: npt.ArrayLike, v: npt.ArrayLike) -> None:
-        self.w0 = float(w0)
-        self.w = np.asarray(w, dtype=np.float64)
-        self.v = np.asarray(v, dtype=np.float64)
-        if self.w.ndim != 1 or self.v.ndim != 2 or self.v.shape[0] != self.w.shape[0]:
-            raise ValueError(f"FM parameters disagree: w {self.w.shape}, V {self.v.shape}")
-
-    @classmethod
-    def load(cls, folder: Path) -> FmModel:
-        with np.load(folder / "model.npz") as npz:
-            return cls(float(npz["w0"]), npz["w"], npz["V"])
+    def __init__(self, model: FmParameters) -> None:
+        self.model = model
 
     @property
     def feature_dim(self) -> int:
-        return int(self.w.shape[0])
+        return self.model.feature_dim
 
     def answer(self, body: Any) -> Any:
-        """{"instances": [{"data": {"features": {keys, shape, values}}}, ...]} -> {"predictions": [...]}"""
         instances = body.get("instances") if isinstance(body, dict) else None
         if not isinstance(instances, list) or not instances:
             raise ModelInputError('expected {"instances": [...]} with at least one instance')
         keys: list[int] = []
         values: list[float] = []
-        starts: list[int] = []
+        indptr = [0]
         for n, instance in enumerate(instances):
-            starts.append(len(keys))
             k, x = self._features(instance, n)
             keys.extend(k)
             values.extend(x)
-        return {"predictions": [{"score": s} for s in self.scores(keys, values, starts)]}
+            indptr.append(len(keys))
+        scores = predict(self.model, indptr, np.asarray(keys, np.int64), values, dtype=np.float64)
+        return {"predictions": [{"score": float(s)} for s in scores]}
 
     def _features(self, instance: Any, n: int) -> tuple[list[int], list[float]]:
         try:
@@ -110,17 +105,6 @@ class FmModel:
             raise ModelInputError(f"instance {n}: values must be finite numbers")
         return keys, [float(x) for x in values]
 
-    def scores(self, keys: Sequence[int], values: Sequence[float], starts: Sequence[int]) -> list[float]:
-        """Scores of sparse rows given as concatenated keys/values, row r starting at starts[r] (no row is
-        empty: reduceat would give an empty row the value at its start)."""
-        k = np.asarray(keys, dtype=np.int64)
-        x = np.asarray(values, dtype=np.float64)
-        bounds = np.asarray(starts, dtype=np.int64)
-        vx = self.v[k] * x[:, None]
-        linear = np.add.reduceat(self.w[k] * x, bounds)
-        pairwise = 0.5 * (np.add.reduceat(vx, bounds) ** 2 - np.add.reduceat(vx**2, bounds)).sum(axis=1)
-        return [float(s) for s in self.w0 + linear + pairwise]
-
 
 class BlazingTextModel:
     """Word vectors from a fastText model (BlazingText's vectors.bin): unseen words get subword vectors."""
@@ -132,7 +116,7 @@ class BlazingTextModel:
     def load(cls, folder: Path) -> BlazingTextModel:
         from gensim.models.fasttext import load_facebook_model  # noqa: PLC0415 (slow import, FM-only runs skip it)
 
-        return cls(load_facebook_model(str(folder / "vectors.bin")).wv)
+        return cls(load_facebook_model(str(folder / VECTORS_BIN)).wv)
 
     def answer(self, body: Any) -> Any:
         """{"instances": ["word", ...]} -> [{"vector": [...], "word": word}, ...]"""
@@ -149,16 +133,16 @@ class BlazingTextModel:
         return answers
 
 
-Model = FmModel | BlazingTextModel
+Model = FmPredictor | BlazingTextModel
 
 
 def load_model(folder: Path) -> Model:
-    """An FM folder holds model.npz; a BlazingText folder holds vectors.bin."""
-    if (folder / "model.npz").is_file():
-        return FmModel.load(folder)
-    if (folder / "vectors.bin").is_file():
+    """An FM folder holds model.tar.gz (the algorithm's artifact); a BlazingText folder holds vectors.bin."""
+    if (folder / MODEL_FILE).is_file():
+        return FmPredictor(load_fm(folder))
+    if (folder / VECTORS_BIN).is_file():
         return BlazingTextModel.load(folder)
-    raise FileNotFoundError(f"{folder}: neither model.npz (FM) nor vectors.bin (BlazingText)")
+    raise FileNotFoundError(f"{folder}: neither {MODEL_FILE} (FM) nor {VECTORS_BIN} (BlazingText)")
 
 
 @dataclass(frozen=True)
@@ -247,9 +231,15 @@ class RuntimeServer:
 
     # ------------------------------------------------------------------ endpoints and faults
 
-    def add_endpoint(self, name: str, model: Path | str | Model) -> None:
+    def add_endpoint(self, name: str, model: Path | str | FmParameters | Model) -> None:
         """Serve a model under a name (a folder is loaded first); an existing endpoint is swapped."""
-        loaded = model if isinstance(model, FmModel | BlazingTextModel) else load_model(Path(model))
+        loaded: Model
+        if isinstance(model, FmParameters):
+            loaded = FmPredictor(model)
+        elif isinstance(model, FmPredictor | BlazingTextModel):
+            loaded = model
+        else:
+            loaded = load_model(Path(model))
         with self._lock:
             self._models[name] = loaded
 
@@ -380,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="append",
         default=[],
         metavar="NAME=DIR",
-        help="an endpoint name and its model folder (model.npz: FM, vectors.bin: BlazingText); repeatable",
+        help="an endpoint name and its model folder (model.tar.gz: FM, vectors.bin: BlazingText); repeatable",
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")

@@ -26,6 +26,7 @@ from contract import index as contract_index
 from contract.documents import run_record
 from contract.features import TimeTransform
 from lambdas.serving.title_table import export_title_table
+from local.fm import FmParameters, save_model
 from local.runtime_server import BlazingTextModel, RuntimeServer
 from tests.tools.iam.harness import record_handlers
 
@@ -164,12 +165,10 @@ def word_vector(word: str) -> np.ndarray:
 
 
 def write_run(root: Path, run_id: str, *, w0: float = 3.0) -> Path:
-    """runs/<run_id>/ with prep/index/, fm/model.npz, blazingtext/ and the exported serving/ table."""
+    """runs/<run_id>/ with prep/index/, fm/model.tar.gz, blazingtext/ and the exported serving/ table."""
     run = root / "runs" / run_id
     write_index(run / "prep" / "index")
-    (run / "fm").mkdir(parents=True)
-    w0_, w, v = fm_parameters(w0)
-    np.savez(run / "fm" / "model.npz", w0=np.float32(w0_), w=w, V=v)
+    save_model(run / "fm", FmParameters(*fm_parameters(w0)), {"predictor_type": "regressor"})
     source = trained_blazingtext()
     (run / "blazingtext").mkdir()
     for name in ("vectors.bin", "vectors.txt"):

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from local.fm import FmParameters, save_model
 from tests.lambdas.serving_support import (
     World,
     answer,
@@ -89,8 +90,8 @@ def test_a_missing_endpoint_is_a_503_naming_the_model(world: World) -> None:
 def test_a_model_that_rejects_the_request_is_a_502(world: World) -> None:
     # The endpoint serves a model of another feature_dim than the deployed run's index.
     other = world.root / "other-fm"
-    other.mkdir()
-    np.savez(other / "model.npz", w0=np.float32(1), w=np.zeros(7, np.float32), V=np.zeros((7, 2), np.float32))
+    model = FmParameters(1.0, np.zeros(7, np.float32), np.zeros((7, 2), np.float32))
+    save_model(other, model, {"predictor_type": "regressor"})
     world.server.add_endpoint(world.fm, other)
 
     status, body = world.predict(KNOWN_PAIR)

@@ -8,8 +8,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from contract.algorithms import BLAZINGTEXT_HYPERPARAMETERS, BLAZINGTEXT_MODES
 from local.embeddings import (
     LOCAL_BUCKETS,
+    MODES,
     EmbeddingsProgress,
     SubwordVectors,
     gensim_kwargs,
@@ -129,13 +131,21 @@ def test_the_default_bucket_count_is_configurable() -> None:
     )
 
 
+def test_the_reader_knows_the_contracts_names_and_modes() -> None:
+    assert set(MODES) - {"supervised"} == BLAZINGTEXT_MODES
+    for name in BLAZINGTEXT_HYPERPARAMETERS - {"mode"}:
+        with pytest.raises(HyperparameterError) as raised:
+            gensim_kwargs({"mode": "skipgram", name: [name]})  # known, but of no type any key takes
+        assert "unknown" not in str(raised.value), name
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
         ({}, "'mode' is required"),
         ({"mode": "fasttext"}, "'mode' must be one of skipgram, cbow, batch_skipgram, supervised"),
         ({"mode": "supervised"}, "'mode' is 'supervised' \\(text classification\\)"),
-        ({"mode": "skipgram", "word_ngrams": 2}, "'word_ngrams' belongs to text classification"),
+        ({"mode": "skipgram", "word_ngrams": 2}, "unknown BlazingText hyperparameter 'word_ngrams'"),
         ({"mode": "skipgram", "vector_size": 100}, "unknown BlazingText hyperparameter 'vector_size'"),
         ({"mode": "skipgram", "vector_dim": "100"}, "'vector_dim' must be an integer, got '100' \\(str\\)"),
         ({"mode": "skipgram", "vector_dim": 0}, "'vector_dim' must be at least 1, got 0"),

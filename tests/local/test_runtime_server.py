@@ -13,7 +13,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from local.runtime_server import FmModel, RuntimeServer, main
+from local.fm import FmParameters, save_model
+from local.runtime_server import FmPredictor, RuntimeServer, main
 from tests.lambdas.serving_support import (
     aws_test_environment,
     blazingtext_model,
@@ -30,8 +31,7 @@ V = np.array([[1.0, 0.0], [0.5, 0.5], [0.0, 2.0], [1.0, 1.0], [0.25, -0.5]], dty
 @pytest.fixture
 def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RuntimeServer]:
     aws_test_environment(monkeypatch)
-    (tmp_path / "fm").mkdir()
-    np.savez(tmp_path / "fm" / "model.npz", w0=np.float32(W0), w=W, V=V)
+    save_model(tmp_path / "fm", FmParameters(W0, W, V), {"predictor_type": "regressor"})
     with RuntimeServer() as server:
         server.add_endpoint("fm", tmp_path / "fm")
         server.add_endpoint("bt", blazingtext_model())
@@ -76,10 +76,12 @@ def test_fm_scores_sparse_instances_with_the_fm_formula(server: RuntimeServer) -
 
 def test_fm_matches_the_dense_formula_on_random_rows() -> None:
     rng = np.random.default_rng(3)
-    model = FmModel(0.3, rng.normal(size=50), rng.normal(size=(50, 4)))
+    model = FmParameters(0.3, rng.normal(size=50), rng.normal(size=(50, 4)))
     rows = [sorted(rng.choice(50, size=int(rng.integers(1, 6)), replace=False).tolist()) for _ in range(20)]
     values = [rng.normal(size=len(r)).tolist() for r in rows]
-    answer = model.answer({"instances": [_instance(r, v, 50) for r, v in zip(rows, values, strict=True)]})
+    answer = FmPredictor(model).answer(
+        {"instances": [_instance(r, v, 50) for r, v in zip(rows, values, strict=True)]}
+    )
     for row, vals, prediction in zip(rows, values, answer["predictions"], strict=True):
         x = np.zeros(50)
         x[row] = vals
@@ -168,7 +170,7 @@ def test_injected_faults_fail_the_next_calls_then_the_model_answers(
 def test_a_model_is_swapped_while_serving(server: RuntimeServer, tmp_path: Path) -> None:
     payload = {"instances": [_instance([0], [1.0])]}
     assert _invoke(server, "fm", payload)["predictions"][0]["score"] == pytest.approx(2.0)
-    server.add_endpoint("fm", FmModel(10.0, np.ones(5), np.zeros((5, 2))))
+    server.add_endpoint("fm", FmParameters(10.0, np.ones(5), np.zeros((5, 2))))
     assert _invoke(server, "fm", payload)["predictions"][0]["score"] == pytest.approx(11.0)
     server.remove_endpoint("fm")
     assert _error(server, "fm", payload)["Error"]["Code"] == "ValidationError"
@@ -202,7 +204,7 @@ def test_folders_are_loaded_by_what_they_hold(tmp_path: Path) -> None:
     server = RuntimeServer()
     server.add_endpoint("bt", trained_blazingtext())
     assert server.endpoints() == ["bt"]
-    with pytest.raises(FileNotFoundError, match=r"neither model\.npz"):
+    with pytest.raises(FileNotFoundError, match=r"neither model\.tar\.gz"):
         server.add_endpoint("x", tmp_path)
 
 
@@ -214,4 +216,4 @@ def test_the_command_line_refuses_bad_endpoint_specs(
     assert "--endpoint 'fm': expected NAME=DIR" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--endpoint", f"fm={tmp_path}"])
-    assert "neither model.npz (FM) nor vectors.bin (BlazingText)" in capsys.readouterr().err
+    assert "neither model.tar.gz (FM) nor vectors.bin (BlazingText)" in capsys.readouterr().err

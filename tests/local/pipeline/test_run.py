@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from local.movielens import convert
-from local.pipeline import BUNDLED, main, run_pipeline
+from local.pipeline.cli import main
+from local.pipeline.run import BUNDLED, run_pipeline
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

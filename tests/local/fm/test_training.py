@@ -1,7 +1,8 @@
-"""The local Factorization Machines trainer: formula, gradients, learning, hyperparameters, artifact."""
+"""The local FM trainer: gradients, learning (MXNet's lazy Adam), prep channels in, the artifact out."""
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 from pathlib import Path
@@ -11,75 +12,22 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from fm.recordio import SparseRecords, write_sparse_records
+from fm.artifact import inspect_fm_artifact
+from fm.recordio import SparseRecords
 from local.fm import (
-    FmHyperparameters,
-    FmModel,
     FmProgress,
-    Initializer,
+    fm_display,
     fm_gradients,
-    fm_hyperparameters,
+    load_model,
     predict,
-    rmse,
+    records_rmse,
     train_fm,
     train_from_prep,
 )
-from local.hyperparameters import HyperparameterError
-from local.runtime_server import FmModel as ServedFmModel
-
-
-def naive_score(model: FmModel, keys: list[int], values: list[float]) -> float:
-    """The FM formula term by term: w0 + sum w_i x_i + sum over pairs of entries <v_i, v_j> x_i x_j."""
-    score = model.w0 + sum(float(model.w[k]) * x for k, x in zip(keys, values, strict=True))
-    for (a, xa), (b, xb) in itertools.combinations(zip(keys, values, strict=True), 2):
-        score += float(np.dot(model.v[a], model.v[b])) * xa * xb
-    return score
-
-
-def csr(rows: list[dict[int, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    indptr = np.cumsum([0] + [len(r) for r in rows]).astype(np.int64)
-    indices = np.array([k for r in rows for k in r], dtype=np.int64)
-    values = np.array([x for r in rows for x in r.values()], dtype=np.float32)
-    return indptr, indices, values
-
-
-# ------------------------------------------------------------------------------------------- prediction
-
-
-def test_prediction_of_a_hand_computed_row() -> None:
-    model = FmModel(0.5, np.array([1.0, 2.0, 3.0]), np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
-    # x = {0: 1, 2: 2}: 0.5 + (1*1 + 3*2) + <v0, v2> * 1 * 2 = 0.5 + 7 + 1 * 2 = 9.5
-    # x = {1: 1, 2: 1}: 0.5 + (2 + 3) + <v1, v2> = 0.5 + 5 + 1 = 6.5; empty row: w0 = 0.5
-    scores = predict(model, [0, 2, 4, 4], [0, 2, 1, 2], [1.0, 2.0, 1.0, 1.0])
-    np.testing.assert_allclose(scores, [9.5, 6.5, 0.5])
-
-
-def test_prediction_matches_the_naive_pairwise_loop() -> None:
-    rng = np.random.default_rng(3)
-    model = FmModel(0.3, rng.normal(size=12), rng.normal(size=(12, 4)))
-    rows = [
-        {0: 1.0, 5: 1.0, 11: 0.7},
-        {3: 2.0},
-        {1: 1.0, 2: -0.5, 7: 3.0, 9: 0.25, 10: 1.5},
-        {},
-        {11: 4.0, 4: 1.0},
-    ]
-    indptr, indices, values = csr(rows)
-    expected = [naive_score(model, list(r), [float(np.float32(x)) for x in r.values()]) for r in rows]
-    np.testing.assert_allclose(predict(model, indptr, indices, values), expected, rtol=1e-12)
-    # Chunked scoring gives the same numbers.
-    np.testing.assert_allclose(predict(model, indptr, indices, values, chunk_rows=2), expected, rtol=1e-12)
-
-
-def test_prediction_rejects_keys_outside_feature_dim() -> None:
-    model = FmModel(0.0, np.zeros(3), np.zeros((3, 2)))
-    with pytest.raises(ValueError, match=r"feature keys must lie in \[0, 3\)"):
-        predict(model, [0, 1], [3], [1.0])
-    with pytest.raises(ValueError, match="indptr"):
-        predict(model, [0, 2], [1], [1.0])
-
-
-# -------------------------------------------------------------------------------------------- gradients
+from local.progress import Progress
+from local.runtime_server import FmPredictor
+from local.runtime_server import load_model as load_served_model
+from tests.local.fm.fm_support import FAST, REQUIRED, csr, planted_ratings, write_shards
 
 
 def test_gradients_match_finite_differences() -> None:
@@ -117,46 +65,6 @@ def test_gradients_match_finite_differences() -> None:
     assert grads.loss == pytest.approx(rescale * 0.5 * float(np.sum((grads.pred - labels) ** 2)))
 
 
-# ----------------------------------------------------------------------------------------------- training
-
-
-def planted_ratings(seed: int = 11) -> tuple[SparseRecords, SparseRecords, int]:
-    """Ratings 3 + user bias + item bias + <p_u, q_i> (rank 2) + small noise; one-hot user and item keys."""
-    rng = np.random.default_rng(seed)
-    users, items = 40, 30
-    b_u, b_i = rng.normal(0, 0.5, users), rng.normal(0, 0.5, items)
-    p, q = rng.normal(0, 0.8, (users, 2)), rng.normal(0, 0.8, (items, 2))
-    pairs = np.array([(u, i) for u in range(users) for i in range(items)])
-    pairs = pairs[rng.permutation(len(pairs))[:900]]
-    y = 3 + b_u[pairs[:, 0]] + b_i[pairs[:, 1]] + np.sum(p[pairs[:, 0]] * q[pairs[:, 1]], 1)
-    y = (y + rng.normal(0, 0.1, len(y))).astype(np.float32)
-    dim = users + items
-
-    def records(part: np.ndarray, labels: np.ndarray) -> SparseRecords:
-        keys = np.stack([part[:, 0], users + part[:, 1]], 1).reshape(-1).astype(np.int64)
-        return SparseRecords(
-            np.arange(0, 2 * len(part) + 1, 2, dtype=np.int64),
-            keys,
-            np.ones(len(keys), np.float32),
-            labels,
-            dim,
-        )
-
-    return records(pairs[:750], y[:750]), records(pairs[750:], y[750:]), dim
-
-
-FAST = {
-    "predictor_type": "regressor",
-    "num_factors": 4,
-    "epochs": 15,
-    "mini_batch_size": 25,
-    "bias_lr": 0.03,
-    "linear_lr": 0.03,
-    "factors_lr": 0.03,
-    "factors_init_sigma": 0.1,
-}
-
-
 def test_training_beats_the_global_mean_on_a_planted_low_rank_model() -> None:
     train, test, dim = planted_ratings()
     reports: list[FmProgress] = []
@@ -167,7 +75,7 @@ def test_training_beats_the_global_mean_on_a_planted_low_rank_model() -> None:
     test_rmse = result.epochs[-1]["test_rmse"]
     assert isinstance(test_rmse, float)
     assert test_rmse < 0.3 * mean_rmse, (test_rmse, mean_rmse)
-    assert test_rmse == pytest.approx(rmse(result.model, test))
+    assert test_rmse == pytest.approx(records_rmse(result.model, test))
     # The factors carry the planted interactions: biases alone (factors frozen) do far worse.
     biases_only = train_fm(train, test, {**FAST, "feature_dim": dim, "factors_lr": 0.0}, seed=1)
     assert test_rmse < 0.5 * biases_only.epochs[-1]["test_rmse"]  # type: ignore[operator]
@@ -293,96 +201,10 @@ def test_divergence_is_reported() -> None:
         train_fm(huge, None, {**FAST, "feature_dim": dim, "factors_init_sigma": 1.0})
 
 
-# ---------------------------------------------------------------------------------------- hyperparameters
-
-
-def test_defaults_are_the_sagemaker_algorithms() -> None:
-    hp = fm_hyperparameters({"feature_dim": 178730, "num_factors": 256, "predictor_type": "regressor"})
-    assert hp == FmHyperparameters(
-        feature_dim=178730,
-        num_factors=256,
-        predictor_type="regressor",
-        epochs=1,
-        mini_batch_size=1000,
-        clip_gradient=None,
-        eps=1e-8,
-        rescale_grad=None,
-        bias_lr=0.1,
-        linear_lr=0.001,
-        factors_lr=0.0001,
-        bias_wd=0.01,
-        linear_wd=0.001,
-        factors_wd=0.00001,
-        bias_init=Initializer("normal", 0.01),
-        linear_init=Initializer("normal", 0.01),
-        factors_init=Initializer("normal", 0.001),
-    )
-    assert hp.as_dict()["factors_init_sigma"] == 0.001
-
-
-REQUIRED: dict[str, object] = {"feature_dim": 10, "num_factors": 4, "predictor_type": "regressor"}
-
-
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        ({"num_factor": 4}, "unknown Factorization Machines hyperparameter 'num_factor'"),
-        ({"feature_dim": None}, "'feature_dim' must be an integer, got None"),
-        ({"num_factors": "64"}, "'num_factors' must be an integer, got '64' \\(str\\)"),
-        ({"epochs": True}, "'epochs' must be an integer, got True \\(bool\\)"),
-        ({"epochs": 0}, "'epochs' must be at least 1, got 0"),
-        ({"mini_batch_size": 2.0}, "'mini_batch_size' must be an integer"),
-        ({"bias_lr": -0.1}, "'bias_lr' must be at least 0.0, got -0.1"),
-        ({"factors_wd": "0.1"}, "'factors_wd' must be a number, got '0.1'"),
-        ({"linear_lr": float("nan")}, "'linear_lr' must be finite"),
-        ({"eps": 0}, "'eps' must be greater than 0.0, got 0"),
-        ({"clip_gradient": -1.0}, "'clip_gradient' must be greater than 0.0"),
-        ({"predictor_type": "classifier"}, "'predictor_type' must be one of binary_classifier, regressor"),
-        (
-            {"predictor_type": "binary_classifier"},
-            "'predictor_type' is 'binary_classifier': .* regressors only",
-        ),
-        ({"factors_init_method": "xavier"}, "'factors_init_method' must be one of normal, uniform, constant"),
-        ({"bias_init_method": "uniform"}, "bias_init_scale is required when bias_init_method is uniform"),
-        (
-            {"linear_init_method": "constant"},
-            "linear_init_value is required when linear_init_method is constant",
-        ),
-    ],
-)
-def test_bad_hyperparameters_are_named(change: dict[str, object], message: str) -> None:
-    with pytest.raises(HyperparameterError, match=message):
-        fm_hyperparameters({**REQUIRED, **change})
-
-
-@pytest.mark.parametrize("missing", ["feature_dim", "num_factors", "predictor_type"])
-def test_required_hyperparameters(missing: str) -> None:
-    with pytest.raises(HyperparameterError, match=f"'{missing}' is required"):
-        fm_hyperparameters({k: v for k, v in REQUIRED.items() if k != missing})
-
-
 # ------------------------------------------------------------------------------------------------ files
 
 
-def write_shards(folder: Path, data: SparseRecords, parts: int) -> None:
-    folder.mkdir(parents=True)
-    n = data.labels.shape[0]
-    bounds = np.linspace(0, n, parts + 1).astype(int)
-    for p in range(parts):
-        lo, hi = bounds[p], bounds[p + 1]
-        start, stop = data.indptr[lo], data.indptr[hi]
-        with (folder / f"part-{p:05d}.rio").open("wb") as f:
-            write_sparse_records(
-                f,
-                data.indptr[lo : hi + 1] - start,
-                data.indices[start:stop],
-                data.values[start:stop],
-                data.labels[lo:hi],
-                data.feature_dim,
-            )
-
-
-def test_training_from_recordio_shards_writes_the_agreed_artifact(tmp_path: Path) -> None:
+def test_training_from_recordio_shards_writes_sagemakers_artifact(tmp_path: Path) -> None:
     train, test, dim = planted_ratings()
     write_shards(tmp_path / "prep" / "train", train, parts=4)
     write_shards(tmp_path / "prep" / "test", test, parts=1)
@@ -395,29 +217,38 @@ def test_training_from_recordio_shards_writes_the_agreed_artifact(tmp_path: Path
     np.testing.assert_array_equal(result.model.v, direct.model.v)
     assert result.train_rows == 750 and result.test_rows == 150
 
-    with np.load(tmp_path / "fm" / "model.npz") as npz:
-        assert sorted(npz.files) == ["V", "w", "w0"]
-        assert npz["w0"].shape == () and npz["w0"].dtype == np.float32
-        assert npz["w"].shape == (dim,) and npz["w"].dtype == np.float32
-        assert npz["V"].shape == (dim, 4) and npz["V"].dtype == np.float32
-    loaded = FmModel.load(tmp_path / "fm" / "model.npz")
+    assert sorted(p.name for p in (tmp_path / "fm").iterdir()) == ["metrics.json", "model.tar.gz"]
+    artifact = inspect_fm_artifact(tmp_path / "fm" / "model.tar.gz")
+    assert artifact.predictor_type == "regressor"
+    trained = artifact.hyperparameters
+    assert (trained["feature_dim"], trained["num_factors"], trained["epochs"]) == (str(dim), "4", "3")
+    assert trained["mini_batch_size"] == "25" and trained["factors_init_sigma"] == "0.1"
+    assert "clip_gradient" not in trained  # not set
+    assert artifact.parameters.w.shape == (dim,) and artifact.parameters.w.dtype == np.float32
+    assert artifact.parameters.v.shape == (dim, 4) and artifact.parameters.v.dtype == np.float32
+    # Trained in float32 and stored in float32: the round trip changes no parameter and no prediction.
+    loaded = load_model(tmp_path / "fm")
+    assert loaded.w0 == result.model.w0
+    np.testing.assert_array_equal(loaded.w, result.model.w)
+    np.testing.assert_array_equal(loaded.v, result.model.v)
     scores = predict(loaded, test.indptr, test.indices, test.values)
-    np.testing.assert_allclose(
-        scores, predict(result.model, test.indptr, test.indices, test.values), rtol=1e-6
-    )
+    np.testing.assert_array_equal(scores, predict(result.model, test.indptr, test.indices, test.values))
 
     metrics = json.loads((tmp_path / "fm" / "metrics.json").read_text())
     assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3]
     assert set(metrics["epochs"][0]) == {"epoch", "train_rmse", "test_rmse"}
     assert metrics["test_rmse"] == metrics["epochs"][-1]["test_rmse"]
-    assert metrics["test_rmse"] == pytest.approx(rmse(loaded, test), rel=1e-6)
+    assert metrics["test_rmse"] == records_rmse(loaded, test)
     assert metrics["hyperparameters"]["num_factors"] == 4
     assert not list((tmp_path / "fm").glob("*.partial"))
 
     # The local runtime server scores the artifact the same way.
-    served = ServedFmModel.load(tmp_path / "fm")
+    served = load_served_model(tmp_path / "fm")
+    assert isinstance(served, FmPredictor)
     first = [int(k) for k in test.indices[:2]]
-    assert served.scores(first, [1.0, 1.0], [0]) == pytest.approx([scores[0]], rel=1e-5)
+    instance = {"data": {"features": {"keys": first, "shape": [dim], "values": [1.0, 1.0]}}}
+    answer = served.answer({"instances": [instance]})
+    assert answer["predictions"][0]["score"] == pytest.approx(scores[0], rel=1e-5)
 
 
 def test_missing_shards_are_named(tmp_path: Path) -> None:
@@ -429,7 +260,21 @@ def test_missing_shards_are_named(tmp_path: Path) -> None:
         train_from_prep(tmp_path / "prep", tmp_path / "fm", {**REQUIRED})
 
 
-def test_a_model_file_without_v_is_rejected(tmp_path: Path) -> None:
-    np.savez(tmp_path / "model.npz", w0=np.float32(1), w=np.zeros(3, np.float32))
-    with pytest.raises(ValueError, match="not an FM model, it lacks V"):
-        FmModel.load(tmp_path / "model.npz")
+# --------------------------------------------------------------------------------------------- progress
+
+
+def test_progress_off_a_terminal_is_one_line_per_epoch_with_its_rmse() -> None:
+    train, test, dim = planted_ratings()
+    stream = io.StringIO()
+    with Progress("FM", unit="batch", stream=stream) as progress:
+        result = train_fm(
+            train, test, {**FAST, "feature_dim": dim, "epochs": 2}, seed=1, progress=fm_display(progress)
+        )
+    assert progress.done == 2 * 30 and progress.total == 2 * 30
+    lines = stream.getvalue().splitlines()
+    expected = [
+        f"FM: epoch {e['epoch']}/2, train_rmse {e['train_rmse']:.4f}, test_rmse {e['test_rmse']:.4f}"
+        for e in result.epochs
+    ]
+    assert lines == expected
+    assert "\r" not in stream.getvalue()

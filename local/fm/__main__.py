@@ -1,0 +1,5 @@
+import sys
+
+from local.fm.cli import main
+
+sys.exit(main())

@@ -1,0 +1,269 @@
+"""One local run: its folder (runs/<run-id>/ under the output root, the layout of contract.layout, with the
+deployed-run record beside runs/ as in the bucket) and its steps, in the order the state machine runs them:
+prepare data, train FM and the title embeddings (then export the title table), the quality gate, then what
+the local twin adds: the evaluation, serving through the real shims, the cold-start experiment, the title map
+and the report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import resource
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from contract import layout
+from contract.algorithms import ENDPOINT_NAMES
+from contract.documents import GateDecision, Manifest, RunMetrics
+from contract.features import RATING_RANGE, FeatureLayout
+from jobs.prep.failure import PrepError
+from jobs.prep.job import PrepConfig, run_prep
+from jobs.prep.prepare import Thresholds
+from jobs.prep.read import find_input_files
+from lambdas.pipeline.gate import decide
+from local import movielens
+from local.fm import load_model, predict, read_shards
+from local.pipeline import PipelineError
+from local.pipeline.cold_start import cold_start_experiment
+from local.pipeline.evaluation import bias_predictions, bootstrap, range_violations
+from local.pipeline.shims import deploy_models, sample_requests, serving_environment, write_record
+from local.pipeline.titles import title_map
+from local.pipeline.training import export_titles, train_fm_job, train_title_embeddings_job
+from local.runtime_server import RuntimeServer
+from stacks.config import Config, ConfigError, default_context, load_config
+
+__all__ = ["BUNDLED", "ROOT", "Run", "run_pipeline"]
+
+ROOT = Path(__file__).resolve().parents[2]
+BUNDLED = ROOT / "data" / "movielens-latest-small"
+RESULTS_FILE = "results.json"
+REPORT = "report/"
+
+
+@dataclass
+class Run:
+    """One local run: its folder (the same layout as runs/<run-id>/ in S3) and what it measured."""
+
+    root: Path  # the output root: runs/ and serving/ beside each other, as in the bucket
+    run_id: str
+    timings: dict[str, float] = field(default_factory=dict)
+    results: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def folder(self) -> Path:
+        return self.root / layout.run_prefix(self.run_id)
+
+    @property
+    def record_path(self) -> Path:
+        return self.root / layout.RUN_RECORD_KEY
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        """A step of the run, timed (a step entered twice adds up)."""
+        if name not in self.timings:
+            print(f"== {name}", file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        yield
+        self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - started, 2)
+
+
+def new_run(output_root: Path) -> Run:
+    """A run with a fresh folder: local-<UTC time>, with a suffix when that folder exists already."""
+    stamp = f"local-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
+    run = Run(output_root, stamp)
+    for attempt in range(2, 100):  # two runs in one second get their own folders
+        if not run.folder.exists():
+            break
+        run = Run(output_root, f"{stamp}-{attempt}")
+    run.folder.mkdir(parents=True)
+    return run
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Steps
+
+
+def check_input(folder: Path) -> Path:
+    if not folder.is_dir():
+        raise PipelineError(f"input folder {folder} does not exist")
+    if not find_input_files(folder):
+        raise PipelineError(f"input folder {folder} holds no .tsv or .tsv.gz file")
+    return folder
+
+
+def convert_bundled(run: Run) -> Path:
+    folder = run.folder / "input"
+    count = movielens.convert(BUNDLED, folder / "movielens.tsv")
+    print(f"converted {count:,} MovieLens ratings to the Amazon reviews schema", file=sys.stderr)
+    return folder
+
+
+def prepare(run: Run, input_dir: Path, config: Config) -> Manifest:
+    """The prep job's entrypoint, in-process, writing the run's prep/."""
+    prep_config = PrepConfig(
+        thresholds=Thresholds(config.min_customer_reviews, config.min_product_reviews),
+        max_bad_row_fraction=config.max_bad_row_fraction,
+        fm_instance_count=config.fm_instance_count,
+    )
+    try:
+        return run_prep(
+            input_dir, run.folder / layout.PREP, prep_config, log=lambda m: print(m, file=sys.stderr)
+        )
+    except PrepError as error:
+        raise PipelineError(str(error)) from None
+
+
+def fm_training_hyperparameters(
+    config: Config, overrides: dict[str, object], manifest: Manifest
+) -> dict[str, object]:
+    """cdk.json's FM hyperparameters with the run's overrides, and the two the pipeline sets."""
+    return {
+        **config.fm_hyperparameters,
+        **overrides,
+        "feature_dim": manifest["feature_dim"],
+        "predictor_type": "regressor",
+    }
+
+
+def quality_gate(run: Run, fm_metrics: dict[str, object], manifest: Manifest, config: Config) -> GateDecision:
+    """The gate Lambda's decision code on the run's figures; gate.json in the run folder."""
+    baselines = manifest["baselines"]
+    decision = decide(
+        fm_test_rmse=float(str(fm_metrics["test_rmse"])),
+        baseline_global_mean_rmse=float(baselines["global_mean"]["rmse"]),
+        baseline_bias_rmse=float(baselines["bias"]["rmse"]),
+        deployed_test_rmse=None,
+        min_improvement=config.gate_min_improvement,
+        max_regression=config.gate_max_regression,
+    )
+    (run.folder / layout.GATE).write_text(json.dumps(decision, indent=1))
+    for reason in decision["reasons"]:
+        print(f"  gate: {reason}", file=sys.stderr)
+    return decision
+
+
+def evaluate(run: Run, manifest: Manifest, seed: int) -> None:
+    """FM's test predictions from the model file, against the baselines: results' range_violations and
+    rmse (raw, as SageMaker reports test:rmse, and clipped, as the shims answer)."""
+    train = read_shards(run.folder / layout.TRAIN)
+    test = read_shards(run.folder / layout.TEST)
+    features = FeatureLayout(manifest["num_customers"], manifest["num_products"])
+    raw = predict(load_model(run.folder / layout.FM_OUTPUT), test.indptr, test.indices, test.values)
+    actual = test.labels.astype(np.float64)
+    run.results["range_violations"] = range_violations(raw)
+    run.results["rmse"] = bootstrap(
+        {
+            "global mean": np.full(len(actual), float(manifest["baselines"]["global_mean"]["value"])),
+            "user + item bias": bias_predictions(train, test, features),
+            "FM": raw,
+            "FM, clipped to 1..5 (as served)": np.clip(raw, *RATING_RANGE),
+        },
+        actual,
+        seed,
+    )
+
+
+def serve(run: Run, config: Config, metrics: RunMetrics, cold_start_fraction: float, seed: int) -> None:
+    """Both models on the local runtime, the run record written as the state machine writes it, the real
+    shims answering sample requests; then the cold-start experiment on the same server and shims."""
+    results = run.results
+    with RuntimeServer() as server:
+        with run.step("serve"):
+            deploy_models(server, run.folder, ENDPOINT_NAMES)
+            write_record(run.record_path, run.folder, run.run_id, metrics)
+        record_uri = run.record_path.resolve().as_uri()
+        with serving_environment(record_uri, server.url, config) as handlers:
+            with run.step("serve"):
+                results["samples"] = sample_requests(
+                    run.folder, handlers, read_shards(run.folder / layout.TEST)
+                )
+            if cold_start_fraction > 0:
+                with run.step("cold start experiment"):
+                    results["cold_start"] = cold_start_experiment(
+                        run_folder=run.folder,
+                        record_path=run.record_path,
+                        run_id=run.run_id,
+                        handlers=handlers,
+                        server=server,
+                        config=config,
+                        hyperparameters=results["fm_hyperparameters"],
+                        metrics=metrics,
+                        fraction=cold_start_fraction,
+                        seed=seed,
+                    )
+                # Leave the record on the run that serves (the experiment switched it).
+                write_record(run.record_path, run.folder, run.run_id, metrics)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The run
+
+
+def run_pipeline(
+    *,
+    input_dir: Path | None,
+    output_root: Path,
+    fm_overrides: dict[str, object],
+    cold_start_fraction: float,
+    seed: int = 42,
+) -> Run:
+    """The whole run; its results (results.json) and report (report/report.md) in the run folder."""
+    try:
+        config = load_config(default_context())
+    except ConfigError as error:
+        raise PipelineError(f"cdk.json: {error}") from None
+    if input_dir is not None:
+        check_input(input_dir)
+    run = new_run(output_root)
+    results = run.results
+    results["run_id"] = run.run_id
+
+    with run.step("prepare data"):
+        source = input_dir if input_dir is not None else convert_bundled(run)
+        results["input"] = str(input_dir or BUNDLED)
+        manifest = prepare(run, source, config)
+    results["manifest"] = manifest
+
+    with run.step("train FM"):
+        hyperparameters = fm_training_hyperparameters(config, fm_overrides, manifest)
+        results["fm_hyperparameters"] = hyperparameters
+        fm_metrics = train_fm_job(run.folder, hyperparameters, "FM")
+        results["fm_metrics"] = fm_metrics
+
+    with run.step("train title embeddings"):
+        bt_hyperparameters = dict(config.blazingtext_hyperparameters)
+        train_title_embeddings_job(run.folder, bt_hyperparameters, "BlazingText (FastText)")
+        results["title_table"] = export_titles(run.folder)
+
+    with run.step("quality gate"):
+        results["gate"] = quality_gate(run, fm_metrics, manifest, config)
+
+    with run.step("evaluate"):
+        evaluate(run, manifest, seed)
+
+    baselines = manifest["baselines"]
+    metrics: RunMetrics = {
+        "fm_test_rmse": float(str(fm_metrics["test_rmse"])),
+        "baseline_global_mean_rmse": baselines["global_mean"]["rmse"],
+        "baseline_bias_rmse": baselines["bias"]["rmse"],
+    }
+    serve(run, config, metrics, cold_start_fraction, seed)
+
+    with run.step("title map"):
+        results["title_map"] = title_map(run.folder, read_shards(run.folder / layout.TRAIN))
+
+    results["timings_s"] = run.timings
+    results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    (run.folder / RESULTS_FILE).write_text(json.dumps(results, indent=1, default=str))
+    from local.pipeline.report import write_report  # noqa: PLC0415 -- matplotlib only when a report is written
+
+    results["report"] = str(write_report(run.folder / REPORT, results))
+    return run

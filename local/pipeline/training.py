@@ -1,0 +1,65 @@
+"""The training jobs on a run folder, as the state machine runs them: FM (local.fm's train_from_prep, which
+writes fm/model.tar.gz and fm/metrics.json) and the title embeddings (local.embeddings, which writes
+blazingtext/vectors.txt and vectors.bin), then the title table the shims load (serving/)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from contract import layout
+from lambdas.serving.title_table import export_title_table
+from local.embeddings import embeddings_display, train_embeddings
+from local.fm import fm_display, train_from_prep
+from local.hyperparameters import HyperparameterError
+from local.pipeline import PipelineError
+from local.progress import Progress
+
+__all__ = ["FM_SEED", "export_titles", "folder_uri", "train_fm_job", "train_title_embeddings_job"]
+
+FM_SEED = 0
+
+
+def folder_uri(folder: Path) -> str:
+    """A local folder as the file:// URI of a folder (with its trailing slash), as the shims name folders."""
+    return folder.resolve().as_uri() + "/"
+
+
+def train_fm_job(run_folder: Path, hyperparameters: Mapping[str, object], label: str) -> dict[str, object]:
+    """The FM training job on the run's prep/train/ and prep/test/; its metrics (fm/metrics.json)."""
+    with Progress(label, unit="batch") as progress:
+        try:
+            result = train_from_prep(
+                run_folder / layout.PREP,
+                run_folder / layout.FM_OUTPUT,
+                hyperparameters,
+                seed=FM_SEED,
+                progress=fm_display(progress),
+            )
+        except HyperparameterError as error:
+            raise PipelineError(str(error)) from None
+    return result.metrics()
+
+
+def train_title_embeddings_job(run_folder: Path, hyperparameters: Mapping[str, object], label: str) -> None:
+    """The BlazingText training job (gensim's FastText) on the run's prep/corpus/corpus.txt."""
+    with Progress(label, unit="epoch") as progress:
+        try:
+            train_embeddings(
+                run_folder / layout.CORPUS_FILE,
+                run_folder / layout.BLAZINGTEXT_OUTPUT,
+                hyperparameters,
+                progress=embeddings_display(progress),
+            )
+        except HyperparameterError as error:
+            raise PipelineError(str(error)) from None
+
+
+def export_titles(run_folder: Path) -> dict[str, Any]:
+    """The title table of the run's vectors and index, under serving/ (the Export title table state)."""
+    return export_title_table(
+        folder_uri(run_folder / layout.BLAZINGTEXT_OUTPUT),
+        folder_uri(run_folder / layout.INDEX),
+        folder_uri(run_folder / layout.SERVING),
+    )
