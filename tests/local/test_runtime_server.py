@@ -14,7 +14,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from local.runtime_server import FmModel, RuntimeServer, main
-from tests.lambdas.serving_support import (
+from tests.lambdas.serving.support import (
     aws_test_environment,
     blazingtext_model,
     trained_blazingtext,

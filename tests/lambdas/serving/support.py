@@ -238,6 +238,16 @@ def answer(response: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     return response["statusCode"], json.loads(response["body"])
 
 
+def log_lines(out: str) -> list[dict[str, Any]]:
+    """The log lines of captured stdout (the EMF metric records written beside them left out)."""
+    return [line for line in map(json.loads, out.splitlines()) if "_aws" not in line]
+
+
+def emf_records(out: str) -> list[dict[str, Any]]:
+    """The EMF metric records of captured stdout."""
+    return [line for line in map(json.loads, out.splitlines()) if "_aws" in line]
+
+
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / math.sqrt(float(a @ a) * float(b @ b)))
 
