@@ -109,7 +109,13 @@ def storage_uri(what: str) -> Parser[str]:
         parsed = urlparse(text)
         if parsed.scheme == "s3" and parsed.netloc and parsed.path.strip("/") and not text.endswith("/"):
             return text
-        if parsed.scheme == "file" and parsed.path.startswith("/") and not parsed.path.endswith("/"):
+        local = parsed.netloc in ("", "localhost")  # as storage.split_uri reads it
+        if (
+            parsed.scheme == "file"
+            and local
+            and parsed.path.startswith("/")
+            and not parsed.path.endswith("/")
+        ):
             return text
         raise ValueError(text)
 

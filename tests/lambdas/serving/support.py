@@ -211,6 +211,8 @@ def load_handlers(monkeypatch: pytest.MonkeyPatch, **environ: str) -> ModuleType
     aws_test_environment(monkeypatch)
     for name in ("RUN_RECORD_URI", "MAX_BATCH_SIZE", "NEIGHBOURS", "MAX_SIMILAR", "RECORD_TTL_SECONDS"):
         monkeypatch.delenv(name, raising=False)
+    for name in ("POWERTOOLS_LOG_LEVEL", "POWERTOOLS_METRICS_DISABLED", "POWERTOOLS_METRICS_NAMESPACE"):
+        monkeypatch.delenv(name, raising=False)  # the kit's defaults: INFO, metrics on, namespace loftrec
     monkeypatch.delenv("SAGEMAKER_RUNTIME_ENDPOINT_URL", raising=False)
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
