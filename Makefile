@@ -44,17 +44,19 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	@touch $@
 
 # numpy for the serving shims' Lambda layer: the pinned version's wheel for the Lambda runtime (Python 3.14,
-# arm64), unpacked as a layer. No Docker: the wheel is the one PyPI serves for that platform.
+# arm64), unpacked as a layer. No Docker: the wheel is the one PyPI serves for that platform. No .pyc: pip
+# would compile for this interpreter, not the runtime's (14 MB the runtime never reads).
 $(NUMPY_LAYER).installed: constraints.txt | $(VENV)/.installed
 	rm -rf $(NUMPY_LAYER)
-	$(PY) -m pip install --quiet --no-deps --only-binary=:all: --implementation cp --python-version 3.14 \
-		--platform manylinux_2_28_aarch64 --target $(NUMPY_LAYER)/python "$$(grep '^numpy==' constraints.txt)"
+	$(PY) -m pip install --quiet --no-deps --no-compile --only-binary=:all: --implementation cp \
+		--python-version 3.14 --platform manylinux_2_28_aarch64 --target $(NUMPY_LAYER)/python \
+		"$$(grep '^numpy==' constraints.txt)"
 	@touch $@
 
-# Powertools for AWS Lambda (Python) for every function's logs and metrics (lambdas/kit): the pinned wheel and
-# typing_extensions, which it imports and the Lambda runtime does not document. jmespath, its other
-# dependency, is there already: the runtime's boto3 needs it through botocore. Pure-Python wheels, no .pyc
-# (they would be this interpreter's, not the runtime's).
+# Powertools for AWS Lambda (Python) for every function's logs and metrics (lambdas/kit), as a layer: the
+# pinned wheel and typing_extensions, which it imports and the Lambda runtime does not document. jmespath,
+# its other dependency, is in the runtime already: its boto3 needs it through botocore. Pure-Python wheels;
+# no .pyc, as for numpy.
 $(POWERTOOLS_LAYER).installed: constraints.txt | $(VENV)/.installed
 	rm -rf $(POWERTOOLS_LAYER)
 	$(PY) -m pip install --quiet --no-deps --no-compile --only-binary=:all: --implementation cp \
