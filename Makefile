@@ -6,6 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CDK := node_modules/.bin/cdk
 NUMPY_LAYER := build/layers/numpy
+POWERTOOLS_LAYER := build/layers/powertools
 # Offline and quiet: no telemetry, no version check, no notices (also set in cdk.json).
 export CDK_DISABLE_CLI_TELEMETRY := 1
 export CDK_DISABLE_VERSION_CHECK := 1
@@ -34,7 +35,7 @@ summary: synth ## What `cdk deploy` would create.
 
 test: install lint typecheck synth cfn-lint unit ## Everything CI checks.
 
-install: $(VENV)/.installed node_modules/.installed $(NUMPY_LAYER).installed
+install: $(VENV)/.installed node_modules/.installed $(NUMPY_LAYER).installed $(POWERTOOLS_LAYER).installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -43,11 +44,24 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	@touch $@
 
 # numpy for the serving shims' Lambda layer: the pinned version's wheel for the Lambda runtime (Python 3.14,
-# arm64), unpacked as a layer. No Docker: the wheel is the one PyPI serves for that platform.
+# arm64), unpacked as a layer. No Docker: the wheel is the one PyPI serves for that platform. No .pyc: pip
+# would compile for this interpreter, not the runtime's (14 MB the runtime never reads).
 $(NUMPY_LAYER).installed: constraints.txt | $(VENV)/.installed
 	rm -rf $(NUMPY_LAYER)
-	$(PY) -m pip install --quiet --no-deps --only-binary=:all: --implementation cp --python-version 3.14 \
-		--platform manylinux_2_28_aarch64 --target $(NUMPY_LAYER)/python "$$(grep '^numpy==' constraints.txt)"
+	$(PY) -m pip install --quiet --no-deps --no-compile --only-binary=:all: --implementation cp \
+		--python-version 3.14 --platform manylinux_2_28_aarch64 --target $(NUMPY_LAYER)/python \
+		"$$(grep '^numpy==' constraints.txt)"
+	@touch $@
+
+# Powertools for AWS Lambda (Python) for every function's logs and metrics (lambdas/kit), as a layer: the
+# pinned wheel and typing_extensions, which it imports and the Lambda runtime does not document. jmespath,
+# its other dependency, is in the runtime already: its boto3 needs it through botocore. Pure-Python wheels;
+# no .pyc, as for numpy.
+$(POWERTOOLS_LAYER).installed: constraints.txt | $(VENV)/.installed
+	rm -rf $(POWERTOOLS_LAYER)
+	$(PY) -m pip install --quiet --no-deps --no-compile --only-binary=:all: --implementation cp \
+		--python-version 3.14 --platform manylinux_2_28_aarch64 --target $(POWERTOOLS_LAYER)/python \
+		"$$(grep '^aws-lambda-powertools==' constraints.txt)" "$$(grep '^typing_extensions==' constraints.txt)"
 	@touch $@
 
 node_modules/.installed: package.json package-lock.json

@@ -1,15 +1,18 @@
-"""Serving shims: cold init, warm overhead per request, and the similar-titles scan, on a synthetic run of the
-notebook's size (150k customers, 40k products, a 40k x 100 title table), generated into a temp folder.
+"""Serving shims: cold init, import time by package, warm overhead per request, and the similar-titles scan,
+on a synthetic run of the notebook's size (150k customers, 40k products, a 40k x 100 title table), generated
+into a temp folder.
 
     .venv/bin/python bench/serving.py [--customers 150000] [--products 40000] [--dim 100] [--repeat 2000]
 
 Figures, not assertions. The endpoints' own time is left out: inside this script only, the shims' endpoint
-invoker is replaced at its boundary by one that returns a pre-computed answer.
+invoker is replaced at its boundary by one that returns a pre-computed answer. The warm figures include the
+shims' log line and EMF metric records (lambdas/kit), written to /dev/null.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import heapq
 import json
@@ -45,7 +48,10 @@ def _percentiles(samples: list[float]) -> str:
     ordered = sorted(samples)
     p50 = statistics.median(ordered)
     p90 = ordered[int(0.9 * (len(ordered) - 1))]
-    return f"p50 {p50 * 1000:8.3f} ms   p90 {p90 * 1000:8.3f} ms   (n={len(ordered)})"
+    p99 = ordered[int(0.99 * (len(ordered) - 1))]
+    return (
+        f"p50 {p50 * 1000:8.3f} ms   p90 {p90 * 1000:8.3f} ms   p99 {p99 * 1000:8.3f} ms   (n={len(ordered)})"
+    )
 
 
 def _time(call: Callable[[], object], repeat: int) -> list[float]:
@@ -103,34 +109,87 @@ import time
 t0 = time.perf_counter()
 import boto3, numpy
 t1 = time.perf_counter()
-from lambdas.serving import handlers
+import aws_lambda_powertools.logging, aws_lambda_powertools.metrics
 t2 = time.perf_counter()
-handlers.CURRENT_RUN.get()
+from lambdas.serving import handlers
 t3 = time.perf_counter()
-handlers.ENDPOINTS.client
+handlers.CURRENT_RUN.get()
 t4 = time.perf_counter()
-print(t1 - t0, t2 - t1, t3 - t2, t4 - t3)
+handlers.ENDPOINTS.client
+t5 = time.perf_counter()
+print(t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)
 """
 
 
-def cold_init(record: Path, runs: int) -> None:
-    env = dict(
+def _lambda_like_environment(record: Path) -> dict[str, str]:
+    return dict(
         os.environ, RUN_RECORD_URI=record.as_uri(), AWS_DEFAULT_REGION="us-east-1", PYTHONPATH=str(ROOT)
     )
+
+
+def cold_init(record: Path, runs: int) -> None:
+    env = _lambda_like_environment(record)
     samples = []
     for _ in range(runs):
         out = subprocess.run(
             [sys.executable, "-c", COLD_INIT], env=env, capture_output=True, text=True, check=True, cwd=ROOT
         )
         samples.append([float(x) for x in out.stdout.splitlines()[-1].split()])  # after the shims' log lines
-    deps, handlers, load, client = (statistics.median(column) for column in zip(*samples, strict=True))
-    total = deps + handlers + load + client
+    deps, powertools, handlers, load, client = (
+        statistics.median(column) for column in zip(*samples, strict=True)
+    )
+    total = deps + powertools + handlers + load + client
     print(f"cold init (median of {runs} fresh interpreters, interpreter start-up excluded):")
     print(f"  import boto3 + numpy                       {deps * 1000:8.1f} ms")
-    print(f"  import handlers + configuration            {handlers * 1000:8.1f} ms")
+    print(f"  import Powertools (Logger, EMF metrics)    {powertools * 1000:8.1f} ms")
+    print(f"  import handlers + kit + configuration      {handlers * 1000:8.1f} ms")
     print(f"  load record + index + title table          {load * 1000:8.1f} ms")
     print(f"  sagemaker-runtime client (first request)   {client * 1000:8.1f} ms")
     print(f"  total                                      {total * 1000:8.1f} ms   (target < 1000 ms)")
+
+
+def import_times(record: Path, runs: int) -> None:
+    """`python -X importtime` of the handlers module: each module's own time, summed by top-level package
+    (the self times add up to the whole import), median of `runs` fresh interpreters."""
+    env = _lambda_like_environment(record)
+    by_package: dict[str, list[float]] = collections.defaultdict(list)
+    for _ in range(runs):
+        out = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", "import lambdas.serving.handlers"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
+        totals: dict[str, float] = collections.defaultdict(float)
+        for line in out.stderr.splitlines():
+            if not line.startswith("import time:") or "self [us]" in line:
+                continue
+            own, _cumulative, module = line.removeprefix("import time:").split("|")
+            totals[module.strip().split(".")[0]] += int(own) / 1e6
+        for package, seconds in totals.items():
+            by_package[package].append(seconds)
+    medians = {
+        package: statistics.median(values + [0.0] * (runs - len(values)))
+        for package, values in by_package.items()
+    }
+    shown = (
+        "numpy",
+        "boto3",
+        "botocore",
+        "aws_lambda_powertools",
+        "jmespath",
+        "typing_extensions",
+        "lambdas",
+        "contract",
+    )
+    print(f"import time of lambdas.serving.handlers by package (python -X importtime, median of {runs}):")
+    for package in shown:
+        print(f"  {package:24s} {medians.get(package, 0.0) * 1000:8.1f} ms")
+    rest = sum(seconds for package, seconds in medians.items() if package not in shown)
+    print(f"  {'everything else':24s} {rest * 1000:8.1f} ms")
+    print(f"  {'total':24s} {sum(medians.values()) * 1000:8.1f} ms")
 
 
 class PrecomputedEndpoints:
@@ -267,11 +326,11 @@ def warm_overheads(handlers: Any, repeat: int) -> None:
     for label, path, body, times in cases:
         handler = handlers.predict_handler if path == "/predictions" else handlers.similar_titles_handler
         event = _event(body, path)
-        response = handler(event, None)
-        assert response["statusCode"] == 200, response
-        assert "error" not in response["body"], response
-        # The handlers' one JSON log line per request is written (and counted), to /dev/null.
+        # The handlers' log line and metric records per request are written (and counted), to /dev/null.
         with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+            response = handler(event, None)
+            assert response["statusCode"] == 200, response
+            assert "error" not in response["body"], response
             samples = _time(lambda: handler(event, None), times)  # noqa: B023 (called at once)
         figures = _percentiles(samples)
         target = "   (target p50 < 2 ms)" if label == "predict, 1 known pair" else ""
@@ -306,12 +365,15 @@ def main() -> None:
         print()
         cold_init(record, args.cold_runs)
         print()
+        import_times(record, args.cold_runs)
+        print()
 
         os.environ.update(RUN_RECORD_URI=record.as_uri(), AWS_DEFAULT_REGION="us-east-1")
         from lambdas.serving import handlers  # noqa: PLC0415 (configured by the environment just set)
 
         handlers.ENDPOINTS = PrecomputedEndpoints(args.dim)  # type: ignore[assignment]
-        run_state = handlers.CURRENT_RUN.get()
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+            run_state = handlers.CURRENT_RUN.get()
 
         warm_overheads(handlers, args.repeat)
 

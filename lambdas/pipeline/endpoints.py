@@ -9,17 +9,34 @@
 
 from __future__ import annotations
 
-import os
+import functools
+from dataclasses import dataclass
 from typing import Any
 
 from contract.algorithms import scalable_resource_id
 from contract.documents import RunRecord
+from lambdas.kit import settings as kit_settings
+from lambdas.kit import storage
+from lambdas.kit.clients import client
+from lambdas.kit.errors import EndpointBusyError, EndpointFailedError
+from lambdas.kit.invocation import lambda_handler
+from lambdas.kit.logs import LOGGER
+from lambdas.kit.settings import non_empty, storage_uri, variable
 
-from . import aws
+
+@dataclass(frozen=True)
+class RollbackSettings:
+    """The rollback function's environment: the record and the two endpoints it puts back."""
+
+    run_record_uri: str = variable("RUN_RECORD_URI", storage_uri("the deployed-run record"))
+    fm_endpoint: str = variable("FM_ENDPOINT", non_empty("the FM endpoint's name"))
+    blazingtext_endpoint: str = variable("BLAZINGTEXT_ENDPOINT", non_empty("the BlazingText endpoint's name"))
 
 
-class EndpointBusyError(RuntimeError):
-    """The endpoint is being created or updated; the state machine retries with backoff."""
+@functools.cache
+def rollback_settings() -> RollbackSettings:
+    """Read once per container; ConfigError names a missing or malformed variable."""
+    return kit_settings.load(RollbackSettings)
 
 
 def describe_endpoint(sagemaker: Any, name: str) -> dict[str, Any] | None:
@@ -32,7 +49,7 @@ def describe_endpoint(sagemaker: Any, name: str) -> dict[str, Any] | None:
 
 
 def plan(endpoint_name: str, new_instance_type: str) -> dict[str, Any]:
-    sagemaker = aws.client("sagemaker")
+    sagemaker = client("sagemaker")
     endpoint = describe_endpoint(sagemaker, endpoint_name)
     if endpoint is None:
         return {"action": "create", "previous_config": None, "deregister_first": False}
@@ -47,14 +64,14 @@ def plan(endpoint_name: str, new_instance_type: str) -> dict[str, Any]:
     ):
         raise EndpointBusyError(f"endpoint {endpoint_name} is {status}")
     if status == "Failed":
-        raise RuntimeError(
+        raise EndpointFailedError(
             f"endpoint {endpoint_name} is Failed ({endpoint.get('FailureReason', 'no reason given')}); "
             "delete it (aws sagemaker delete-endpoint) and start the run again"
         )
     previous = endpoint["EndpointConfigName"]
     config = sagemaker.describe_endpoint_config(EndpointConfigName=previous)
     current_type = config["ProductionVariants"][0].get("InstanceType")
-    targets = aws.client("application-autoscaling").describe_scalable_targets(
+    targets = client("application-autoscaling").describe_scalable_targets(
         ServiceNamespace="sagemaker", ResourceIds=[scalable_resource_id(endpoint_name)]
     )["ScalableTargets"]
     return {
@@ -64,11 +81,12 @@ def plan(endpoint_name: str, new_instance_type: str) -> dict[str, Any]:
     }
 
 
+@lambda_handler
 def plan_handler(event: dict[str, Any], _context: object) -> dict[str, Any]:
     """Event: {"endpoint_name", "instance_type"} -> {"action": "create"|"update", "previous_config",
     "deregister_first"}."""
     result = plan(event["endpoint_name"], event["instance_type"])
-    aws.log("endpoint plan", endpoint=event["endpoint_name"], **result)
+    LOGGER.info("endpoint plan", extra={"endpoint": event["endpoint_name"], **result})
     return result
 
 
@@ -76,7 +94,7 @@ def rollback(
     endpoints: dict[str, str], run_configs: dict[str, str], record: RunRecord | None
 ) -> dict[str, str]:
     """For each model: what was done to its endpoint ("unchanged", "rolled back to X", "deleted")."""
-    sagemaker = aws.client("sagemaker")
+    sagemaker = client("sagemaker")
     deployed_configs = {} if record is None else record.get("endpoint_configs", {})
     outcome: dict[str, str] = {}
     for model, name in sorted(endpoints.items()):
@@ -107,11 +125,13 @@ def rollback(
     return outcome
 
 
+@lambda_handler
 def rollback_handler(event: dict[str, Any], _context: object) -> dict[str, str]:
     """Event: {"run_configs": {"fm": config, "blazingtext": config}}; endpoint names from the environment
     (FM_ENDPOINT, BLAZINGTEXT_ENDPOINT)."""
-    endpoints = {"fm": os.environ["FM_ENDPOINT"], "blazingtext": os.environ["BLAZINGTEXT_ENDPOINT"]}
-    record = aws.read_run_record(aws.settings().run_record_uri)
+    config = rollback_settings()
+    endpoints = {"fm": config.fm_endpoint, "blazingtext": config.blazingtext_endpoint}
+    record = storage.read_run_record(config.run_record_uri)
     outcome = rollback(endpoints, event["run_configs"], record)
-    aws.log("serving rolled back", **outcome)
+    LOGGER.info("serving rolled back", extra=outcome)
     return outcome

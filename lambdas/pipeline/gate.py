@@ -5,13 +5,36 @@
 
 from __future__ import annotations
 
+import functools
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from contract import layout
 from contract.documents import GateDecision
+from lambdas.kit import settings as kit_settings
+from lambdas.kit import storage
+from lambdas.kit.clients import client
+from lambdas.kit.invocation import lambda_handler
+from lambdas.kit.logs import LOGGER
+from lambdas.kit.settings import number, storage_uri, variable
 
-from . import aws
+
+@dataclass(frozen=True)
+class GateSettings:
+    """The gate function's environment."""
+
+    run_record_uri: str = variable("RUN_RECORD_URI", storage_uri("the deployed-run record"))
+    gate_min_improvement: float = variable("GATE_MIN_IMPROVEMENT", number(0, 1), default="0.01")
+    """Fraction by which FM's test RMSE must beat each baseline."""
+    gate_max_regression: float = variable("GATE_MAX_REGRESSION", number(0, 1), default="0.02")
+    """Fraction by which FM's test RMSE may exceed the deployed model's."""
+
+
+@functools.cache
+def settings() -> GateSettings:
+    """Read once per container; ConfigError names a missing or malformed variable."""
+    return kit_settings.load(GateSettings)
 
 
 def decide(
@@ -80,15 +103,16 @@ def final_metric(description: dict[str, Any], name: str) -> float:
     return math.nan
 
 
+@lambda_handler
 def handler(event: dict[str, Any], _context: object) -> GateDecision:
     """Event: {"training_job_name", "baselines": manifest baselines, "run_uri": s3://.../runs/<id>/}.
 
     Reads FM's test:rmse from DescribeTrainingJob and the deployed model's from the deployed-run record,
     writes the decision to <run>/gate.json and returns it.
     """
-    settings = aws.settings()
-    description = aws.client("sagemaker").describe_training_job(TrainingJobName=event["training_job_name"])
-    record = aws.read_run_record(settings.run_record_uri)
+    gate = settings()
+    description = client("sagemaker").describe_training_job(TrainingJobName=event["training_job_name"])
+    record = storage.read_run_record(gate.run_record_uri)
     deployed = None if record is None else record["metrics"].get("fm_test_rmse")
     baselines = event["baselines"]
     decision = decide(
@@ -96,9 +120,9 @@ def handler(event: dict[str, Any], _context: object) -> GateDecision:
         baseline_global_mean_rmse=float(baselines["global_mean"]["rmse"]),
         baseline_bias_rmse=float(baselines["bias"]["rmse"]),
         deployed_test_rmse=None if deployed is None else float(deployed),
-        min_improvement=settings.gate_min_improvement,
-        max_regression=settings.gate_max_regression,
+        min_improvement=gate.gate_min_improvement,
+        max_regression=gate.gate_max_regression,
     )
-    aws.write_json(layout.under(event["run_uri"], layout.GATE), decision)
-    aws.log("quality gate decided", deploy=decision["deploy"], reasons=decision["reasons"])
+    storage.write_json(layout.under(event["run_uri"], layout.GATE), decision)
+    LOGGER.info("quality gate decided", extra={"deploy": decision["deploy"], "reasons": decision["reasons"]})
     return decision

@@ -11,10 +11,10 @@ Anything else is refused with a message naming the field, before any job starts.
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import json
-import os
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from contract import layout
@@ -26,6 +26,10 @@ from contract.algorithms import (
     resource_names,
 )
 from contract.documents import BlazingTextSettings, FmSettings, RunPlan
+from lambdas.kit import settings as kit_settings
+from lambdas.kit.errors import InvalidRunInputError
+from lambdas.kit.invocation import lambda_handler
+from lambdas.kit.settings import json_object, non_empty, variable
 
 RUN_ID_MAX = 40  # "loftrec-" + run id + "-bt-config" stays within SageMaker's 63 characters
 RUN_ID = re.compile(r"[a-z0-9](-?[a-z0-9])*")
@@ -41,8 +45,18 @@ ALLOWED = {
 }
 
 
-class InvalidRunInputError(ValueError):
-    """The execution input is not allowed; the message names the field."""
+@dataclass(frozen=True)
+class StartRunSettings:
+    """The start-run function's environment (the stack writes both from cdk.json and the data bucket)."""
+
+    run_defaults: dict[str, Any] = variable("RUN_DEFAULTS", json_object("the run's default settings"))
+    data_bucket: str = variable("DATA_BUCKET", non_empty("the data bucket's name"))
+
+
+@functools.cache
+def settings() -> StartRunSettings:
+    """Read once per container; ConfigError names a missing or malformed variable."""
+    return kit_settings.load(StartRunSettings)
 
 
 def derive_run_id(execution_name: str, start_time: str) -> str:
@@ -163,13 +177,14 @@ def plan_run(
     }
 
 
+@lambda_handler
 def handler(event: dict[str, Any], _context: object) -> RunPlan:
     """Event: {"input": the execution input, "execution_name", "start_time"} (from the context object)."""
-    defaults = json.loads(os.environ["RUN_DEFAULTS"])
+    environment = settings()
     return plan_run(
         event.get("input") or {},
         execution_name=event["execution_name"],
         start_time=event["start_time"],
-        defaults=defaults,
-        bucket=os.environ["DATA_BUCKET"],
+        defaults=environment.run_defaults,
+        bucket=environment.data_bucket,
     )

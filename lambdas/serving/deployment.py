@@ -3,7 +3,6 @@ and title table, loaded once per run_id and kept warm for as long as that run is
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -11,13 +10,12 @@ from collections.abc import Callable
 from contract import layout
 from contract.documents import RecordFormatError, RunRecord, parse_run_record
 from contract.index import INDEX_FILES, IndexFormatError, parse_index
+from lambdas.kit import storage
+from lambdas.kit.errors import NotDeployedError, RunUnreadableError, StorageNotFoundError
+from lambdas.kit.logs import LOGGER
 
-from . import storage
-from .errors import NotDeployedError, RunUnreadableError
 from .logic import DeployedRun
 from .vectors import parse_title_table
-
-LOGGER = logging.getLogger("loftrec.serving")
 
 
 def parse_record(raw: bytes, uri: str) -> RunRecord:
@@ -31,7 +29,7 @@ def parse_record(raw: bytes, uri: str) -> RunRecord:
 def _read(uri: str) -> bytes:
     try:
         return storage.read_bytes(uri)
-    except storage.StorageNotFoundError:
+    except StorageNotFoundError:
         raise RunUnreadableError(f"the deployed run has no {uri}") from None
 
 
@@ -80,7 +78,7 @@ class CurrentRun:
                     return self._run
             try:
                 raw = storage.read_bytes(self._record_uri)
-            except storage.StorageNotFoundError:
+            except StorageNotFoundError:
                 self._run, self._missing, self._checked_at = None, True, now
                 raise self._not_deployed() from None
             except Exception:

@@ -1,8 +1,16 @@
 """The two API Lambdas (API Gateway REST proxy integration): POST /predictions and POST /similar-titles.
 
-Thin: parse the event, call logic with the current run and the endpoints, shape the response, log one JSON
-line. The configuration is validated at import (the Lambda's cold start): an invalid environment fails the
-init with a message that names the variable.
+Thin: parse the event, call logic with the current run and the endpoints, shape the response; log one JSON
+line and write the request's metrics. The settings are validated at import (the Lambda's cold start): an
+invalid environment fails the init with one line that names the variable.
+
+Metrics per request (lambdas/kit/metrics.py: EMF, namespace POWERTOOLS_METRICS_NAMESPACE, dimension service):
+- PredictionsServed: predict items answered with a rating (known, unknown customer, cold start);
+- ColdStartsAnswered: of those, items of unknown products rated from their similar titles;
+- SimilarTitleRequests: similar-titles requests, whatever their answer;
+- ItemsRejected, by status and code: the entries of a failed request (its items or titles; 1 when its body
+  has none), with the response's HTTP status and error code; and each item a 200 answer could not rate
+  (status 200, code title_required or no_similar_titles).
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 # One BLAS thread for the title-vector products (vectors.py, 0.2 ms for 40k x 100 on one core): OpenBLAS's
@@ -23,17 +32,27 @@ from typing import Any
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 # The imports below load numpy (through logic -> vectors): they come after the setting above.
+from lambdas.kit import settings
+from lambdas.kit.errors import RequestError, ServingError
+from lambdas.kit.invocation import invocation
+from lambdas.kit.logs import LOGGER, apply_log_level
+from lambdas.kit.metrics import Metrics
+
 from . import logic
-from .config import load_config
+from .config import ServingConfig
 from .deployment import CurrentRun
-from .errors import RequestError, ServingError
-from .logs import json_logger
 from .runtime import EndpointInvoker
 
-LOGGER = json_logger("loftrec.serving")
-CONFIG = load_config(os.environ)
+PREDICTIONS_SERVED = "PredictionsServed"
+COLD_STARTS_ANSWERED = "ColdStartsAnswered"
+SIMILAR_TITLE_REQUESTS = "SimilarTitleRequests"
+ITEMS_REJECTED = "ItemsRejected"
+
+apply_log_level()
+CONFIG = settings.load(ServingConfig)
 CURRENT_RUN = CurrentRun(CONFIG.run_record_uri, CONFIG.record_ttl_seconds)
 ENDPOINTS = EndpointInvoker(CONFIG.sagemaker_runtime_endpoint_url)
+METRICS = Metrics()
 
 Work = Callable[[object], logic.Outcome]
 
@@ -61,6 +80,40 @@ def _similar_titles(body: object) -> logic.Outcome:
     return logic.similar_titles(run, request, _bind(run))
 
 
+def _count_predictions(outcome: logic.Outcome | None) -> None:
+    counts = {} if outcome is None else outcome.counts
+    served = sum(counts.get(status, 0) for status in ("known", "unknown_customer", "cold_start"))
+    METRICS.count(PREDICTIONS_SERVED, served)
+    METRICS.count(COLD_STARTS_ANSWERED, counts.get("cold_start", 0))
+    for answer in [] if outcome is None else outcome.body["predictions"]:
+        if answer["status"] == "error":
+            METRICS.count(ITEMS_REJECTED, 1, status="200", code=answer["error"]["code"])
+
+
+def _count_similar_titles(_outcome: logic.Outcome | None) -> None:
+    METRICS.count(SIMILAR_TITLE_REQUESTS, 1)
+
+
+@dataclass(frozen=True)
+class _Route:
+    name: str
+    batch: str
+    """The field of the request body that lists its entries."""
+    work: Work
+    count: Callable[[logic.Outcome | None], None]
+    """Adds the route's metrics of one request (None: the request failed)."""
+
+
+PREDICT = _Route("POST /predictions", "items", _predict, _count_predictions)
+SIMILAR_TITLES = _Route("POST /similar-titles", "titles", _similar_titles, _count_similar_titles)
+
+
+def _entries(body: object, batch: str) -> int:
+    """How many entries (items, titles) a request body holds; 1 for a body without them."""
+    entries = body.get(batch) if isinstance(body, dict) else None
+    return len(entries) if isinstance(entries, list) and entries else 1
+
+
 def _raw_body(event: dict[str, Any]) -> str | bytes | None:
     body = event.get("body")
     if body is not None and event.get("isBase64Encoded"):
@@ -81,20 +134,20 @@ def _response(status: int, body: dict[str, Any], request_id: str) -> dict[str, A
     }
 
 
-def _handle(event: Any, context: Any, route: str, work: Work) -> dict[str, Any]:
+def _answer(event: dict[str, Any], route: _Route, request_id: str) -> dict[str, Any]:
+    """The response to one request; logs its line and counts its metrics."""
     started = time.perf_counter()
-    event = event if isinstance(event, dict) else {}
-    request_context = event.get("requestContext") or {}
-    request_id = str(
-        request_context.get("requestId") or getattr(context, "aws_request_id", None) or uuid.uuid4()
-    )
-    log: dict[str, Any] = {"request_id": request_id, "route": route}
+    log: dict[str, Any] = {"route": route.name}
+    entries = 1
+    outcome: logic.Outcome | None = None
     try:
         if event.get("httpMethod", "POST") != "POST":
-            message = f"method {event.get('httpMethod')} not allowed: {route} only"
+            message = f"method {event.get('httpMethod')} not allowed: {route.name} only"
             status, body = 405, {"error": {"code": "method_not_allowed", "message": message}}
         else:
-            outcome = work(logic.parse_json_body(_raw_body(event)))
+            request = logic.parse_json_body(_raw_body(event))
+            entries = _entries(request, route.batch)
+            outcome = route.work(request)
             status, body = 200, outcome.body
             log["counts"] = outcome.counts
             log["run_id"] = body.get("run_id")
@@ -102,25 +155,34 @@ def _handle(event: Any, context: Any, route: str, work: Work) -> dict[str, Any]:
         status, body = exc.status, {"error": {"code": exc.code, "message": str(exc)}}
         log["error_code"] = exc.code
     except Exception:
-        LOGGER.exception("unexpected error", extra={"request_id": request_id, "route": route})
+        LOGGER.exception("unexpected error", extra={"route": route.name})
         status = 500
         body = {"error": {"code": "internal_error", "message": f"internal error (request id {request_id})"}}
         log["error_code"] = "internal_error"
+    route.count(outcome)
     if status != 200:
+        METRICS.count(ITEMS_REJECTED, entries, status=str(status), code=body["error"]["code"])
         body["request_id"] = request_id  # type: ignore[assignment]
+        log["error"] = body["error"]["message"]
     log["status"] = status
     log["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
-    if status != 200:
-        log["error"] = body["error"]["message"]
-    LOGGER.info(route, extra=log)
+    LOGGER.info(route.name, extra=log)
     return _response(status, body, request_id)
+
+
+def _handle(event: Any, context: Any, route: _Route) -> dict[str, Any]:
+    event = event if isinstance(event, dict) else {}
+    api_request_id = (event.get("requestContext") or {}).get("requestId")
+    request_id = str(api_request_id or getattr(context, "aws_request_id", None) or uuid.uuid4())
+    with invocation(context, metrics=METRICS, request_id=request_id, correlation_id=api_request_id):
+        return _answer(event, route, request_id)
 
 
 def predict_handler(event: Any, context: Any) -> dict[str, Any]:
     """POST /predictions: ratings for a batch of (customer, product[, date][, title])."""
-    return _handle(event, context, "POST /predictions", _predict)
+    return _handle(event, context, PREDICT)
 
 
 def similar_titles_handler(event: Any, context: Any) -> dict[str, Any]:
     """POST /similar-titles: the k known titles most similar to each requested title."""
-    return _handle(event, context, "POST /similar-titles", _similar_titles)
+    return _handle(event, context, SIMILAR_TITLES)

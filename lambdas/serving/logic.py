@@ -16,8 +16,8 @@ from typing import Any, Protocol
 
 from contract.algorithms import BLAZINGTEXT, FM
 from contract.index import ServingIndex, title_token
+from lambdas.kit.errors import ModelRejectedError, RequestError
 
-from .errors import ModelRejectedError, RequestError
 from .vectors import FloatMatrix, TitleTable, unit_vector
 
 MAX_ID_CHARS = 64

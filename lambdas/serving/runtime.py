@@ -18,7 +18,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from .errors import ModelRejectedError, ModelUnavailableError, NotDeployedError
+from lambdas.kit.errors import ModelRejectedError, ModelUnavailableError, NotDeployedError
 
 ATTEMPTS = 3
 CONNECT_TIMEOUT_S = 2.0

@@ -3,7 +3,8 @@
 Reads vectors.txt (word2vec text format) as a stream, by itself or inside the BlazingText model.tar.gz, keeps
 the tokens that are titles of known products (products.tsv of the run's index), and writes
 titles.txt (one token per line), titles.f32 (row-major little-endian float32, rows L2-normalized) and
-titles.json {dim, count}, titles.json last. Stdlib only: it runs in a pipeline Lambda (`handler`).
+titles.json {dim, count}, titles.json last. No numpy (the stdlib and the kit): it runs in a pipeline Lambda
+(`handler`) without the numpy layer.
 """
 
 from __future__ import annotations
@@ -22,11 +23,9 @@ from typing import IO, Any
 
 from contract import layout
 from contract.index import INDEX_FILES, parse_index
-
-from . import storage
-from .logs import json_logger
-
-LOGGER = json_logger("loftrec.serving")
+from lambdas.kit import storage
+from lambdas.kit.invocation import lambda_handler
+from lambdas.kit.logs import LOGGER
 
 
 @dataclass(frozen=True)
@@ -150,6 +149,7 @@ def export_title_table(model_artifact_uri: str, index_uri: str, output_uri: str)
     }
 
 
+@lambda_handler
 def handler(event: Any, context: Any) -> dict[str, Any]:
     """Pipeline Lambda: {"model_artifact_uri", "index_uri", "output_uri"} -> the export's summary."""
     started = time.perf_counter()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from .errors import RunUnreadableError
+from lambdas.kit.errors import RunUnreadableError
 
 FloatMatrix = npt.NDArray[np.float32]
 

@@ -11,7 +11,6 @@ import contextlib
 import datetime as dt
 import importlib
 import json
-import logging
 import os
 import sys
 from collections.abc import Iterator, Mapping
@@ -24,6 +23,7 @@ from contract.algorithms import BLAZINGTEXT, FM
 from contract.documents import RunMetrics, run_record
 from contract.index import ServingIndex, load_index
 from fm.recordio import SparseRecords
+from lambdas.kit.logs import apply_log_level
 from local.pipeline import PipelineError
 from local.pipeline.records import RowKeys, row_keys
 from local.progress import Progress
@@ -35,7 +35,6 @@ __all__ = [
     "call",
     "deploy_models",
     "predict_in_batches",
-    "quiet_serving_logs",
     "request_items",
     "sample_requests",
     "serving_environment",
@@ -43,20 +42,7 @@ __all__ = [
 ]
 
 HANDLERS_MODULE = "lambdas.serving.handlers"
-SERVING_LOGGER = "loftrec.serving"
 SAMPLE_PAIRS = 5
-
-
-@contextlib.contextmanager
-def quiet_serving_logs() -> Iterator[None]:
-    """The shims log one JSON line per request, for CloudWatch; this terminal shows their warnings only."""
-    logger = logging.getLogger(SERVING_LOGGER)
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 @contextlib.contextmanager
@@ -75,6 +61,10 @@ def serving_environment(record_uri: str, server_url: str, config: Config) -> Ite
         "AWS_SECRET_ACCESS_KEY": "local",
         "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
         "AWS_EC2_METADATA_DISABLED": "true",
+        # The shims log one JSON line per request and write EMF metrics, for CloudWatch: this terminal
+        # shows their warnings only, and no metrics.
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "POWERTOOLS_METRICS_DISABLED": "true",
     }
     saved = {name: os.environ.get(name) for name in [*settings, "AWS_PROFILE", "AWS_SESSION_TOKEN"]}
     os.environ.update(settings)
@@ -82,9 +72,7 @@ def serving_environment(record_uri: str, server_url: str, config: Config) -> Ite
         os.environ.pop(name, None)
     sys.modules.pop(HANDLERS_MODULE, None)
     try:
-        handlers = importlib.import_module(HANDLERS_MODULE)
-        with quiet_serving_logs():
-            yield handlers
+        yield importlib.import_module(HANDLERS_MODULE)
     finally:
         sys.modules.pop(HANDLERS_MODULE, None)
         for name, value in saved.items():
@@ -92,6 +80,7 @@ def serving_environment(record_uri: str, server_url: str, config: Config) -> Ite
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+        apply_log_level()
 
 
 def write_record(

@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 
 from local.fm import FmParameters, save_model
 from local.runtime_server import FmPredictor, RuntimeServer, main
-from tests.lambdas.serving_support import (
+from tests.lambdas.serving.support import (
     aws_test_environment,
     blazingtext_model,
     trained_blazingtext,

@@ -1,6 +1,6 @@
 """The hook the test harnesses call around a Lambda handler invocation, so that the IAM check knows every
 boto3 call our functions make (tests/stacks/pipeline_cloud.py: the moto runs of the state machine;
-tests/lambdas/serving_support.py: the serving shims).
+tests/lambdas/serving/support.py: the serving shims).
 
 What differs between test worlds is bound to symbols, so that the stored inventory says what the deployed
 functions touch: the data bucket (from RUN_RECORD_URI or DATA_BUCKET) is `{data_bucket}`, the endpoints the

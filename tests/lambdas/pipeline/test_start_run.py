@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
+from contract.documents import RunPlan
+from lambdas.kit.errors import InvalidRunInputError
 from lambdas.pipeline import start_run
-from lambdas.pipeline.start_run import InvalidRunInputError, derive_run_id, plan_run
+from lambdas.pipeline.start_run import derive_run_id, plan_run
 
 # SageMaker's name rule for jobs, models, endpoint configurations.
 SAGEMAKER_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
@@ -38,7 +40,7 @@ HOSTILE_NAMES = [
 ]
 
 
-def plan(execution_input: dict[str, Any], name: str = "manual-run") -> dict[str, Any]:
+def plan(execution_input: dict[str, Any], name: str = "manual-run") -> RunPlan:
     return plan_run(execution_input, execution_name=name, start_time=START, defaults=DEFAULTS, bucket="data")
 
 
@@ -58,6 +60,7 @@ def test_any_execution_name_gives_valid_sagemaker_names(name: str) -> None:
         "blazingtext_config",
     }
     for resource, value in run["names"].items():
+        assert isinstance(value, str), (resource, value)
         assert len(value) <= 63, (resource, value)
         assert SAGEMAKER_NAME.fullmatch(value), (resource, value)
 
@@ -192,6 +195,7 @@ def test_an_input_that_is_not_an_object_is_refused() -> None:
 def test_handler_reads_its_defaults_and_bucket_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUN_DEFAULTS", json.dumps(DEFAULTS))
     monkeypatch.setenv("DATA_BUCKET", "loftrec-data")
+    start_run.settings.cache_clear()  # a new container, with the environment just set
     event = {"input": {"trigger": "schedule"}, "execution_name": "weekly_1", "start_time": START}
     run = start_run.handler(event, None)
     assert run["run_uri"].startswith("s3://loftrec-data/runs/20240501-123456-weekly-1-")

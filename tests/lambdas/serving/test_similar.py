@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.lambdas.serving_support import World, cosine, deployed_world, word_vector
+from tests.lambdas.serving.support import World, cosine, deployed_world, word_vector
 
 KNOWN = [  # the title table: known products' titles that are in the BlazingText vocabulary
     "sherlock-season-1",

@@ -13,7 +13,8 @@ from moto import mock_aws
 from moto.sagemaker.models import sagemaker_backends
 
 from contract.documents import GateDecision, run_record
-from lambdas.pipeline import aws, gate
+from lambdas.kit import clients
+from lambdas.pipeline import gate
 
 # The notebook's data: predicting the global mean scores RMSE about 1.28, a user + item bias model about 1.1.
 GLOBAL_MEAN, BIAS = 1.28, 1.10
@@ -132,13 +133,13 @@ def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setenv("RUN_RECORD_URI", "s3://data/serving/current.json")
     monkeypatch.setenv("GATE_MIN_IMPROVEMENT", "0.01")
     monkeypatch.setenv("GATE_MAX_REGRESSION", "0.02")
-    aws.client.cache_clear()
-    aws.settings.cache_clear()
+    clients.client.cache_clear()
+    gate.settings.cache_clear()
     with mock_aws():
         boto3.client("s3").create_bucket(Bucket="data")
         yield boto3.client("sagemaker")
-    aws.client.cache_clear()
-    aws.settings.cache_clear()
+    clients.client.cache_clear()
+    gate.settings.cache_clear()
 
 
 def training_job(sagemaker: Any, name: str, test_rmse: float | None) -> None:

@@ -211,6 +211,8 @@ def load_handlers(monkeypatch: pytest.MonkeyPatch, **environ: str) -> ModuleType
     aws_test_environment(monkeypatch)
     for name in ("RUN_RECORD_URI", "MAX_BATCH_SIZE", "NEIGHBOURS", "MAX_SIMILAR", "RECORD_TTL_SECONDS"):
         monkeypatch.delenv(name, raising=False)
+    for name in ("POWERTOOLS_LOG_LEVEL", "POWERTOOLS_METRICS_DISABLED", "POWERTOOLS_METRICS_NAMESPACE"):
+        monkeypatch.delenv(name, raising=False)  # the kit's defaults: INFO, metrics on, namespace loftrec
     monkeypatch.delenv("SAGEMAKER_RUNTIME_ENDPOINT_URL", raising=False)
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
@@ -246,6 +248,16 @@ def api_event(body: Any, *, path: str = "/predictions", raw: str | None = None) 
 def answer(response: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     assert response["headers"]["Content-Type"] == "application/json"
     return response["statusCode"], json.loads(response["body"])
+
+
+def log_lines(out: str) -> list[dict[str, Any]]:
+    """The log lines of captured stdout (the EMF metric records written beside them left out)."""
+    return [line for line in map(json.loads, out.splitlines()) if "_aws" not in line]
+
+
+def emf_records(out: str) -> list[dict[str, Any]]:
+    """The EMF metric records of captured stdout."""
+    return [line for line in map(json.loads, out.splitlines()) if "_aws" in line]
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -14,10 +14,11 @@ import pytest
 from moto import mock_aws
 
 from contract import layout
-from lambdas.serving import storage
+from lambdas.kit import storage
+from lambdas.kit.errors import StorageNotFoundError
 from lambdas.serving.title_table import handler as export_handler
 from local.runtime_server import RuntimeServer
-from tests.lambdas.serving_support import (
+from tests.lambdas.serving.support import (
     answer,
     api_event,
     aws_test_environment,
@@ -56,11 +57,11 @@ def test_storage_reads_writes_and_says_not_found_for_both_schemes(s3: Any, tmp_p
         stream = storage.open_stream(layout.under(base, "a/b.txt"))
         assert stream.read(2) == b"he"
         stream.close()
-        with pytest.raises(storage.StorageNotFoundError, match="nothing at"):
+        with pytest.raises(StorageNotFoundError, match="nothing at"):
             storage.read_bytes(layout.under(base, "missing"))
-        with pytest.raises(storage.StorageNotFoundError):
+        with pytest.raises(StorageNotFoundError):
             storage.open_stream(layout.under(base, "missing"))
-    with pytest.raises(storage.StorageNotFoundError):
+    with pytest.raises(StorageNotFoundError):
         storage.read_bytes("s3://no-such-bucket-here/key")
     with pytest.raises(ValueError, match="is not an s3://bucket/key or file:///path URI"):
         storage.read_bytes("https://example.com/x")

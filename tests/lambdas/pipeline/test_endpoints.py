@@ -20,8 +20,9 @@ from moto import mock_aws
 from moto.sagemaker.models import sagemaker_backends
 
 from contract.documents import run_record
-from lambdas.pipeline import aws, endpoints
-from lambdas.pipeline.endpoints import EndpointBusyError
+from lambdas.kit import clients
+from lambdas.kit.errors import EndpointBusyError
+from lambdas.pipeline import endpoints
 
 
 def record_body(run_id: str, *, fm_test_rmse: float = 1.0, configs: dict[str, str] | None = None) -> bytes:
@@ -46,11 +47,11 @@ def fresh_clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    aws.client.cache_clear()
-    aws.settings.cache_clear()
+    clients.client.cache_clear()
+    endpoints.rollback_settings.cache_clear()
     yield
-    aws.client.cache_clear()
-    aws.settings.cache_clear()
+    clients.client.cache_clear()
+    endpoints.rollback_settings.cache_clear()
 
 
 @pytest.fixture
@@ -207,8 +208,14 @@ def _described(name: str, config: str, status: str = "InService") -> dict[str, A
 
 
 def test_an_endpoint_on_this_runs_configuration_goes_back_to_the_deployed_one(fresh_clients: None) -> None:
-    record = {"endpoint_configs": {"fm": "loftrec-r1-fm-config", "blazingtext": "loftrec-r1-bt-config"}}
-    client = aws.client("sagemaker")  # the client endpoints.rollback uses
+    record = run_record(
+        run_id="r1",
+        deployed_at="2026-11-29T03:00:00Z",
+        run_uri="s3://data/runs/r1/",
+        metrics={"fm_test_rmse": 1.0, "baseline_global_mean_rmse": 1.28, "baseline_bias_rmse": 1.1},
+        endpoint_configs={"fm": "loftrec-r1-fm-config", "blazingtext": "loftrec-r1-bt-config"},
+    )
+    client = clients.client("sagemaker")  # the client endpoints.rollback uses
     with Stubber(client) as stub:
         # BlazingText was updated to this run's configuration; FM's update was rolled back by SageMaker.
         stub.add_response(
@@ -248,7 +255,7 @@ def test_a_failed_endpoint_on_this_runs_configuration_is_deleted_even_with_a_dep
 
 
 def test_other_sagemaker_errors_are_not_taken_for_a_missing_endpoint(fresh_clients: None) -> None:
-    client = aws.client("sagemaker")
+    client = clients.client("sagemaker")
     with Stubber(client) as stub:
         stub.add_client_error(
             "describe_endpoint", service_error_code="AccessDeniedException", http_status_code=403

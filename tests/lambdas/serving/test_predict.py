@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.lambdas.serving_support import (
+from tests.lambdas.serving.support import (
     TIME_KEY,
     World,
     cosine,

@@ -1,32 +1,28 @@
-"""Run files by URI: s3://bucket/key in the cloud, file:///path locally; one reader for both schemes.
+"""Files by URI: s3://bucket/key in the cloud, file:///path locally; one reader and one writer for both.
 
-The S3 client is created on first use (a local run never imports boto3's S3 machinery).
+Paths under a folder URI are joined with contract.layout.under. JSON documents and the deployed-run record
+are read and written on top of the bytes.
 """
 
 from __future__ import annotations
 
-import functools
+import json
 import os
 import tempfile
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote, urlparse
 
+from contract.documents import RunRecord, parse_run_record
+
+from .clients import client
+from .errors import StorageNotFoundError
+
+# What S3 answers for a missing key or bucket (GetObject: NoSuchKey; HEAD-style and moto: 404/NotFound).
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound", "NoSuchBucket"}
 
 
-class StorageNotFoundError(FileNotFoundError):
-    """Nothing at the URI."""
-
-
-@functools.cache
-def _s3() -> Any:
-    import boto3  # noqa: PLC0415 (boto3 is loaded when S3 is first needed, not by local runs)
-
-    return boto3.client("s3")
-
-
-def _split(uri: str) -> tuple[str, str, str]:
+def split_uri(uri: str) -> tuple[str, str, str]:
     """uri -> (scheme, bucket, key) for s3, (scheme, "", path) for file; ValueError on anything else."""
     parsed = urlparse(uri)
     if parsed.scheme == "s3" and parsed.netloc:
@@ -43,14 +39,15 @@ def _raise_not_found(uri: str, exc: Exception) -> None:
 
 
 def read_bytes(uri: str) -> bytes:
-    scheme, bucket, key = _split(uri)
+    """The whole file; StorageNotFoundError when there is none."""
+    scheme, bucket, key = split_uri(uri)
     if scheme == "file":
         try:
             return Path(key).read_bytes()
         except FileNotFoundError:
             raise StorageNotFoundError(f"nothing at {uri}") from None
     try:
-        body = _s3().get_object(Bucket=bucket, Key=key)["Body"]
+        body = client("s3").get_object(Bucket=bucket, Key=key)["Body"]
         try:
             return bytes(body.read())
         finally:
@@ -62,14 +59,14 @@ def read_bytes(uri: str) -> bytes:
 
 def open_stream(uri: str) -> IO[bytes]:
     """A binary stream to read from (close it when done); S3 objects are streamed, not buffered."""
-    scheme, bucket, key = _split(uri)
+    scheme, bucket, key = split_uri(uri)
     if scheme == "file":
         try:
             return open(key, "rb")
         except FileNotFoundError:
             raise StorageNotFoundError(f"nothing at {uri}") from None
     try:
-        stream: IO[bytes] = _s3().get_object(Bucket=bucket, Key=key)["Body"]
+        stream: IO[bytes] = client("s3").get_object(Bucket=bucket, Key=key)["Body"]
     except Exception as exc:
         _raise_not_found(uri, exc)
         raise
@@ -78,9 +75,9 @@ def open_stream(uri: str) -> IO[bytes]:
 
 def write_bytes(uri: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
     """Write a whole file; a local file is replaced atomically (readers never see half of it)."""
-    scheme, bucket, key = _split(uri)
+    scheme, bucket, key = split_uri(uri)
     if scheme == "s3":
-        _s3().put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+        client("s3").put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
         return
     path = Path(key)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -92,3 +89,18 @@ def write_bytes(uri: str, data: bytes, *, content_type: str = "application/octet
     except BaseException:
         os.unlink(tmp.name)
         raise
+
+
+def write_json(uri: str, document: Any) -> None:
+    """A JSON document (no NaN: it is not JSON), as application/json."""
+    body = json.dumps(document, indent=1, allow_nan=False).encode()
+    write_bytes(uri, body, content_type="application/json")
+
+
+def read_run_record(uri: str) -> RunRecord | None:
+    """The deployed-run record, checked (contract.documents); None when no run is deployed yet."""
+    try:
+        raw = read_bytes(uri)
+    except StorageNotFoundError:
+        return None
+    return parse_run_record(raw, uri)

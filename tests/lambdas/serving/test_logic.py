@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from contract.index import parse_index
-from lambdas.serving.errors import ModelRejectedError
+from lambdas.kit.errors import ModelRejectedError
 from lambdas.serving.logic import DeployedRun, PredictItem, SimilarRequest, predict, similar_titles
 from lambdas.serving.title_table import build_title_table
 from lambdas.serving.vectors import parse_title_table

@@ -10,8 +10,18 @@ from typing import Any
 
 import pytest
 
-from lambdas.serving.config import ConfigError, load_config
-from tests.lambdas.serving_support import World, answer, api_event, deployed_world, load_handlers, uri
+from lambdas.kit.errors import ConfigError
+from lambdas.kit.settings import load
+from lambdas.serving.config import ServingConfig
+from tests.lambdas.serving.support import (
+    World,
+    answer,
+    api_event,
+    deployed_world,
+    load_handlers,
+    log_lines,
+    uri,
+)
 
 
 @pytest.fixture
@@ -140,7 +150,7 @@ def test_unexpected_errors_are_a_500_with_the_request_id_and_the_traceback_only_
         "error": {"code": "internal_error", "message": "internal error (request id req-1234)"},
         "request_id": "req-1234",
     }
-    logs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    logs = log_lines(capsys.readouterr().out)
     assert logs[0]["level"] == "ERROR"
     assert logs[0]["request_id"] == "req-1234"
     assert "IsADirectoryError" in logs[0]["traceback"]
@@ -156,7 +166,7 @@ def test_each_request_logs_one_json_line_with_route_latency_and_counts(
     )
     world.similar({"titles": ["Sherlock Season 1"]})
 
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    lines = log_lines(capsys.readouterr().out)
     requests = [line for line in lines if line["message"].startswith("POST ")]
     assert [r["route"] for r in requests] == ["POST /predictions", "POST /similar-titles"]
     predict = requests[0]
@@ -204,12 +214,12 @@ def test_each_request_logs_one_json_line_with_route_latency_and_counts(
 def test_configuration_errors_name_the_variable(environ: dict[str, str], message: str) -> None:
     base = {"RUN_RECORD_URI": "s3://bucket/serving/current.json"} if "RUN_RECORD_URI" not in environ else {}
     with pytest.raises(ConfigError) as raised:
-        load_config(base | environ)
+        load(ServingConfig, base | environ)
     assert str(raised.value).startswith(message)
 
 
 def test_configuration_defaults_and_the_cold_start_check(monkeypatch: pytest.MonkeyPatch) -> None:
-    config = load_config({"RUN_RECORD_URI": "s3://bucket/serving/current.json"})
+    config = load(ServingConfig, {"RUN_RECORD_URI": "s3://bucket/serving/current.json"})
     assert (config.max_batch_size, config.neighbours, config.max_similar) == (100, 10, 50)
     assert config.record_ttl_seconds == 60.0
     assert config.sagemaker_runtime_endpoint_url is None

@@ -12,7 +12,7 @@ import pytest
 
 from lambdas.serving.title_table import build_title_table, export_title_table, handler
 from lambdas.serving.vectors import parse_title_table
-from tests.lambdas.serving_support import trained_blazingtext, uri, word_vector, write_index
+from tests.lambdas.serving.support import trained_blazingtext, uri, word_vector, write_index
 
 KNOWN_IN_VOCABULARY = {
     "sherlock-season-1",

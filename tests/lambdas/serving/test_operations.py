@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from local.fm import FmParameters, save_model
-from tests.lambdas.serving_support import (
+from tests.lambdas.serving.support import (
     World,
     answer,
     api_event,
