@@ -19,7 +19,7 @@ from constructs import Construct
 from contract import layout
 from stacks.config import Config
 from stacks.functions import RUNTIME, python_function
-from stacks.nag import acknowledge, arn_finding
+from stacks.nag import acknowledge
 from stacks.storage import DataStorage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,7 +91,7 @@ class ServingApi(Construct):
                 layers=[layer],
                 reserved_concurrent_executions=config.serving_reserved_concurrency,
             )
-            self._grant(function, storage, run_record_uri, endpoint_names)
+            self._grant(function, storage, endpoint_names)
             self.functions[name] = function
 
         self.access_logs = logs.LogGroup(
@@ -157,12 +157,12 @@ class ServingApi(Construct):
             )
 
     @staticmethod
-    def _grant(
-        function: lambda_.Function, storage: DataStorage, run_record_uri: str, endpoint_names: dict[str, str]
-    ) -> None:
-        storage.bucket.grant_read(function, layout.RUN_RECORD_KEY)
-        storage.bucket.grant_read(function, layout.any_run(layout.INDEX))
-        storage.bucket.grant_read(function, layout.any_run(layout.SERVING))
+    def _grant(function: lambda_.Function, storage: DataStorage, endpoint_names: dict[str, str]) -> None:
+        role = function.role
+        assert role is not None  # python_function creates one
+        reason = "Reads the deployed run's index and title table; run ids are made at run time."
+        for pattern in (layout.RUN_RECORD_KEY, layout.any_run(layout.INDEX), layout.any_run(layout.SERVING)):
+            storage.grant_read_objects(role, pattern, reason)
         storage.key.grant_decrypt(function)
         function.add_to_role_policy(
             iam.PolicyStatement(
@@ -173,23 +173,3 @@ class ServingApi(Construct):
                 ],
             )
         )
-        role = function.role
-        assert role is not None
-        acknowledge(
-            function,
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
-            "The AWS-managed basic execution policy only lets the function write its own logs.",
-        )
-        acknowledge(
-            role, "AwsSolutions-IAM5[Resource::*]", "X-Ray tracing: PutTraceSegments takes no resource."
-        )
-        for finding in (
-            arn_finding(storage.bucket, "/" + layout.any_run(layout.INDEX)),
-            arn_finding(storage.bucket, "/" + layout.any_run(layout.SERVING)),
-            "AwsSolutions-IAM5[Action::s3:GetObject*]",
-            "AwsSolutions-IAM5[Action::s3:GetBucket*]",
-            "AwsSolutions-IAM5[Action::s3:List*]",
-        ):
-            acknowledge(
-                role, finding, "Reads the deployed run's index and title table; run ids are made at run time."
-            )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from contract import layout
-from stacks.nag import acknowledge
+from stacks.nag import acknowledge, arn_finding
 
 
 class DataStorage(Construct):
@@ -17,6 +18,9 @@ class DataStorage(Construct):
 
     `removal_policy` applies to the key and both buckets; with DESTROY the buckets are emptied on stack
     deletion, with RETAIN (the default of the app) they outlive the stack.
+
+    The grant methods give a role access to the data bucket's objects and key together with the cdk-nag
+    acknowledgements CDK's grants cause, so that a grant and its reasons never drift apart.
     """
 
     def __init__(
@@ -94,3 +98,33 @@ class DataStorage(Construct):
             removal_policy=removal_policy,
             auto_delete_objects=destroy,
         )
+
+    def grant_read_objects(self, role: iam.IRole, pattern: str, reason: str) -> None:
+        """Read the objects whose keys match `pattern` (CDK's read grant: GetObject*, GetBucket*, List*)."""
+        self.bucket.grant_read(role, pattern)
+        for finding in (
+            "AwsSolutions-IAM5[Action::s3:GetObject*]",
+            "AwsSolutions-IAM5[Action::s3:GetBucket*]",
+            "AwsSolutions-IAM5[Action::s3:List*]",
+        ):
+            acknowledge(role, finding, f"CDK's read grant. {reason}")
+        if "*" in pattern:
+            acknowledge(role, arn_finding(self.bucket, "/" + pattern), reason)
+
+    def grant_put_objects(self, role: iam.IRole, pattern: str, reason: str) -> None:
+        """Write the objects whose keys match `pattern` (CDK's put grant, multipart aborts included)."""
+        self.bucket.grant_put(role, pattern)
+        acknowledge(
+            role, "AwsSolutions-IAM5[Action::s3:Abort*]", f"CDK's put grant: multipart uploads. {reason}"
+        )
+        if "*" in pattern:
+            acknowledge(role, arn_finding(self.bucket, "/" + pattern), reason)
+
+    def grant_key(self, role: iam.IRole) -> None:
+        """Encrypt and decrypt with the data key: what writing (and reading) the encrypted bucket needs."""
+        self.key.grant_encrypt_decrypt(role)
+        for finding in (
+            "AwsSolutions-IAM5[Action::kms:ReEncrypt*]",
+            "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
+        ):
+            acknowledge(role, finding, "CDK's key grant: the data bucket is encrypted with the stack's key.")

@@ -59,6 +59,8 @@ def bucket_name(logical_id: str) -> str:
 def resource_arn(document: dict[str, Any], logical_id: str) -> str:
     """The ARN CloudFormation would give the resource, with the logical id as its name."""
     kind = document["Resources"][logical_id]["Type"]
+    if kind == "AWS::CloudWatch::Alarm":
+        return f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{_ref(document, logical_id)}"
     arns = {
         "AWS::Lambda::Function": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{logical_id}",
         "AWS::IAM::Role": f"arn:aws:iam::{ACCOUNT}:role/{logical_id}",

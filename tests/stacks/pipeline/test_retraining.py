@@ -1,4 +1,4 @@
-"""The pipeline's resources around its definition: schedule, logging, tracing, images, roles."""
+"""The retraining pipeline around its definition: schedule, logging, tracing, images, roles."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from aws_cdk.assertions import Match
 from tests.stacks.conftest import synth_template
 from tools.generate_algorithm_images import render
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_schedule_starts_the_state_machine_with_the_default_input(template: assertions.Template) -> None:

@@ -1,0 +1,206 @@
+"""Phase 1, prepare data: validate the run's input and name its resources ("Start run"), run the prep job
+("Prepare data"), read its manifest ("Read manifest") and set what FM's hyperparameters take from it
+("Set FM feature_dim")."""
+
+from __future__ import annotations
+
+import json
+
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from contract import layout
+from stacks.pipeline import asl, paths
+from stacks.pipeline.shared import (
+    TAGS,
+    Fallible,
+    SharedResources,
+    allow,
+    follow_sagemaker_jobs,
+    run_resources,
+    start_sagemaker_work,
+)
+from stacks.pipeline.steps import LambdaStep
+
+RAW_DATA_PLACEHOLDER = "s3://configure-raw-data-uri/"
+"""The prep job's input when raw_data_uri is not configured: the app synthesizes but cannot retrain."""
+
+
+class StartRunStep(LambdaStep):
+    """lambdas.pipeline.start_run: the run plan from the execution's input and the configured defaults."""
+
+    def __init__(self, shared: SharedResources) -> None:
+        config = shared.config
+        defaults = {
+            "fm_instance_type": config.fm_instance_type,
+            "fm_instance_count": config.fm_instance_count,
+            "fm_hyperparameters": dict(config.fm_hyperparameters),
+            "blazingtext_instance_type": config.blazingtext_instance_type,
+            "blazingtext_hyperparameters": dict(config.blazingtext_hyperparameters),
+        }
+        super().__init__(
+            shared,
+            "StartRun",
+            handler="lambdas.pipeline.start_run.handler",
+            description="Validates a run's input and names its resources",
+            environment={
+                "RUN_DEFAULTS": json.dumps(defaults, sort_keys=True),
+                "DATA_BUCKET": shared.storage.bucket.bucket_name,
+            },
+        )
+
+
+class PrepareData(sfn.StateMachineFragment):
+    """Start run -> Prepare data -> Read manifest -> Set FM feature_dim. Leaves $.run, $.prep, $.manifest
+    and $.fm_fixed; `fallible` are the states whose errors the pipeline routes to its failure handling."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        shared: SharedResources,
+        image: ecr_assets.DockerImageAsset,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._shared = shared
+        config, key = shared.config, shared.storage.key
+        self.start_run = StartRunStep(shared)
+        start = self.start_run.state(
+            self,
+            "Start run",
+            {
+                "input.$": "$",
+                "execution_name.$": "$$.Execution.Name",
+                "start_time.$": "$$.Execution.StartTime",
+            },
+            # The plan replaces the execution's input (its overrides are in the plan): $.run.
+            result_path="$",
+            key=paths.RUN.removeprefix("$."),
+        )
+
+        arguments = [
+            "--input",
+            layout.CONTAINER_INPUT,
+            "--output",
+            layout.CONTAINER_OUTPUT,
+            "--min-customer-reviews",
+            str(config.min_customer_reviews),
+            "--min-product-reviews",
+            str(config.min_product_reviews),
+            "--max-bad-row-fraction",
+            str(config.max_bad_row_fraction),
+            "--failure-message",
+            layout.CONTAINER_FAILURE_MESSAGE,
+        ]
+        fm_instance_count = f"States.Format('{{}}', {paths.run('fm', 'instance_count')})"
+        prepare = asl.task(
+            self,
+            "Prepare data",
+            asl.integration("sagemaker:createProcessingJob.sync"),
+            {
+                "ProcessingJobName.$": paths.run("names", "prep"),
+                "RoleArn": shared.sagemaker_role.role_arn,
+                "AppSpecification": {
+                    "ImageUri": image.image_uri,
+                    "ContainerArguments.$": "States.Array("
+                    + ", ".join(f"'{argument}'" for argument in arguments)
+                    + f", '--fm-instance-count', {fm_instance_count})",
+                },
+                "ProcessingResources": {
+                    "ClusterConfig": {
+                        "InstanceCount": 1,
+                        "InstanceType": config.prep_instance_type,
+                        "VolumeSizeInGB": config.prep_volume_size_gb,
+                        "VolumeKmsKeyId": key.key_arn,
+                    }
+                },
+                "ProcessingInputs": [
+                    {
+                        "InputName": "reviews",
+                        "S3Input": {
+                            "S3Uri": config.raw_data_uri or RAW_DATA_PLACEHOLDER,
+                            "LocalPath": layout.CONTAINER_INPUT,
+                            "S3DataType": "S3Prefix",
+                            "S3InputMode": "File",
+                            "S3DataDistributionType": "FullyReplicated",
+                        },
+                    }
+                ],
+                "ProcessingOutputConfig": {
+                    "KmsKeyId": key.key_arn,
+                    "Outputs": [
+                        {
+                            "OutputName": "prep",
+                            # Processing uploads the output folder's files under this URI: prep/<file>.
+                            "S3Output": {
+                                "S3Uri.$": paths.in_run(layout.PREP.rstrip("/")),
+                                "LocalPath": layout.CONTAINER_OUTPUT,
+                                "S3UploadMode": "EndOfJob",
+                            },
+                        }
+                    ],
+                },
+                "StoppingCondition": {"MaxRuntimeInSeconds": config.training_max_runtime_seconds},
+                "Tags": TAGS,
+            },
+            result_selector={"job_arn.$": "$.ProcessingJobArn"},
+            result_path=paths.PREP,
+        )
+        read_manifest = asl.task(
+            self,
+            "Read manifest",
+            asl.sdk("s3", "getObject"),
+            {
+                "Bucket": shared.storage.bucket.bucket_name,
+                "Key.$": paths.in_run(layout.MANIFEST, base="run_prefix"),
+            },
+            result_selector={"content.$": "States.StringToJson($.Body)"},
+            result_path=paths.MANIFEST,
+        )
+        # SageMaker hyperparameters are strings; the manifest's feature_dim is a number.
+        self._fm_fixed = sfn.CustomState(
+            self,
+            "Set FM feature_dim",
+            state_json={
+                "Type": "Pass",
+                "Parameters": {"feature_dim.$": f"States.Format('{{}}', {paths.manifest('feature_dim')})"},
+                "ResultPath": paths.FM_FIXED,
+            },
+        )
+        self._start = start
+        start.next(prepare).next(read_manifest).next(self._fm_fixed)
+        self.fallible: list[Fallible] = [start, prepare, read_manifest]
+
+    @property
+    def start_state(self) -> sfn.State:
+        return self._start
+
+    @property
+    def end_states(self) -> list[sfn.INextable]:
+        return [self._fm_fixed]
+
+    def grant(self, role: iam.IRole) -> None:
+        """What the state machine's role needs for this phase's states."""
+        shared = self._shared
+        self.start_run.grant(role)
+        start_sagemaker_work(role, shared)
+        allow(
+            role,
+            [
+                "sagemaker:CreateProcessingJob",
+                "sagemaker:DescribeProcessingJob",
+                "sagemaker:StopProcessingJob",
+                "sagemaker:AddTags",
+                "sagemaker:ListTags",
+            ],
+            [run_resources("processing-job")],
+            reason="Each run names its processing-jobs at run time; all of loftrec's start with loftrec-.",
+        )
+        follow_sagemaker_jobs(role, "StepFunctionsGetEventsForSageMakerProcessingJobsRule")
+        shared.storage.grant_read_objects(
+            role, layout.any_run(layout.MANIFEST), "The run's manifest: one per run id."
+        )
+        shared.storage.key.grant_decrypt(role)

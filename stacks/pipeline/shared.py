@@ -1,0 +1,139 @@
+"""What every phase of the pipeline builds on, and the grants several of them make.
+
+`SharedResources` holds the pieces the pipeline creates once (the SageMaker role) or is given (storage,
+topic, endpoint names). The grant helpers give a role one permission together with the cdk-nag
+acknowledgements that permission causes (as DataStorage's grant methods do for the data bucket), so that a
+grant and its reasons never drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from aws_cdk import Aws
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from contract.algorithms import RESOURCE_PREFIX, resource_pattern
+from stacks.config import Config
+from stacks.nag import acknowledge, wildcard_finding
+from stacks.storage import DataStorage
+
+
+@dataclass(frozen=True)
+class SharedResources:
+    config: Config
+    storage: DataStorage
+    topic: sns.ITopic
+    sagemaker_role: iam.IRole
+    """What the prep job, the training jobs and the models run as."""
+    endpoint_names: dict[str, str]
+    run_record_uri: str
+    functions: Construct
+    """Where the pipeline's Lambda functions live: one scope for all, so that a function's logical id (and
+    with it the deployed function and its log group) does not depend on the phase that invokes it."""
+
+
+class Phase(Protocol):
+    """A phase of the pipeline: a StateMachineFragment that can say what the state machine's role needs."""
+
+    def grant(self, role: iam.IRole) -> None:
+        """Add what this phase's states need to the state machine's role (statements, invoke grants) and
+        acknowledge the findings they cause."""
+
+
+Fallible = sfn.CustomState | sfn.Parallel
+"""A state whose uncaught errors the pipeline routes to its failure handling (a Pass cannot catch)."""
+TAGS = [{"Key": "project", "Value": RESOURCE_PREFIX}]
+"""The tags of every SageMaker resource a run creates, as app.py tags the stack's."""
+
+
+def sagemaker_arn(resource: str) -> str:
+    """The ARN of a SageMaker resource in the stack's account and region, e.g. "endpoint/loftrec-fm"."""
+    return f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}:{resource}"
+
+
+def run_resources(kind: str) -> str:
+    """The ARN pattern of every SageMaker resource of one kind (e.g. "training-job") that runs create."""
+    return sagemaker_arn(f"{kind}/{resource_pattern()}")
+
+
+def endpoint_arns(shared: SharedResources) -> list[str]:
+    """The endpoints the pipeline creates and updates, and every endpoint configuration of a run."""
+    return [
+        *(sagemaker_arn(f"endpoint/{name}") for name in shared.endpoint_names.values()),
+        run_resources("endpoint-config"),
+    ]
+
+
+def allow(
+    role: iam.IRole,
+    actions: list[str],
+    resources: list[str],
+    *,
+    conditions: dict[str, object] | None = None,
+    reason: str = "",
+) -> None:
+    """Add one statement to the role; each wildcard resource among `resources` is acknowledged with
+    `reason` (required then)."""
+    role.add_to_principal_policy(
+        iam.PolicyStatement(actions=actions, resources=resources, conditions=conditions)
+    )
+    wildcards = [resource for resource in resources if "*" in resource]
+    if wildcards and not reason:
+        raise ValueError(f"a reason is needed for the wildcard resources {wildcards}")
+    for resource in wildcards:
+        finding = "AwsSolutions-IAM5[Resource::*]" if resource == "*" else wildcard_finding(role, resource)
+        acknowledge(role, finding, reason)
+
+
+def publish(role: iam.IRole, topic: sns.ITopic) -> None:
+    """Publish notifications to the topic (encrypted with the data key: CDK's grant lets the role use it)."""
+    topic.grant_publish(role)
+    acknowledge(
+        role,
+        "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
+        "CDK's publish grant: the topic is encrypted with the stack's key.",
+    )
+
+
+def allow_kms_grants(role: iam.IRole, storage: DataStorage) -> None:
+    """SageMaker encrypts job volumes, outputs and endpoint storage with the data key through KMS grants,
+    created on behalf of the role that calls it and the role it runs as."""
+    key = storage.key.key_arn
+    role.add_to_principal_policy(iam.PolicyStatement(actions=["kms:DescribeKey"], resources=[key]))
+    role.add_to_principal_policy(
+        iam.PolicyStatement(
+            actions=["kms:CreateGrant"],
+            resources=[key],
+            conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+        )
+    )
+
+
+def start_sagemaker_work(role: iam.IRole, shared: SharedResources) -> None:
+    """What the state machine needs to start any SageMaker job or model: pass the SageMaker role to
+    SageMaker (only), and let SageMaker use the data key on its behalf."""
+    role.add_to_principal_policy(
+        iam.PolicyStatement(
+            actions=["iam:PassRole"],
+            resources=[shared.sagemaker_role.role_arn],
+            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+        )
+    )
+    allow_kms_grants(role, shared.storage)
+
+
+def follow_sagemaker_jobs(role: iam.IRole, rule: str) -> None:
+    """A .sync integration follows its jobs through an EventBridge rule that Step Functions manages
+    (https://docs.aws.amazon.com/step-functions/latest/dg/sagemaker-iam.html), e.g.
+    StepFunctionsGetEventsForSageMakerTrainingJobsRule."""
+    role.add_to_principal_policy(
+        iam.PolicyStatement(
+            actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
+            resources=[f"arn:{Aws.PARTITION}:events:{Aws.REGION}:{Aws.ACCOUNT_ID}:rule/{rule}"],
+        )
+    )

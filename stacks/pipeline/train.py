@@ -1,0 +1,215 @@
+"""Phase 2, train models: FM and BlazingText in parallel ("Train models"), BlazingText followed by the export
+of its known-title vector table for the shims ("Export title table")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Duration
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from contract import layout
+from contract.algorithms import BLAZINGTEXT, FM, MODELS
+from contract.documents import json_path
+from stacks.pipeline import asl, paths
+from stacks.pipeline.images import algorithm_image
+from stacks.pipeline.shared import (
+    TAGS,
+    Fallible,
+    SharedResources,
+    allow,
+    follow_sagemaker_jobs,
+    run_resources,
+    start_sagemaker_work,
+)
+from stacks.pipeline.steps import LambdaStep
+
+OUTPUTS = {FM: layout.FM_OUTPUT, BLAZINGTEXT: layout.BLAZINGTEXT_OUTPUT}
+"""Where each training job writes its model in the run."""
+SPOT_MAX_WAIT_SECONDS = 3600
+RESULT = "$.result"
+"""Where a branch keeps its training job's TrainedModel while it runs."""
+
+
+class ExportTitleTableStep(LambdaStep):
+    """lambdas.serving.title_table: the known-title vectors of a run's BlazingText model, as the shims load
+    them (the run's serving/ folder)."""
+
+    def __init__(self, shared: SharedResources) -> None:
+        super().__init__(
+            shared,
+            "ExportTitles",
+            handler="lambdas.serving.title_table.handler",
+            description="Exports the known-title vector table of a run's BlazingText model",
+            environment={},
+            timeout=Duration.minutes(5),
+            memory_size=1024,
+        )
+        storage = shared.storage
+        reason = "Reads the run's model and index, writes its serving table; run ids are made at run time."
+        storage.grant_key(self.role)
+        storage.grant_read_objects(self.role, layout.any_run(), reason)
+        storage.grant_put_objects(self.role, layout.any_run(layout.SERVING), reason)
+
+
+def _trained_model() -> dict[str, str]:
+    """The ResultSelector of a training state: what later phases read at $.training.<model>."""
+    fields: paths.TrainedModel = {
+        "job_name": "$.TrainingJobName",
+        "model_data": "$.ModelArtifacts.S3ModelArtifacts",
+    }
+    return {f"{name}.$": str(path) for name, path in fields.items()}
+
+
+def _channel(name: str, path: str, distribution: str, content_type: str) -> dict[str, Any]:
+    """A training channel reading a prep/ folder of the run."""
+    return {
+        "ChannelName": name,
+        "ContentType": content_type,
+        "DataSource": {
+            "S3DataSource": {
+                "S3DataType": "S3Prefix",
+                "S3Uri.$": paths.in_run(path),
+                "S3DataDistributionType": distribution,
+            }
+        },
+    }
+
+
+class TrainModels(sfn.StateMachineFragment):
+    """One Parallel state, "Train models", whose branches answer each model's TrainedModel; it leaves them at
+    $.training.fm and $.training.blazingtext."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, shared: SharedResources) -> None:
+        super().__init__(scope, construct_id)
+        self._shared = shared
+        self.export_titles = ExportTitleTableStep(shared)
+        self._parallel = sfn.Parallel(
+            self,
+            "Train models",
+            result_selector={f"{model}.$": f"$[{index}]" for index, model in enumerate(MODELS)},
+            result_path=paths.TRAINING,
+        )
+        branches = {FM: self._train_fm(), BLAZINGTEXT: self._train_blazingtext()}
+        for model in MODELS:
+            self._parallel.branch(branches[model])
+        self.fallible: list[Fallible] = [self._parallel]
+
+    @property
+    def start_state(self) -> sfn.State:
+        return self._parallel
+
+    @property
+    def end_states(self) -> list[sfn.INextable]:
+        return [self._parallel]
+
+    def grant(self, role: iam.IRole) -> None:
+        """What the state machine's role needs for this phase's states."""
+        self.export_titles.grant(role)
+        start_sagemaker_work(role, self._shared)
+        allow(
+            role,
+            [
+                "sagemaker:CreateTrainingJob",
+                "sagemaker:DescribeTrainingJob",
+                "sagemaker:StopTrainingJob",
+                "sagemaker:AddTags",
+                "sagemaker:ListTags",
+            ],
+            [run_resources("training-job")],
+            reason="Each run names its training-jobs at run time; all of loftrec's start with loftrec-.",
+        )
+        follow_sagemaker_jobs(role, "StepFunctionsGetEventsForSageMakerTrainingJobsRule")
+
+    def _training_job(self, model: str, parameters: dict[str, Any]) -> dict[str, Any]:
+        shared = self._shared
+        stopping: dict[str, Any] = {"MaxRuntimeInSeconds": shared.config.training_max_runtime_seconds}
+        job: dict[str, Any] = {
+            "TrainingJobName.$": paths.run("names", model),
+            "AlgorithmSpecification": {
+                "TrainingImage": algorithm_image(self, model),
+                "TrainingInputMode": "File",
+            },
+            "RoleArn": shared.sagemaker_role.role_arn,
+            "OutputDataConfig": {
+                "S3OutputPath.$": paths.in_run(OUTPUTS[model]),
+                "KmsKeyId": shared.storage.key.key_arn,
+            },
+            "StoppingCondition": stopping,
+            "EnableNetworkIsolation": True,
+            "Tags": TAGS,
+            **parameters,
+        }
+        if shared.config.use_spot_training:
+            job["EnableManagedSpotTraining"] = True
+            stopping["MaxWaitTimeInSeconds"] = SPOT_MAX_WAIT_SECONDS
+        return job
+
+    def _train_fm(self) -> sfn.IChainable:
+        config, key = self._shared.config, self._shared.storage.key
+        protobuf = "application/x-recordio-protobuf"
+        return asl.task(
+            self,
+            "Train FM",
+            asl.integration("sagemaker:createTrainingJob.sync"),
+            self._training_job(
+                FM,
+                {
+                    "HyperParameters.$": (
+                        f"States.JsonMerge({paths.run('fm', 'hyperparameters')}, {paths.FM_FIXED}, false)"
+                    ),
+                    "InputDataConfig": [
+                        _channel("train", layout.TRAIN, "ShardedByS3Key", protobuf),
+                        _channel("test", layout.TEST, "FullyReplicated", protobuf),
+                    ],
+                    "ResourceConfig": {
+                        "InstanceCount.$": paths.run("fm", "instance_count"),
+                        "InstanceType.$": paths.run("fm", "instance_type"),
+                        "VolumeSizeInGB": 30,
+                        "VolumeKmsKeyId": key.key_arn,
+                    },
+                    # Several hosts exchange model updates: keep that traffic encrypted.
+                    "EnableInterContainerTrafficEncryption": config.fm_instance_count > 1,
+                },
+            ),
+            result_selector=_trained_model(),
+            result_path=RESULT,
+            output_path=RESULT,
+        )
+
+    def _train_blazingtext(self) -> sfn.IChainable:
+        config, key = self._shared.config, self._shared.storage.key
+        train = asl.task(
+            self,
+            "Train BlazingText",
+            asl.integration("sagemaker:createTrainingJob.sync"),
+            self._training_job(
+                BLAZINGTEXT,
+                {
+                    "HyperParameters.$": paths.run("blazingtext", "hyperparameters"),
+                    "InputDataConfig": [_channel("train", layout.CORPUS, "FullyReplicated", "text/plain")],
+                    "ResourceConfig": {
+                        "InstanceCount": config.blazingtext_instance_count,
+                        "InstanceType.$": paths.run("blazingtext", "instance_type"),
+                        "VolumeSizeInGB": config.blazingtext_volume_size_gb,
+                        "VolumeKmsKeyId": key.key_arn,
+                    },
+                },
+            ),
+            result_selector=_trained_model(),
+            result_path=RESULT,
+        )
+        export = self.export_titles.state(
+            self,
+            "Export title table",
+            {
+                "model_artifact_uri.$": json_path(paths.TrainedModel, "model_data", root=RESULT),
+                "index_uri.$": paths.in_run(layout.INDEX),
+                "output_uri.$": paths.in_run(layout.SERVING),
+            },
+            result_path=None,
+        )
+        ready = sfn.Pass(self, "BlazingText ready", input_path=RESULT)
+        return train.next(export).next(ready)

@@ -1,0 +1,96 @@
+"""The train-models phase alone: two branches in one Parallel state, and what it grants."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from stacks.pipeline.train import TrainModels
+from tests.stacks import asl
+from tests.stacks.pipeline.alone import Alone, build
+
+
+@pytest.fixture(scope="module")
+def alone() -> Alone[TrainModels]:
+    return build(lambda stack, shared: TrainModels(stack, "Train", shared=shared))
+
+
+def _branches(alone: Alone[TrainModels]) -> list[list[str]]:
+    return [list(branch["States"]) for branch in alone.state("Train models")["Branches"]]
+
+
+def test_fm_and_blazingtext_train_side_by_side(alone: Alone[TrainModels]) -> None:
+    assert list(alone.machine["States"]) == ["Train models"]
+    assert _branches(alone) == [
+        ["Train FM"],
+        ["Train BlazingText", "Export title table", "BlazingText ready"],
+    ]
+    parallel = alone.state("Train models")
+    assert parallel["ResultSelector"] == {"fm.$": "$[0]", "blazingtext.$": "$[1]"}
+    assert parallel["ResultPath"] == "$.training"
+    for name in ("Train FM", "Train BlazingText"):
+        assert alone.state(name)["ResultSelector"] == {
+            "job_name.$": "$.TrainingJobName",
+            "model_data.$": "$.ModelArtifacts.S3ModelArtifacts",
+        }
+    assert alone.state("BlazingText ready")["InputPath"] == "$.result"
+
+
+def test_every_task_sends_what_its_service_accepts(alone: Alone[TrainModels]) -> None:
+    tasks = asl.task_states(alone.machine)
+    assert set(tasks) == {"Train FM", "Train BlazingText", "Export title table"}
+    assert {name: asl.request_errors(s) for name, s in tasks.items() if asl.request_errors(s)} == {}
+    assert {name: asl.literal_errors(s) for name, s in tasks.items() if asl.literal_errors(s)} == {}
+
+
+def test_channels_and_outputs_are_the_runs_folders(alone: Alone[TrainModels]) -> None:
+    def uris(parameters: dict[str, Any]) -> list[str]:
+        return [c["DataSource"]["S3DataSource"]["S3Uri.$"] for c in parameters["InputDataConfig"]]
+
+    fm, bt = alone.state("Train FM")["Parameters"], alone.state("Train BlazingText")["Parameters"]
+    run = "$.run.run_uri"
+    assert uris(fm) == [f"States.Format('{{}}prep/train/', {run})", f"States.Format('{{}}prep/test/', {run})"]
+    assert uris(bt) == [f"States.Format('{{}}prep/corpus/', {run})"]
+    assert fm["OutputDataConfig"]["S3OutputPath.$"] == f"States.Format('{{}}fm/', {run})"
+    assert bt["OutputDataConfig"]["S3OutputPath.$"] == f"States.Format('{{}}blazingtext/', {run})"
+    assert fm["HyperParameters.$"] == "States.JsonMerge($.run.fm.hyperparameters, $.fm_fixed, false)"
+    assert alone.state("Export title table")["Parameters"]["Payload"] == {
+        "model_artifact_uri.$": "$.result.model_data",
+        "index_uri.$": f"States.Format('{{}}prep/index/', {run})",
+        "output_uri.$": f"States.Format('{{}}serving/', {run})",
+    }
+    assert "EnableManagedSpotTraining" not in fm
+
+
+def test_spot_training_waits_at_most_an_hour_for_capacity() -> None:
+    alone = build(lambda stack, shared: TrainModels(stack, "Train", shared=shared), use_spot_training=True)
+    for name in ("Train FM", "Train BlazingText"):
+        parameters = alone.state(name)["Parameters"]
+        assert parameters["EnableManagedSpotTraining"] is True
+        assert parameters["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 3600}
+
+
+def test_the_state_machine_may_run_training_jobs_only(alone: Alone[TrainModels]) -> None:
+    grants = alone.grants()
+    account = f"{asl.REGION}:{asl.ACCOUNT}"
+    jobs = [f"arn:aws:sagemaker:{account}:training-job/loftrec-*"]
+    for action in ("CreateTrainingJob", "DescribeTrainingJob", "StopTrainingJob", "AddTags", "ListTags"):
+        assert grants[f"sagemaker:{action}"] == jobs
+    assert grants["events:PutTargets"] == [
+        f"arn:aws:events:{account}:rule/StepFunctionsGetEventsForSageMakerTrainingJobsRule"
+    ]
+    assert not [action for action in grants if action.startswith("s3:")]
+    function = asl.resource_arn(
+        alone.document, alone.logical_id("AWS::Lambda::Function", "ExportTitlesFunction")
+    )
+    assert grants["lambda:InvokeFunction"] == [function, f"{function}:*"]
+
+
+def test_the_export_reads_runs_and_writes_only_their_serving_folders(alone: Alone[TrainModels]) -> None:
+    grants = alone.grants("ExportTitlesFunctionServiceRole")
+    bucket = asl.resource_arn(alone.document, alone.logical_id("AWS::S3::Bucket", "StorageData"))
+    assert grants["s3:GetObject*"] == [bucket, f"{bucket}/runs/*"]
+    assert grants["s3:PutObject"] == [f"{bucket}/runs/*/serving/*"]
+    assert "kms:GenerateDataKey*" in grants
+    assert alone.function("lambdas.serving.title_table.handler")["Timeout"] == 300
