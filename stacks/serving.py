@@ -7,8 +7,6 @@ give one URL per function and neither throttling nor access logs.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_iam as iam
@@ -18,28 +16,11 @@ from constructs import Construct
 
 from contract import layout
 from stacks.config import Config
-from stacks.functions import RUNTIME, python_function
+from stacks.functions import python_function
 from stacks.nag import acknowledge
 from stacks.storage import DataStorage
 
-ROOT = Path(__file__).resolve().parent.parent
 RECORD_TTL_SECONDS = 60
-# numpy for the shims' cosine search over the title table (40k titles: 0.3 ms with numpy, about 100 ms in
-# pure Python; bench/serving.py). `make install` unpacks the pinned wheel for the Lambda platform here.
-NUMPY_LAYER = ROOT / "build" / "layers" / "numpy"
-
-
-def numpy_layer(scope: Construct) -> lambda_.LayerVersion:
-    if not (NUMPY_LAYER / "python" / "numpy").is_dir():
-        raise FileNotFoundError(f"{NUMPY_LAYER} holds no numpy: run `make install` to build the Lambda layer")
-    return lambda_.LayerVersion(
-        scope,
-        "NumpyLayer",
-        code=lambda_.Code.from_asset(str(NUMPY_LAYER)),
-        compatible_runtimes=[RUNTIME],
-        compatible_architectures=[lambda_.Architecture.ARM_64],
-        description="numpy for loftrec's serving shims",
-    )
 
 
 class ServingApi(Construct):
@@ -66,7 +47,6 @@ class ServingApi(Construct):
             # One BLAS thread: a Lambda has a fraction of a core; waiting threads cost more than they give.
             "OPENBLAS_NUM_THREADS": "1",
         }
-        layer = numpy_layer(self)
         self.functions: dict[str, lambda_.Function] = {}
         for name, handler, description in (
             (
@@ -88,7 +68,10 @@ class ServingApi(Construct):
                 environment=environment,
                 timeout=Duration.seconds(29),  # API Gateway's integration limit
                 memory_size=1024,  # the index and title table are held in memory; CPU grows with memory
-                layers=[layer],
+                service="serving",
+                # numpy for the cosine search over the title table (40k titles: 0.3 ms with numpy, about
+                # 100 ms in pure Python; bench/serving.py).
+                numpy=True,
                 reserved_concurrent_executions=config.serving_reserved_concurrency,
             )
             self._grant(function, storage, endpoint_names)

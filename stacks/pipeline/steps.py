@@ -51,6 +51,7 @@ class LambdaStep:
             f"{name}Function",
             handler=handler,
             description=description,
+            service="pipeline",
             environment=environment,
             timeout=timeout or Duration.minutes(1),
             memory_size=memory_size,

@@ -60,9 +60,14 @@ def test_shims_reserved_concurrency_and_environment(template: assertions.Templat
                         "MAX_SIMILAR": "50",
                         "RECORD_TTL_SECONDS": "60",
                         "OPENBLAS_NUM_THREADS": "1",
+                        "POWERTOOLS_SERVICE_NAME": "loftrec-serving",
+                        "POWERTOOLS_METRICS_NAMESPACE": "loftrec",
                     }
                 },
-                "Layers": [{"Ref": Match.string_like_regexp("NumpyLayer")}],
+                "Layers": [
+                    {"Ref": Match.string_like_regexp("NumpyLayer")},
+                    {"Ref": Match.string_like_regexp("PowertoolsLayer")},
+                ],
                 "Runtime": "python3.14",
                 "Architectures": ["arm64"],
             },

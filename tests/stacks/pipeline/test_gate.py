@@ -9,6 +9,8 @@ from stacks.pipeline.gate import QualityGate
 from tests.stacks import asl
 from tests.stacks.pipeline.alone import Alone, build
 
+POWERTOOLS = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"}
+
 
 @pytest.fixture(scope="module")
 def alone() -> Alone[QualityGate]:
@@ -72,4 +74,4 @@ def test_the_gate_function_reads_the_record_and_fms_job_and_writes_gate_json(
         f"arn:aws:sagemaker:{asl.REGION}:{asl.ACCOUNT}:training-job/loftrec-*"
     ]
     variables = alone.function("lambdas.pipeline.gate.handler")["Environment"]["Variables"]
-    assert set(variables) == {"RUN_RECORD_URI", "GATE_MIN_IMPROVEMENT", "GATE_MAX_REGRESSION"}
+    assert set(variables) == {"RUN_RECORD_URI", "GATE_MIN_IMPROVEMENT", "GATE_MAX_REGRESSION", *POWERTOOLS}

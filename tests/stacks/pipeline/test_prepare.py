@@ -11,6 +11,8 @@ from stacks.pipeline.prepare import PrepareData
 from tests.stacks import asl
 from tests.stacks.pipeline.alone import Alone, build
 
+POWERTOOLS = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"}
+
 
 @pytest.fixture(scope="module")
 def alone() -> Alone[PrepareData]:
@@ -82,7 +84,7 @@ def test_start_run_reads_its_defaults_from_the_environment_and_nothing_from_the_
     alone: Alone[PrepareData],
 ) -> None:
     variables = alone.function("lambdas.pipeline.start_run.handler")["Environment"]["Variables"]
-    assert set(variables) == {"RUN_DEFAULTS", "DATA_BUCKET"}
+    assert set(variables) == {"RUN_DEFAULTS", "DATA_BUCKET", *POWERTOOLS}
     assert json.loads(variables["RUN_DEFAULTS"])["fm_instance_count"] == 4
     assert alone.grants("StartRunFunctionServiceRole").keys() == {
         "xray:PutTraceSegments",
