@@ -170,9 +170,11 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 (one measuremen
             for name, r in ranked.items()
             for metric, v in expected_metrics(r, CUTOFF).items()
         }
+        blend_name = f"FM + {weight:g} log(1 + reviews)"
+        compared = [("FM", "most popular"), (blend_name, "most popular"), (blend_name, "FM")]
         pairs = [
-            (f"{a}|{metric}", f"most popular|{metric}")
-            for a in ("FM", f"FM + {weight:g} log(1 + reviews)")
+            (f"{a}|{metric}", f"{b}|{metric}")
+            for a, b in compared
             for metric in (f"recall@{CUTOFF}", f"ndcg@{CUTOFF}")
         ]
         intervals = bootstrap_means(values, samples=args.samples, seed=args.seed, differences=pairs)
@@ -199,10 +201,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 (one measuremen
         ndcg = intervals[f"{name}|ndcg@{CUTOFF}"]
         median = f"{medians[name]:,.0f}" if name in medians else "-"
         print(f"| {name} | {cell(recall)} | {cell(ndcg)} | {median} |")
-    for a in ("FM", f"FM + {weight:g} log(1 + reviews)"):
-        recall = intervals[f"{a}|recall@{CUTOFF} - most popular|recall@{CUTOFF}"]
-        ndcg = intervals[f"{a}|ndcg@{CUTOFF} - most popular|ndcg@{CUTOFF}"]
-        print(f"| {a} minus most popular | {cell(recall)} | {cell(ndcg)} | |")
+    for a, b in compared:
+        recall = intervals[f"{a}|recall@{CUTOFF} - {b}|recall@{CUTOFF}"]
+        ndcg = intervals[f"{a}|ndcg@{CUTOFF} - {b}|ndcg@{CUTOFF}"]
+        print(f"| {a} minus {b} | {cell(recall)} | {cell(ndcg)} | |")
     print(f"\nThe held-out products have a median of {held_median:,.0f} train reviews.\n")
     print(
         f"Validation ({validation.customers.shape[0]:,} customers' latest train review held out, FM "
