@@ -1,7 +1,7 @@
 """Top-N at the notebook's scale: the shim's single-customer call and the batch job, on synthetic factors.
 
     .venv/bin/python bench/recommend.py [--customers 120000] [--products 58000] [--factors 256]
-        [--requests 2000] [--batch-customers 120000] [--threading both]
+        [--requests 2000] [--threading workers|blas|both|none] [--step-rows 4000000]
 
 Writes a synthetic run into a temp folder (random float32 factors, ~33 reviewed products per customer as in
 the notebook's 4M reviews over 120k customers, an index of the same size), then measures in fresh processes,
@@ -11,7 +11,10 @@ so that the BLAS thread count is set before numpy loads:
   customers, against the bare matrix-vector product over the item matrix, which bounds it from below;
 - the batch (python -m jobs.recommend's run_recommend, JSON Lines written): seconds, customers per second
   and peak RSS, with --threading workers (2 worker threads x 1 BLAS thread, the job's default), blas
-  (1 worker x 2 BLAS threads) or both.
+  (1 worker x 2 BLAS threads) or both;
+- the serving-factors step (fm.factors.build_and_write, what a Lambda step runs): model.tar.gz of
+  random parameters (fm.artifact) and --step-rows train rows in 4 RecordIO shards in, serving/fm/ out;
+  seconds and peak RSS (0 rows: skipped).
 
 The files are read from the page cache (just written); a Lambda reads them from S3 first. Figures, not
 assertions: the machine is shared, its load average is printed beside them.
@@ -171,10 +174,71 @@ def batch(folder: Path, workers: int, customers: int) -> dict[str, Any]:
     }
 
 
+def factors_step(folder: Path, customers: int, products: int) -> dict[str, Any]:
+    import resource  # noqa: PLC0415
+
+    from contract.features import FeatureLayout  # noqa: PLC0415
+    from fm.factors import build_and_write  # noqa: PLC0415
+
+    started = time.perf_counter()
+    manifest = build_and_write(
+        model=folder / "step" / "model.tar.gz",
+        features=FeatureLayout(customers, products),
+        shards=sorted((folder / "step" / "train").iterdir()),
+        output=folder / "step" / "serving-fm",
+    )
+    return {
+        "seconds": time.perf_counter() - started,
+        "timings_s": manifest["timings_s"],
+        "rows": manifest["reviewed_rows"],
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def make_step_inputs(
+    folder: Path, *, customers: int, products: int, factors: int, rows: int, seed: int
+) -> float:
+    """model.tar.gz and 4 train shards of the step's size; returns the model file's size in MB."""
+    import numpy as np  # noqa: PLC0415
+
+    from contract.features import FeatureLayout  # noqa: PLC0415
+    from fm.artifact import FmParameters, write_fm_artifact  # noqa: PLC0415
+    from fm.recordio import write_sparse_records  # noqa: PLC0415
+
+    features = FeatureLayout(customers, products)
+    rng = np.random.default_rng(seed)
+    d = features.feature_dim
+    params = FmParameters(
+        w0=4.2,
+        w=rng.standard_normal(d, dtype=np.float32) * 0.05,
+        v=rng.standard_normal((d, factors), dtype=np.float32) * 0.05,
+    )
+    model = folder / "step" / "model.tar.gz"
+    write_fm_artifact(model, params, {"predictor_type": "regressor"})
+    (folder / "step" / "train").mkdir(parents=True)
+    for number, part in enumerate(np.array_split(np.arange(rows), 4)):
+        n = part.shape[0]
+        keys = np.empty((n, 3), np.int64)
+        keys[:, 0] = rng.integers(0, customers, n)
+        keys[:, 1] = customers + rng.integers(0, products, n)
+        keys[:, 2] = features.time_key
+        values = np.ones((n, 3), np.float32)
+        values[:, 2] = rng.random(n, dtype=np.float32)
+        with (folder / "step" / "train" / f"part-{number:05d}.rio").open("wb") as f:
+            indptr = np.arange(0, 3 * n + 1, 3)
+            write_sparse_records(f, indptr, keys.ravel(), values.ravel(), np.full(n, 4.0, np.float32), d)
+    return model.stat().st_size / 2**20
+
+
 def child(argv: list[str]) -> int:
     kind, folder = argv[0], Path(argv[1])
     sys.path.insert(0, str(ROOT))
-    result = shim(folder, int(argv[2]), int(argv[3])) if kind == "shim" else batch(folder, int(argv[2]), 0)
+    if kind == "shim":
+        result = shim(folder, int(argv[2]), int(argv[3]))
+    elif kind == "batch":
+        result = batch(folder, int(argv[2]), 0)
+    else:
+        result = factors_step(folder, int(argv[2]), int(argv[3]))
     print(json.dumps(result))
     return 0
 
@@ -211,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--factors", type=int, default=256)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--threading", choices=("workers", "blas", "both", "none"), default="workers")
+    parser.add_argument("--step-rows", type=int, default=4_000_000, help="train rows of the factors step")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
@@ -274,7 +339,29 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"  peak RSS {b['peak_rss_mb']:,.0f} MB ({b['peak_rss_mb'] / TARGETS['batch_rss_mb']:.2f} of "
                 f"4 GB), CPU {b['cpu_s']:.0f} s ({b['cpu_s'] / b['seconds']:.2f} cores busy), output "
-                f"{b['output_mb']:.0f} MB gzipped; load average {load_average()}"
+                f"{b['output_mb']:.0f} MB gzipped; load average {load_average()}",
+                flush=True,
+            )
+        if args.step_rows:
+            size = make_step_inputs(
+                folder,
+                customers=args.customers,
+                products=args.products,
+                factors=args.factors,
+                rows=args.step_rows,
+                seed=args.seed,
+            )
+            f = run_child(1, "step", folder, args.customers, args.products)
+            t = f["timings_s"]
+            print(
+                f"\nserving-factors step (fm.factors.build_and_write): model.tar.gz {size:,.0f} MB, "
+                f"{f['rows']:,} train rows in 4 shards"
+            )
+            print(
+                f"  {f['seconds']:.1f} s (read model {t['read_model']:.1f} s, read shards "
+                f"{t['read_shards']:.1f} s, build and write {t['build_and_write']:.1f} s), "
+                f"peak RSS {f['peak_rss_mb']:,.0f} MB; "
+                f"load average {load_average()}"
             )
     return 0
 

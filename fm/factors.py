@@ -225,7 +225,8 @@ def reviewed_products(shards: Iterable[Source], features: FeatureLayout) -> Revi
                 stream.close()
     user = np.concatenate(users) if users else np.empty(0, np.int64)
     item = np.concatenate(items) if items else np.empty(0, np.int64)
-    pairs = np.unique(user * m + item)
+    pairs = np.sort(user * m + item)  # np.unique's hashing is several times slower on millions of pairs
+    pairs = pairs[np.r_[True, pairs[1:] != pairs[:-1]]] if pairs.shape[0] else pairs
     indptr = np.zeros(n + 1, np.int64)
     np.cumsum(np.bincount(pairs // m, minlength=n), out=indptr[1:])
     return ReviewedProducts(

@@ -117,7 +117,9 @@ def validation_split(
     last = np.r_[customers[order][1:] != customers[order][:-1], True]
     chosen = order[last]  # per customer, the latest row
     pair = customers * m + products
-    distinct = np.bincount(np.unique(pair) // m, minlength=features.num_customers)
+    pairs = np.sort(pair)  # distinct pairs: np.unique's hashing is slow on millions of them
+    pairs = pairs[np.r_[True, pairs[1:] != pairs[:-1]]] if pairs.shape[0] else pairs
+    distinct = np.bincount(pairs // m, minlength=features.num_customers)
     chosen = chosen[distinct[customers[chosen]] >= 2]
     keep = ~np.isin(pair, pair[chosen])
     return _take(train, np.flatnonzero(keep)), _take(train, np.sort(chosen))
