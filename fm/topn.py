@@ -223,7 +223,11 @@ def _order(
     present = chosen >= 0
     rows = np.where(present, chosen, 0)
     scores = scores_of(factors, customers, rows, times)
-    key = scores + popularity_weight * np.log1p(factors.popularity[rows].astype(np.float64))
+    key = (
+        scores + popularity_weight * np.log1p(factors.popularity[rows])
+        if popularity_weight
+        else scores.copy()
+    )
     key[~present] = -np.inf
     order = np.lexsort((rows, ~present, -key), axis=1)
     rows = np.take_along_axis(rows, order, axis=1)

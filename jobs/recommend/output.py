@@ -63,7 +63,7 @@ class LineFormat:
         for customer, row, score, count in zip(
             batch.customers.tolist(), rows, scores, batch.counts.tolist(), strict=True
         ):
-            entries = ",".join(
+            entries = ", ".join(
                 f"{self._products[r]}{s!r}}}" for r, s in zip(row[:count], score[:count], strict=True)
             )
             customer_id = json.dumps(ids[customer], ensure_ascii=False)
