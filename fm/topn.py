@@ -4,9 +4,9 @@ in chunks for the batch job.
 The scores are FM's: for customer u, product i and time value t, what the FM endpoint answers for the
 instance (user key u, item key N + i, time key with value t), computed in float64 from the stored float32
 parameters for the products returned. Products are chosen with one float32 matrix product over every
-product (items @ [v_u, 1, t], see fm/factors.py) and np.argpartition; ties between equal keys go to the
-lower product row (products are numbered by descending review count), so the answer depends on the
-factors only.
+product (items @ [v_u, 1, t], see fm/factors.py) and a block-wise selection of the largest keys (_select);
+ties between equal keys go to the lower product row (products are numbered by descending review count), so
+the answer depends on the factors only, and the products returned are sorted by their float64 keys.
 
 The ranking key is the score, or with ``popularity_weight`` w the score + w log(1 + reviews of the
 product): a rating-trained FM ranks products by the rating a customer would give them, not by how likely
