@@ -74,6 +74,7 @@ lint: install
 
 typecheck: install
 	$(VENV)/bin/mypy app.py contract fm stacks jobs lambdas local tools
+	$(VENV)/bin/mypy --explicit-package-bases tests/fm tests/jobs/recommend
 
 unit: install
 	$(VENV)/bin/pytest

@@ -26,8 +26,19 @@ INDEX = "prep/index/"
 FM_OUTPUT = "fm/"
 BLAZINGTEXT_OUTPUT = "blazingtext/"
 SERVING = "serving/"
-"""What the shims load besides the index: the title table (titles.txt, titles.f32, titles.json)."""
+"""What the shims load besides the index: the title table (titles.txt, titles.f32, titles.json) and, under
+fm/, the FM factors for top-N (SERVING_FACTORS)."""
 TITLE_TABLE_FILES = ("titles.txt", "titles.f32", "titles.json")
+SERVING_FACTORS = "serving/fm/"
+"""FM's parameters laid out for top-N scoring (fm/factors.py writes and reads them): items.npy and
+customers.npy (one row per product / customer: its factors, its linear weight and its precomputed product
+with the time feature's factors), time_factor.npy, the reviewed products per customer (reviewed_indptr.npy,
+reviewed_indices.npy: CSR), popularity.npy (review counts), and factors.json, written last."""
+SERVING_FACTORS_MANIFEST = "serving/fm/factors.json"
+RECOMMENDATIONS = "recommendations/"
+"""Batch top-k for every customer (jobs/recommend): gzipped JSON Lines shards part-NNNNN.jsonl.gz and
+manifest.json, written last."""
+RECOMMENDATIONS_MANIFEST = "recommendations/manifest.json"
 GATE = "gate.json"
 
 # The prep job's container (SageMaker Processing mounts the input and uploads the output folder).
@@ -35,6 +46,12 @@ CONTAINER_INPUT = "/opt/ml/processing/input/reviews"
 CONTAINER_OUTPUT = "/opt/ml/processing/output/prep"
 CONTAINER_FAILURE_MESSAGE = "/opt/ml/output/message"
 """SageMaker Processing copies the first 1 KB of this file into DescribeProcessingJob's ExitMessage."""
+
+# The batch recommendations job's container (the prep image, entrypoint python -m jobs.recommend): the run's
+# serving/fm/ and prep/index/ come in, recommendations/ goes out; failures use CONTAINER_FAILURE_MESSAGE.
+RECOMMEND_CONTAINER_FACTORS = "/opt/ml/processing/input/factors"
+RECOMMEND_CONTAINER_INDEX = "/opt/ml/processing/input/index"
+RECOMMEND_CONTAINER_OUTPUT = "/opt/ml/processing/output/recommendations"
 
 
 def run_prefix(run_id: str) -> str:

@@ -23,6 +23,8 @@ def test_grant_patterns() -> None:
     assert layout.any_run(layout.SERVING) == "runs/*/serving/*"
     assert layout.any_run(layout.GATE) == "runs/*/gate.json"
     assert layout.any_run(layout.MANIFEST) == "runs/*/prep/manifest.json"
+    assert layout.any_run(layout.SERVING_FACTORS) == "runs/*/serving/fm/*"
+    assert layout.any_run(layout.RECOMMENDATIONS) == "runs/*/recommendations/*"
 
 
 def test_uris_under_a_run() -> None:
@@ -41,5 +43,22 @@ def test_paths_in_the_prep_folder() -> None:
 def test_every_folder_ends_with_a_slash_and_every_file_does_not() -> None:
     folders = [layout.PREP, layout.TRAIN, layout.TEST, layout.CORPUS, layout.INDEX]
     folders += [layout.FM_OUTPUT, layout.BLAZINGTEXT_OUTPUT, layout.SERVING]
+    folders += [layout.SERVING_FACTORS, layout.RECOMMENDATIONS]
+    files = [layout.MANIFEST, layout.CORPUS_FILE, layout.GATE]
+    files += [layout.SERVING_FACTORS_MANIFEST, layout.RECOMMENDATIONS_MANIFEST]
     assert all(f.endswith("/") for f in folders)
-    assert not any(f.endswith("/") for f in (layout.MANIFEST, layout.CORPUS_FILE, layout.GATE))
+    assert not any(f.endswith("/") for f in files)
+
+
+def test_the_serving_factors_sit_beside_the_title_table_and_their_manifests_in_their_folders() -> None:
+    assert layout.SERVING_FACTORS.startswith(layout.SERVING)
+    assert layout.SERVING_FACTORS_MANIFEST.startswith(layout.SERVING_FACTORS)
+    assert layout.RECOMMENDATIONS_MANIFEST.startswith(layout.RECOMMENDATIONS)
+    assert layout.run_key("r1", layout.SERVING_FACTORS_MANIFEST) == "runs/r1/serving/fm/factors.json"
+
+
+def test_the_recommend_job_reads_and_writes_processing_paths() -> None:
+    inputs = (layout.RECOMMEND_CONTAINER_FACTORS, layout.RECOMMEND_CONTAINER_INDEX)
+    assert all(p.startswith("/opt/ml/processing/input/") for p in inputs)
+    assert layout.RECOMMEND_CONTAINER_OUTPUT.startswith("/opt/ml/processing/output/")
+    assert len({*inputs, layout.CONTAINER_INPUT}) == 3  # distinct mounts

@@ -1,0 +1,559 @@
+"""FM's parameters laid out for top-N: what a shim or a batch job loads to score every product for a customer.
+
+FM's score of customer u (key u), product i (key N + i) and time value t (key N + M) is, with x_u = x_i = 1
+and x_t = t (contract.features),
+
+    w0 + w_u + w_i + t w_t + <v_u, v_i> + t <v_u, v_t> + t <v_i, v_t>
+
+so for one customer and every product at once it is one matrix-vector product,
+
+    items @ [v_u, 1, t]  +  (w0 + w_u + t (w_t + <v_u, v_t>))
+
+where row i of ``items`` is [v_i, w_i, <v_i, v_t>] and row u of ``customers`` is [v_u, w_u, <v_u, v_t>].
+
+The files, in the run's serving/fm/ (contract.layout.SERVING_FACTORS), N customers, M products, K factors:
+
+    items.npy             float32 (M, K + 2)  row i: v_i (K), w_i, <v_i, v_t>
+    customers.npy         float32 (N, K + 2)  row u: v_u (K), w_u, <v_u, v_t>
+    time_factor.npy       float32 (K,)        v_t
+    reviewed_indptr.npy   int64   (N + 1,)    customer u reviewed the product rows
+    reviewed_indices.npy  int32   (R,)          reviewed_indices[indptr[u]:indptr[u + 1]], ascending, distinct
+    popularity.npy        int64   (M,)        reviews per product in the rows the factors were built from
+    factors.json          written last: {schema_version, num_customers, num_products, num_factors,
+                          feature_dim, w0, time_weight (w_t), reviewed_pairs (R), reviewed_rows, files:
+                          {name: {shape, dtype}}}
+
+Plain .npy (little-endian, C order) so that a reader maps them (np.load(mmap_mode="r")) or takes them from
+bytes without a copy. The products of v_t are computed in float64 and stored as float32, the parameters'
+own precision. The reviewed products and the popularity come from the prep shards given to the builder: the
+train shards alone for an evaluation that ranks held-out reviews, train and test for serving (every review
+the run knows of).
+
+One writer (write_factors, build_and_write) and one reader (load_factors, parse_factors); a missing,
+truncated or mismatched file raises FactorsFormatError naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import numpy.typing as npt
+
+from contract.features import NONZEROS_PER_ROW, FeatureLayout
+from fm.artifact import FmParameters, read_fm_artifact
+from fm.recordio import iter_sparse_record_chunks
+
+__all__ = [
+    "FACTORS_FILES",
+    "FACTORS_MANIFEST",
+    "FACTORS_SCHEMA_VERSION",
+    "FactorsFormatError",
+    "ReviewedProducts",
+    "ServingFactors",
+    "build_and_write",
+    "build_factors",
+    "load_factors",
+    "parse_factors",
+    "reviewed_products",
+    "write_factors",
+]
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+I32 = npt.NDArray[np.int32]
+I64 = npt.NDArray[np.int64]
+
+FACTORS_SCHEMA_VERSION = 1
+FACTORS_MANIFEST = "factors.json"
+# name -> dtype; shapes follow from N, M and K (see _expected_shapes).
+_DTYPES: dict[str, np.dtype[Any]] = {
+    "items.npy": np.dtype("<f4"),
+    "customers.npy": np.dtype("<f4"),
+    "time_factor.npy": np.dtype("<f4"),
+    "reviewed_indptr.npy": np.dtype("<i8"),
+    "reviewed_indices.npy": np.dtype("<i4"),
+    "popularity.npy": np.dtype("<i8"),
+}
+FACTORS_FILES = (*_DTYPES, FACTORS_MANIFEST)
+"""Every file of serving/fm/, factors.json last."""
+# Column offsets in items.npy / customers.npy after the K factors.
+LINEAR = 0
+TIME = 1
+EXTRA_COLUMNS = 2
+_MAX_HEADER_BYTES = 10 + (1 << 16)  # a format 1.0 header: 10 bytes of preamble, at most 65,535 of text
+
+
+class FactorsFormatError(ValueError):
+    """A serving-factors file is missing, malformed or disagrees with the others or with the index."""
+
+
+Source = Path | str | bytes | BinaryIO
+
+
+@dataclass(frozen=True)
+class ReviewedProducts:
+    """Who reviewed what in a set of prep rows: per customer the distinct product rows (CSR), per product
+    the number of rows."""
+
+    indptr: I64
+    indices: I32
+    popularity: I64
+    rows: int
+
+
+@dataclass(frozen=True)
+class ServingFactors:
+    """serving/fm/ in memory (arrays may be read-only maps of the files)."""
+
+    w0: float
+    time_weight: float
+    time_factor: F32
+    items: F32
+    customers: F32
+    reviewed_indptr: I64
+    reviewed_indices: I32
+    popularity: I64
+    reviewed_rows: int
+
+    @property
+    def num_customers(self) -> int:
+        return int(self.customers.shape[0])
+
+    @property
+    def num_products(self) -> int:
+        return int(self.items.shape[0])
+
+    @property
+    def num_factors(self) -> int:
+        return int(self.time_factor.shape[0])
+
+    @property
+    def features(self) -> FeatureLayout:
+        return FeatureLayout(self.num_customers, self.num_products)
+
+    def reviewed(self, customer: int) -> I32:
+        """The product rows customer u reviewed, ascending."""
+        return self.reviewed_indices[self.reviewed_indptr[customer] : self.reviewed_indptr[customer + 1]]
+
+    @cached_property
+    def popular_rows(self) -> I64:
+        """Product rows by descending review count, ties by row."""
+        order: I64 = np.lexsort((np.arange(self.num_products), -self.popularity))
+        return order
+
+    @cached_property
+    def log_popularity(self) -> F32:
+        """log(1 + review count) per product, the popularity term of a blended ranking."""
+        values: F32 = np.log1p(self.popularity.astype(np.float64)).astype(np.float32)
+        return values
+
+    def check_index(self, features: FeatureLayout, where: str = FACTORS_MANIFEST) -> None:
+        """FactorsFormatError unless the factors are for the index's customers and products."""
+        if features != self.features:
+            raise FactorsFormatError(
+                f"{where}: the factors are for {self.num_customers:,} customers and {self.num_products:,} "
+                f"products, the index has {features.num_customers:,} and {features.num_products:,}: "
+                "they come from different runs"
+            )
+
+
+# ---------------------------------------------------------------------------------------------- building
+
+
+def _open(source: Source) -> tuple[BinaryIO, bool]:
+    """A binary stream and whether it is ours to close."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        return io.BytesIO(source), True
+    if isinstance(source, Path | str):
+        return Path(source).open("rb"), True
+    return source, False
+
+
+def _prep_keys(indptr: I64, indices: I64, features: FeatureLayout, where: str) -> tuple[I64, I64]:
+    """(customer, product row) of each row; FactorsFormatError names the first row that is not a prep row
+    (`where` names the shard and the chunk's first row)."""
+    n, m = features.num_customers, features.num_products
+    counts = np.diff(indptr)
+    keys = indices.reshape(-1, NONZEROS_PER_ROW) if bool((counts == NONZEROS_PER_ROW).all()) else None
+    ok = None
+    if keys is not None:
+        ok = (keys[:, 0] < n) & (keys[:, 1] >= n) & (keys[:, 1] < n + m) & (keys[:, 2] == features.time_key)
+    if keys is None or ok is None or not bool(ok.all()):
+        bad = int(np.argmax(counts != NONZEROS_PER_ROW)) if ok is None else int(np.argmin(ok))
+        raise FactorsFormatError(f"{where}{bad:,} is not a prep row (user key, item key, time key)")
+    return keys[:, 0].copy(), keys[:, 1] - n
+
+
+def reviewed_products(shards: Iterable[Source], features: FeatureLayout) -> ReviewedProducts:
+    """The (customer, product) pairs of prep's RecordIO shards (paths, bytes or binary streams).
+
+    Every row must be a prep row: exactly (user key, item key, time key) in that order, of the index's
+    feature_dim; anything else raises FactorsFormatError naming the shard and the row."""
+    n, m = features.num_customers, features.num_products
+    users: list[I64] = []
+    items: list[I64] = []
+    for number, shard in enumerate(shards):
+        stream, ours = _open(shard)
+        name = str(shard) if isinstance(shard, Path | str) else f"shard {number}"
+        first = 0
+        try:
+            for chunk in iter_sparse_record_chunks(stream):
+                if chunk.feature_dim != features.feature_dim:
+                    raise FactorsFormatError(
+                        f"{name}: feature_dim {chunk.feature_dim:,}, the index's is {features.feature_dim:,}"
+                    )
+                user, item = _prep_keys(chunk.indptr, chunk.indices, features, f"{name}: row {first:,} + ")
+                users.append(user)
+                items.append(item)
+                first += user.shape[0]
+        except ValueError as e:
+            if isinstance(e, FactorsFormatError):
+                raise
+            raise FactorsFormatError(f"{name}: {e}") from None
+        finally:
+            if ours:
+                stream.close()
+    user = np.concatenate(users) if users else np.empty(0, np.int64)
+    item = np.concatenate(items) if items else np.empty(0, np.int64)
+    pairs = np.sort(user * m + item)  # np.unique's hashing is several times slower on millions of pairs
+    pairs = pairs[np.r_[True, pairs[1:] != pairs[:-1]]] if pairs.shape[0] else pairs
+    indptr = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(pairs // m, minlength=n), out=indptr[1:])
+    return ReviewedProducts(
+        indptr=indptr,
+        indices=(pairs % m).astype(np.int32),
+        popularity=np.bincount(item, minlength=m).astype(np.int64),
+        rows=int(user.shape[0]),
+    )
+
+
+def build_factors(
+    params: FmParameters, features: FeatureLayout, reviewed: ReviewedProducts
+) -> ServingFactors:
+    """Lay FM's parameters out for top-N (see the module docstring)."""
+    if params.feature_dim != features.feature_dim:
+        raise FactorsFormatError(
+            f"the model has feature_dim {params.feature_dim:,}, the index {features.feature_dim:,} "
+            f"({features.num_customers:,} customers + {features.num_products:,} products + 1): "
+            "they come from different runs"
+        )
+    n, m = features.num_customers, features.num_products
+    if reviewed.indptr.shape != (n + 1,) or reviewed.popularity.shape != (m,):
+        raise FactorsFormatError(
+            f"the reviewed products are for {reviewed.indptr.shape[0] - 1:,} customers and "
+            f"{reviewed.popularity.shape[0]:,} products, the index has {n:,} and {m:,}"
+        )
+    for name, array in (("w", params.w), ("v", params.v)):
+        if not bool(np.isfinite(array).all()):
+            raise FactorsFormatError(f"the model's {name} holds a value that is not finite")
+    k = params.num_factors
+    v_time = params.v[features.time_key].astype(np.float64)
+
+    def block(rows: slice) -> F32:
+        v = params.v[rows]
+        out = np.empty((v.shape[0], k + EXTRA_COLUMNS), np.float32)
+        out[:, :k] = v
+        out[:, k + LINEAR] = params.w[rows]
+        out[:, k + TIME] = v.astype(np.float64) @ v_time
+        return out
+
+    return ServingFactors(
+        w0=float(params.w0),
+        time_weight=float(params.w[features.time_key]),
+        time_factor=params.v[features.time_key].astype(np.float32),
+        items=block(slice(n, n + m)),
+        customers=block(slice(0, n)),
+        reviewed_indptr=reviewed.indptr,
+        reviewed_indices=reviewed.indices,
+        popularity=reviewed.popularity,
+        reviewed_rows=reviewed.rows,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- writing
+
+
+def _arrays(factors: ServingFactors) -> dict[str, npt.NDArray[Any]]:
+    return {
+        "items.npy": factors.items,
+        "customers.npy": factors.customers,
+        "time_factor.npy": factors.time_factor,
+        "reviewed_indptr.npy": factors.reviewed_indptr,
+        "reviewed_indices.npy": factors.reviewed_indices,
+        "popularity.npy": factors.popularity,
+    }
+
+
+def _manifest(factors: ServingFactors) -> dict[str, Any]:
+    return {
+        "schema_version": FACTORS_SCHEMA_VERSION,
+        "num_customers": factors.num_customers,
+        "num_products": factors.num_products,
+        "num_factors": factors.num_factors,
+        "feature_dim": factors.features.feature_dim,
+        "w0": factors.w0,
+        "time_weight": factors.time_weight,
+        "reviewed_pairs": int(factors.reviewed_indices.shape[0]),
+        "reviewed_rows": factors.reviewed_rows,
+        "files": {
+            name: {"shape": list(array.shape), "dtype": _DTYPES[name].str}
+            for name, array in _arrays(factors).items()
+        },
+    }
+
+
+def write_factors(folder: Path, factors: ServingFactors) -> dict[str, Any]:
+    """Write serving/fm/ into `folder` (created if missing) and return factors.json's content.
+
+    factors.json goes first out and last in: a reader never pairs a new manifest with old arrays."""
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest_path = folder / FACTORS_MANIFEST
+    manifest_path.unlink(missing_ok=True)
+    for name, array in _arrays(factors).items():
+        partial = folder / f".{name}.partial"
+        with partial.open("wb") as f:
+            np.save(f, np.ascontiguousarray(array, dtype=_DTYPES[name]), allow_pickle=False)
+        os.replace(partial, folder / name)
+    manifest = _manifest(factors)
+    partial = folder / f".{FACTORS_MANIFEST}.partial"
+    partial.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    os.replace(partial, manifest_path)
+    return manifest
+
+
+def build_and_write(
+    *,
+    model: Source,
+    features: FeatureLayout,
+    shards: Iterable[Source],
+    output: Path,
+) -> dict[str, Any]:
+    """The serving-factors step: FM's model.tar.gz (or model_algo-1, path, bytes or stream), the index's
+    feature layout and prep's shards in; serving/fm/ written into `output`. Returns factors.json's content
+    with the step's timings under "timings_s" (not written). The caller fetches and uploads (no S3 here)."""
+    started = time.perf_counter()
+    params = read_fm_artifact(model)
+    read_model = time.perf_counter()
+    reviewed = reviewed_products(shards, features)
+    read_shards = time.perf_counter()
+    factors = build_factors(params, features, reviewed)
+    manifest = write_factors(output, factors)
+    done = time.perf_counter()
+    manifest["timings_s"] = {
+        "read_model": round(read_model - started, 3),
+        "read_shards": round(read_shards - read_model, 3),
+        "build_and_write": round(done - read_shards, 3),
+    }
+    return manifest
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+
+def _count(meta: Mapping[str, Any], key: str, minimum: int) -> int:
+    value = meta.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise FactorsFormatError(f"{FACTORS_MANIFEST}: {key} is {value!r}, not an integer >= {minimum}")
+    return value
+
+
+def _finite(meta: Mapping[str, Any], key: str) -> float:
+    value = meta.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise FactorsFormatError(f"{FACTORS_MANIFEST}: {key} is {value!r}, not a finite number")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class _Meta:
+    num_customers: int
+    num_products: int
+    num_factors: int
+    w0: float
+    time_weight: float
+    reviewed_pairs: int
+    reviewed_rows: int
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        n, m, k = self.num_customers, self.num_products, self.num_factors
+        return {
+            "items.npy": (m, k + EXTRA_COLUMNS),
+            "customers.npy": (n, k + EXTRA_COLUMNS),
+            "time_factor.npy": (k,),
+            "reviewed_indptr.npy": (n + 1,),
+            "reviewed_indices.npy": (self.reviewed_pairs,),
+            "popularity.npy": (m,),
+        }
+
+
+def _parse_manifest(raw: bytes) -> _Meta:
+    try:
+        meta = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise FactorsFormatError(f"{FACTORS_MANIFEST}: not JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise FactorsFormatError(f"{FACTORS_MANIFEST}: not a JSON object")
+    if meta.get("schema_version") != FACTORS_SCHEMA_VERSION:
+        raise FactorsFormatError(
+            f"{FACTORS_MANIFEST}: schema_version {meta.get('schema_version')!r}, "
+            f"expected {FACTORS_SCHEMA_VERSION}"
+        )
+    parsed = _Meta(
+        num_customers=_count(meta, "num_customers", 1),
+        num_products=_count(meta, "num_products", 1),
+        num_factors=_count(meta, "num_factors", 1),
+        w0=_finite(meta, "w0"),
+        time_weight=_finite(meta, "time_weight"),
+        reviewed_pairs=_count(meta, "reviewed_pairs", 0),
+        reviewed_rows=_count(meta, "reviewed_rows", 0),
+    )
+    feature_dim = _count(meta, "feature_dim", 1)
+    if feature_dim != parsed.num_customers + parsed.num_products + 1:
+        raise FactorsFormatError(
+            f"{FACTORS_MANIFEST}: feature_dim {feature_dim:,} is not num_customers + num_products + 1 "
+            f"({parsed.num_customers + parsed.num_products + 1:,})"
+        )
+    files = meta.get("files")
+    expected = {
+        name: {"shape": list(shape), "dtype": _DTYPES[name].str} for name, shape in parsed.shapes().items()
+    }
+    if files != expected:
+        raise FactorsFormatError(
+            f"{FACTORS_MANIFEST}: files is {files!r}, expected {expected!r} for its counts"
+        )
+    return parsed
+
+
+def _header(stream: BinaryIO, name: str) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            return np.lib.format.read_array_header_1_0(stream)
+        if version == (2, 0):
+            return np.lib.format.read_array_header_2_0(stream)
+        raise FactorsFormatError(f"{name}: .npy format version {version} is not 1.0 or 2.0")
+    except ValueError as e:
+        if isinstance(e, FactorsFormatError):
+            raise
+        raise FactorsFormatError(f"{name}: not a .npy file ({e})") from None
+
+
+def _size(shape: tuple[int, ...]) -> int:
+    size = 1
+    for n in shape:
+        size *= n
+    return size
+
+
+def _check_header(
+    name: str, header: tuple[tuple[int, ...], bool, np.dtype[Any]], shape: tuple[int, ...], data_bytes: int
+) -> None:
+    stored_shape, fortran, dtype = header
+    expected = _DTYPES[name]
+    if dtype != expected or fortran or tuple(stored_shape) != shape:
+        raise FactorsFormatError(
+            f"{name}: holds {dtype.str} {tuple(stored_shape)}{' (Fortran order)' if fortran else ''}, "
+            f"{FACTORS_MANIFEST} says {expected.str} {shape} (C order)"
+        )
+    need = _size(shape) * expected.itemsize
+    if data_bytes != need:
+        raise FactorsFormatError(
+            f"{name}: {data_bytes:,} bytes of data, {need:,} expected for {shape}: truncated or overwritten"
+        )
+
+
+def _check_arrays(meta: _Meta, arrays: Mapping[str, npt.NDArray[Any]]) -> None:
+    indptr = arrays["reviewed_indptr.npy"]
+    indices = arrays["reviewed_indices.npy"]
+    if int(indptr[0]) != 0 or int(indptr[-1]) != meta.reviewed_pairs or bool((np.diff(indptr) < 0).any()):
+        raise FactorsFormatError(
+            f"reviewed_indptr.npy: must rise from 0 to reviewed_pairs ({meta.reviewed_pairs:,}) without "
+            "decreasing"
+        )
+    if indices.shape[0] and (int(indices.min()) < 0 or int(indices.max()) >= meta.num_products):
+        raise FactorsFormatError(
+            f"reviewed_indices.npy: a product row is outside 0..{meta.num_products - 1:,}"
+        )
+    popularity = arrays["popularity.npy"]
+    if popularity.shape[0] and int(popularity.min()) < 0:
+        raise FactorsFormatError("popularity.npy: a review count is negative")
+
+
+def _factors(meta: _Meta, arrays: Mapping[str, npt.NDArray[Any]]) -> ServingFactors:
+    _check_arrays(meta, arrays)
+    return ServingFactors(
+        w0=meta.w0,
+        time_weight=meta.time_weight,
+        time_factor=arrays["time_factor.npy"],
+        items=arrays["items.npy"],
+        customers=arrays["customers.npy"],
+        reviewed_indptr=arrays["reviewed_indptr.npy"],
+        reviewed_indices=arrays["reviewed_indices.npy"],
+        popularity=arrays["popularity.npy"],
+        reviewed_rows=meta.reviewed_rows,
+    )
+
+
+def load_factors(folder: Path, *, features: FeatureLayout | None = None, mmap: bool = True) -> ServingFactors:
+    """serving/fm/ from a local folder, checked; with mmap the arrays are read-only maps of the files (pages
+    load as they are used). With `features` (the index's), factors for another run are refused."""
+    manifest = folder / FACTORS_MANIFEST
+    if not manifest.is_file():
+        raise FactorsFormatError(
+            f"{manifest}: missing: the serving factors in {folder} are absent or were not completely written"
+        )
+    meta = _parse_manifest(manifest.read_bytes())
+    arrays: dict[str, npt.NDArray[Any]] = {}
+    for name, shape in meta.shapes().items():
+        path = folder / name
+        if not path.is_file():
+            raise FactorsFormatError(f"{name}: missing from {folder}")
+        with path.open("rb") as f:
+            header = _header(f, name)
+            offset = f.tell()
+            _check_header(name, header, shape, path.stat().st_size - offset)
+            size = _size(shape)
+            if mmap and size:
+                arrays[name] = np.memmap(f, dtype=_DTYPES[name], mode="r", offset=offset, shape=shape)
+            else:
+                arrays[name] = np.fromfile(f, dtype=_DTYPES[name], count=size).reshape(shape)
+    factors = _factors(meta, arrays)
+    if features is not None:
+        factors.check_index(features)
+    return factors
+
+
+def parse_factors(
+    files: Mapping[str, bytes | bytearray | memoryview], *, features: FeatureLayout | None = None
+) -> ServingFactors:
+    """serving/fm/ from the files' contents, by name (e.g. read from S3 into memory), checked as
+    load_factors checks them; the arrays are read-only views of the bytes, not copies."""
+    if FACTORS_MANIFEST not in files:
+        raise FactorsFormatError(f"{FACTORS_MANIFEST}: missing")
+    meta = _parse_manifest(bytes(files[FACTORS_MANIFEST]))
+    arrays: dict[str, npt.NDArray[Any]] = {}
+    for name, shape in meta.shapes().items():
+        if name not in files:
+            raise FactorsFormatError(f"{name}: missing")
+        data = memoryview(files[name]).cast("B")
+        stream = io.BytesIO(data[:_MAX_HEADER_BYTES].tobytes())  # the header only: the data is not copied
+        header = _header(stream, name)
+        offset = stream.tell()
+        _check_header(name, header, shape, data.nbytes - offset)
+        arrays[name] = np.frombuffer(
+            data, dtype=_DTYPES[name], offset=offset, count=math.prod(shape)
+        ).reshape(shape)
+    factors = _factors(meta, arrays)
+    if features is not None:
+        factors.check_index(features)
+    return factors

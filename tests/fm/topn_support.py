@@ -1,0 +1,104 @@
+"""A hand-made run for the top-N tests: 2 customers, 4 products, 2 factors, every score written out by hand.
+
+    w0 = 3, w_t = 0.5, v_t = (0.2, 0)
+    C1: w = 0.5,   v = (1, 0)        P0: w = 0.1, v = (0.5, 0)      P2: w = 0.3, v = (0.25, 0.25)
+    C2: w = -0.25, v = (0, 1)        P1: w = 0.2, v = (0, 0.5)      P3: w = 0,   v = (1, -1)
+
+score(u, i, t) = w0 + w_u + w_i + t w_t + <v_u, v_i> + t <v_u, v_t> + t <v_i, v_t>:
+
+    t = 0   C1: P0 4.1, P1 3.7, P2 4.05, P3 4.5      C2: P0 2.85, P1 3.45, P2 3.3, P3 1.75
+    t = 1   C1: P0 4.9, P1 4.4, P2 4.8,  P3 5.4   (w_t + <v_C1, v_t> = 0.7, <v_i, v_t> = 0.1, 0, 0.05, 0.2)
+
+Train rows (customer, product, time): (C1, P3, 0), (C1, P0, 0.5), (C2, P1, 0), (C2, P0, 0.3), (C2, P0, 0.7):
+C1 reviewed P0 and P3, C2 P0 and P1; popularity P0 3, P1 1, P2 0, P3 1.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from contract.features import FeatureLayout, TimeTransform
+from contract.index import ServingIndex, load_index, write_index
+from fm.artifact import FmParameters, write_fm_artifact
+from fm.factors import ServingFactors, build_factors, reviewed_products
+from fm.recordio import write_sparse_records
+
+FEATURES = FeatureLayout(num_customers=2, num_products=4)
+CUSTOMER_IDS = ["C1", "C2"]
+FIRST_REVIEW_DAYS = [16000, 16100]  # 2013-10-22, 2014-01-30
+PRODUCT_IDS = ["P0", "P1", "P2", "P3"]
+TITLES = ["Zero", "One", "Two", "Three"]
+TIME_TRANSFORM = TimeTransform(scale_days=100)
+TRAIN_ROWS = [(0, 3, 0.0), (0, 0, 0.5), (1, 1, 0.0), (1, 0, 0.3), (1, 0, 0.7)]
+SCORES_AT_0 = {0: [4.1, 3.7, 4.05, 4.5], 1: [2.85, 3.45, 3.3, 1.75]}
+SCORES_AT_1 = {0: [4.9, 4.4, 4.8, 5.4]}
+
+
+def parameters() -> FmParameters:
+    d = FEATURES.feature_dim
+    w = np.zeros(d, np.float32)
+    v = np.zeros((d, 2), np.float32)
+    w[0], v[0] = 0.5, (1.0, 0.0)
+    w[1], v[1] = -0.25, (0.0, 1.0)
+    for row, (weight, factors) in enumerate(
+        [(0.1, (0.5, 0)), (0.2, (0, 0.5)), (0.3, (0.25, 0.25)), (0, (1, -1))]
+    ):
+        w[FEATURES.item_key(row)], v[FEATURES.item_key(row)] = weight, factors
+    w[FEATURES.time_key], v[FEATURES.time_key] = 0.5, (0.2, 0.0)
+    return FmParameters(w0=3.0, w=w, v=v)
+
+
+def shard(rows: list[tuple[int, int, float]] = TRAIN_ROWS, features: FeatureLayout = FEATURES) -> bytes:
+    """prep's RecordIO rows: keys (user, item, time), values (1, 1, t), label 4."""
+    indices = [k for u, i, _ in rows for k in (features.user_key(u), features.item_key(i), features.time_key)]
+    values = [x for _, _, t in rows for x in (1.0, 1.0, t)]
+    out = io.BytesIO()
+    indptr = np.arange(0, 3 * len(rows) + 1, 3)
+    write_sparse_records(out, indptr, indices, values, np.full(len(rows), 4.0), features.feature_dim)
+    return out.getvalue()
+
+
+def factors(params: FmParameters | None = None) -> ServingFactors:
+    return build_factors(params or parameters(), FEATURES, reviewed_products([shard()], FEATURES))
+
+
+def write_run(run: Path, params: FmParameters | None = None) -> ServingIndex:
+    """prep/index/, prep/train/part-00000.rio and fm/model.tar.gz of the hand-made run under `run`."""
+    write_index(
+        run / "prep" / "index",
+        customer_ids=CUSTOMER_IDS,
+        first_review_days=FIRST_REVIEW_DAYS,
+        product_ids=PRODUCT_IDS,
+        titles=TITLES,
+        time_transform=TIME_TRANSFORM,
+        global_mean=3.5,
+    )
+    (run / "prep" / "train").mkdir(parents=True)
+    (run / "prep" / "train" / "part-00000.rio").write_bytes(shard())
+    write_fm_artifact(run / "fm" / "model.tar.gz", params or parameters(), {"predictor_type": "regressor"})
+    return load_index(run / "prep" / "index")
+
+
+def brute_force_score(params: FmParameters, x: dict[int, float]) -> float:
+    """FM's formula over a sparse row {key: value}, in float64, pair by pair."""
+    w = params.w.astype(np.float64)
+    v = params.v.astype(np.float64)
+    keys = sorted(x)
+    score = params.w0 + sum(w[k] * x[k] for k in keys)
+    for a, ka in enumerate(keys):
+        for kb in keys[a + 1 :]:
+            score += float(v[ka] @ v[kb]) * x[ka] * x[kb]
+    return float(score)
+
+
+def random_parameters(features: FeatureLayout, num_factors: int, seed: int) -> FmParameters:
+    rng = np.random.default_rng(seed)
+    d = features.feature_dim
+    return FmParameters(
+        w0=3.5,
+        w=rng.normal(0, 0.3, d).astype(np.float32),
+        v=rng.normal(0, 0.3, (d, num_factors)).astype(np.float32),
+    )
