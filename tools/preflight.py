@@ -48,8 +48,8 @@ LAMBDA_UNRESERVED_FLOOR = 100
 LAMBDA_CONCURRENCY_QUOTA = "L-B99A9384"  # Service Quotas: lambda "Concurrent executions"
 
 # The endpoints (FM, BlazingText), each scaled between autoscaling_min..autoscaling_max_instances. A
-# blue/green update (stacks/pipeline/deploy.py, ALL_AT_ONCE) provisions a green fleet as large as the blue one and
-# keeps both until the termination wait ends, and the two endpoints deploy in parallel.
+# blue/green update (stacks/pipeline/deploy.py, ALL_AT_ONCE) provisions a green fleet as large as the blue
+# one and keeps both until the termination wait ends, and the two endpoints deploy in parallel.
 ENDPOINTS = 2
 BLUE_GREEN_FLEETS = 2
 # The prep job's Processing cluster (stacks/pipeline/prepare.py: InstanceCount 1).

@@ -41,7 +41,7 @@ from tests.fm.topn_support import (
     shard,
     write_run,
 )
-from tests.lambdas.serving_support import aws_test_environment
+from tests.lambdas.serving.support import aws_test_environment
 
 
 def test_the_best_products_of_a_customer_best_first_without_the_reviewed_ones() -> None:

@@ -41,7 +41,7 @@ COMPILED_LAYERS = {"NumpyLayer": ("numpy",)}
 def _link_packages(folder: Path, names: tuple[str, ...]) -> Path:
     """A folder of links to the venv's copies of the given top-level packages and modules."""
     folder.mkdir(parents=True, exist_ok=True)
-    site = Path(__import__("boto3").__file__).resolve().parents[1]
+    site = Path(str(__import__("boto3").__file__)).resolve().parents[1]
     for name in names:
         source = site / name if (site / name).exists() else site / f"{name}.py"
         assert source.exists(), f"{name} is not in {site}"
@@ -136,6 +136,7 @@ def test_the_prep_image_context_holds_the_job_the_contract_and_fm(
     for copied in ("contract/", "fm/", "jobs/", "jobs/prep/requirements.txt"):
         assert f"COPY {copied} " in dockerfile
         assert (root / copied).exists()
-    venv = Path(__import__("numpy").__file__).resolve().parents[1]  # the image installs numpy and pyarrow
+    # The image installs numpy and pyarrow: the venv's site-packages stand in for them.
+    venv = Path(str(__import__("numpy").__file__)).resolve().parents[1]
     result = _run("import jobs.prep.__main__, contract.index; print('ok')", [root, venv], {})
     assert result.returncode == 0, result.stderr

@@ -12,7 +12,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 
 from contract import layout
-from lambdas.pipeline.endpoints import EndpointBusyError
+from lambdas.kit.errors import EndpointBusyError
 from stacks.pipeline import asl as pipeline_asl
 from stacks.pipeline import paths
 from tests.stacks import asl

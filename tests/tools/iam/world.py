@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from contract.algorithms import ENDPOINT_NAMES
+from contract.algorithms import MODELS as CONTRACT_MODELS
 from lambdas.pipeline.start_run import plan_run
-from stacks.loftrec_stack import ENDPOINT_NAMES
 from tests.tools.iam.harness import DATA_BUCKET, RECORDED_CALLS
 from tools.iam import inventory
 from tools.iam.evaluate import Policies
@@ -25,7 +26,7 @@ from tools.iam.template import Template
 
 EXECUTION_NAME = "weekly-sample"
 START_TIME = "2024-01-07T03:00:00.000Z"
-MODELS = ("fm", "blazingtext")
+MODELS = CONTRACT_MODELS
 
 
 def role_name(logical_id: str) -> str:
@@ -55,10 +56,11 @@ def sample_execution(template: Template) -> tuple[dict[str, Any], dict[str, Any]
         defaults=json.loads(environment["RUN_DEFAULTS"]),
         bucket=environment["DATA_BUCKET"],
     )
+    names: Mapping[str, str] = run["names"]  # type: ignore[assignment]  # a TypedDict of str values
     training = {
         model: {
-            "job_name": run["names"][model],
-            "model_data": f"{run['run_uri']}{model}/{run['names'][model]}/output/model.tar.gz",
+            "job_name": names[model],
+            "model_data": f"{run['run_uri']}{model}/{names[model]}/output/model.tar.gz",
         }
         for model in MODELS
     }
