@@ -99,6 +99,27 @@ MANIFEST_SCHEMA_VERSION = 1
 # ---------------------------------------------------------------------------------------------- gate
 
 
+class Comparison(TypedDict):
+    """The candidate against one other model on the same test rows (lambdas/pipeline/paired.py)."""
+
+    against: str
+    rows: int
+    candidate_rmse: float
+    other_rmse: float
+    relative: float
+    """RMSE(candidate) / RMSE(other) - 1: negative when the candidate is better."""
+    interval: list[float]
+    """[low, high]: the paired bootstrap interval of `relative` (confidence in `bootstrap`)."""
+    passed: bool
+    reason: str
+
+
+class Bootstrap(TypedDict):
+    samples: int
+    seed: int
+    confidence: float
+
+
 class GateDecision(TypedDict):
     deploy: bool
     reasons: list[str]
@@ -107,6 +128,11 @@ class GateDecision(TypedDict):
     baseline_global_mean_rmse: float
     baseline_bias_rmse: float
     deployed_test_rmse: float | None
+    """The deployed model's RMSE on the test rows both runs know (None: nothing deployed, or no such row)."""
+    test_rows: NotRequired[int]
+    versus: NotRequired[list[Comparison]]
+    """The paired comparisons the decision rests on: each baseline, then the deployed run if any."""
+    bootstrap: NotRequired[Bootstrap]
 
 
 # ---------------------------------------------------------------------------------------------- run record

@@ -31,6 +31,7 @@ class QualityGateStep(LambdaStep):
             handler="lambdas.pipeline.gate.handler",
             description="Quality gate: FM against the baselines and the deployed model",
             environment=pipeline_settings(shared),
+            numpy=True,  # the paired bootstrap of the RMSE differences
         )
         storage = shared.storage
         storage.grant_key(self.role)

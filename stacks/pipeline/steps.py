@@ -43,6 +43,7 @@ class LambdaStep:
         environment: dict[str, str],
         timeout: Duration | None = None,
         memory_size: int = 256,
+        numpy: bool = False,
         extra_wildcard_reason: str = "",
     ) -> None:
         self.shared = shared
@@ -55,6 +56,7 @@ class LambdaStep:
             environment=environment,
             timeout=timeout or Duration.minutes(1),
             memory_size=memory_size,
+            numpy=numpy,
             extra_wildcard_reason=extra_wildcard_reason,
         )
         role = self.function.role

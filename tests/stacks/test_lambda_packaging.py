@@ -110,7 +110,7 @@ def test_every_handler_imports_from_its_asset_and_layers_alone(
 def test_a_function_without_its_layer_does_not_import(
     assembly: tuple[dict[str, Any], dict[str, Any], Path], tmp_path: Path
 ) -> None:
-    """The check above can fail: the shim without its layers lacks Powertools."""
+    """The check above can fail: a function without its layers lacks Powertools."""
     template, assets, folder = assembly
     (asset,) = {
         f["Properties"]["Code"]["S3Key"].removesuffix(".zip")
@@ -119,7 +119,7 @@ def test_a_function_without_its_layer_does_not_import(
     }
     root = folder / assets["files"][asset]["source"]["path"]
     runtime = _link_packages(tmp_path / "runtime", RUNTIME_PACKAGES)
-    result = _run("import lambdas.pipeline.gate", [root, runtime], {})
+    result = _run("import lambdas.pipeline.start_run", [root, runtime], {})
     assert result.returncode != 0
     assert "No module named 'aws_lambda_powertools'" in result.stderr
 
