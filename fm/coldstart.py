@@ -1,0 +1,209 @@
+"""A new product's rating from its title neighbours, in FM's own space, shrunk toward the customer's own side.
+
+A product FM has never seen has no factors. Its title's nearest known titles do: their similarity-weighted
+average item (factors, weight and time term) stands in for it, scored once with the customer's factors:
+
+    base(u, t)  = w0 + w_u + t (w_t + <v_u, v_t>)                    what FM says with no product at all
+    item(u, t)  = w_bar + <v_u, v_bar> + t <v_bar, v_t>               the neighbours' average item
+    rating      = base + lambda * item,   lambda = S / (S + alpha)
+
+where S is the similarity mass of the neighbours kept (similarity >= min_similarity). Few or weak neighbours
+give a small lambda and an answer near `base`, the customer's own side of FM (FM's "user bias"); no neighbour
+at or above min_similarity gives `base` exactly, flagged. alpha and min_similarity are chosen on validation
+rows (`choose_shrinkage`), never on test rows, and recorded in the run (serving/cold_start.json).
+
+Only the arithmetic lives here: the caller finds the neighbours (title vectors) and passes their product rows
+and similarities.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from fm.factors import LINEAR, TIME, ServingFactors
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+COLD_START_FILE = "cold_start.json"
+COLD_START_SCHEMA_VERSION = 1
+ALPHAS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 1e9)
+"""The shrinkage grid: 0 trusts the neighbours fully, 1e9 never (always `base`)."""
+MIN_SIMILARITIES = (0.0, 0.2, 0.4, 0.6, 0.8)
+
+
+class ColdStartFormatError(ValueError):
+    """cold_start.json is not as `Shrinkage.to_json` writes it; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Shrinkage:
+    alpha: float
+    min_similarity: float
+
+    def weight(self, mass: F64) -> F64:
+        """lambda = S / (S + alpha) per row; 0 where no neighbour is kept (S = 0)."""
+        mass = np.asarray(mass, np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            weights: F64 = np.where(mass > 0, mass / (mass + self.alpha), 0.0)
+        return weights
+
+    def to_json(self, **evidence: Any) -> dict[str, Any]:
+        return {
+            "schema_version": COLD_START_SCHEMA_VERSION,
+            "alpha": self.alpha,
+            "min_similarity": self.min_similarity,
+            **evidence,
+        }
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Shrinkage:
+        try:
+            document = json.loads(raw)
+        except ValueError as exc:
+            raise ColdStartFormatError(f"{COLD_START_FILE}: not JSON ({exc})") from None
+        if not isinstance(document, dict) or document.get("schema_version") != COLD_START_SCHEMA_VERSION:
+            raise ColdStartFormatError(
+                f"{COLD_START_FILE}: schema_version is not {COLD_START_SCHEMA_VERSION}"
+            )
+        values = []
+        for name, low in (("alpha", 0.0), ("min_similarity", -1.0)):
+            value = document.get(name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ColdStartFormatError(f"{COLD_START_FILE}: {name} is {value!r}, not a number")
+            if value < low:
+                raise ColdStartFormatError(f"{COLD_START_FILE}: {name} is {value!r}, below {low}")
+            values.append(float(value))
+        return cls(alpha=values[0], min_similarity=values[1])
+
+
+@dataclass(frozen=True)
+class Neighbourhood:
+    """Per row: the neighbours kept, their weights (similarity over the mass), and the mass S."""
+
+    rows: I64
+    """(n, k) product rows; -1 pads a row with fewer than k neighbours."""
+    weights: F64
+    """(n, k) similarity / S for the kept neighbours, 0 elsewhere."""
+    mass: F64
+    """(n,) S: the sum of the kept neighbours' similarities."""
+
+
+def neighbourhood(rows: npt.ArrayLike, similarities: npt.ArrayLike, min_similarity: float) -> Neighbourhood:
+    """Keep the neighbours at or above min_similarity (and above 0); rows of -1 are padding."""
+    product_rows: I64 = np.asarray(rows, np.int64)
+    sims: F64 = np.asarray(similarities, np.float64)
+    if product_rows.shape != sims.shape or product_rows.ndim != 2:
+        raise ValueError(f"neighbour rows {product_rows.shape} and similarities {sims.shape} must be (n, k)")
+    kept = (product_rows >= 0) & (sims > 0) & (sims >= min_similarity)
+    kept_sims = np.where(kept, sims, 0.0)
+    mass: F64 = kept_sims.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        weights: F64 = np.where(mass[:, None] > 0, kept_sims / mass[:, None], 0.0)
+    return Neighbourhood(rows=np.where(kept, product_rows, -1), weights=weights, mass=mass)
+
+
+@dataclass(frozen=True)
+class ColdStartParts:
+    """The two terms of a cold-start rating, per row, before shrinkage."""
+
+    base: F64
+    """FM with no product: the customer's own side (the answer with no meaningful neighbour)."""
+    item: F64
+    """The neighbours' average item, scored with the customer: 0 where no neighbour is kept."""
+    mass: F64
+
+    def ratings(self, shrinkage: Shrinkage) -> F64:
+        ratings: F64 = self.base + shrinkage.weight(self.mass) * self.item
+        return ratings
+
+
+def parts(
+    factors: ServingFactors, customers: npt.ArrayLike, times: npt.ArrayLike, around: Neighbourhood
+) -> ColdStartParts:
+    """base and item per row, in float64; a customer of -1 is unknown (base is then w0 + t w_t)."""
+    k = factors.num_factors
+    keys: I64 = np.asarray(customers, np.int64)
+    t: F64 = np.asarray(times, np.float64)
+    known = keys >= 0
+    user = np.zeros((keys.shape[0], k + 2), np.float64)
+    user[known] = factors.customers[keys[known]]
+    base: F64 = factors.w0 + user[:, k + LINEAR] + t * (factors.time_weight + user[:, k + TIME])
+    safe_rows = np.where(around.rows >= 0, around.rows, 0)
+    neighbours = factors.items[safe_rows].astype(np.float64)  # (n, k_neighbours, K + 2)
+    average = np.einsum("nj,njf->nf", around.weights, neighbours)  # padding has weight 0
+    item: F64 = (
+        average[:, k + LINEAR] + np.einsum("nf,nf->n", average[:, :k], user[:, :k]) + t * average[:, k + TIME]
+    )
+    return ColdStartParts(base=base, item=item, mass=around.mass)
+
+
+def rmse(predicted: F64, actual: F64) -> float:
+    error = np.asarray(predicted, np.float64) - np.asarray(actual, np.float64)
+    return float(np.sqrt(np.mean(error * error)))
+
+
+@dataclass(frozen=True)
+class ShrinkageChoice:
+    chosen: Shrinkage
+    rmse: float
+    base_rmse: float
+    """RMSE of `base` alone on the same rows: what the chosen shrinkage must not lose to."""
+    rows: int
+    table: list[dict[str, float]]
+    """Every (alpha, min_similarity) tried, with its RMSE."""
+
+    def to_json(self) -> dict[str, Any]:
+        return self.chosen.to_json(
+            chosen_on="validation",
+            rows=self.rows,
+            rmse=self.rmse,
+            base_rmse=self.base_rmse,
+            grid=self.table,
+        )
+
+
+def choose_shrinkage(
+    factors: ServingFactors,
+    *,
+    customers: npt.ArrayLike,
+    times: npt.ArrayLike,
+    neighbour_rows: npt.ArrayLike,
+    similarities: npt.ArrayLike,
+    actual: npt.ArrayLike,
+    rating_range: tuple[float, float],
+    alphas: Sequence[float] = ALPHAS,
+    min_similarities: Sequence[float] = MIN_SIMILARITIES,
+) -> ShrinkageChoice:
+    """The (alpha, min_similarity) of the grid with the lowest RMSE of the clipped ratings on these
+    (validation) rows; ties go to the larger alpha and the larger min_similarity (the more cautious). With
+    alpha 1e9 in the grid, the choice never does worse on these rows than `base` alone."""
+    y: F64 = np.asarray(actual, np.float64)
+    if y.shape[0] == 0:
+        raise ValueError("no rows to choose a shrinkage on")
+    low, high = rating_range
+    table: list[dict[str, float]] = []
+    best: tuple[float, float, float] | None = None  # (rmse, -alpha, -min_similarity)
+    base_rmse = math.nan
+    for min_similarity in min_similarities:
+        terms = parts(factors, customers, times, neighbourhood(neighbour_rows, similarities, min_similarity))
+        base_rmse = rmse(np.clip(terms.base, low, high), y)
+        for alpha in alphas:
+            shrinkage = Shrinkage(alpha=float(alpha), min_similarity=float(min_similarity))
+            score = rmse(np.clip(terms.ratings(shrinkage), low, high), y)
+            table.append({"alpha": float(alpha), "min_similarity": float(min_similarity), "rmse": score})
+            key = (score, -float(alpha), -float(min_similarity))
+            if best is None or key < best:
+                best = key
+    assert best is not None
+    chosen = Shrinkage(alpha=-best[1], min_similarity=-best[2])
+    return ShrinkageChoice(
+        chosen=chosen, rmse=best[0], base_rmse=base_rmse, rows=int(y.shape[0]), table=table
+    )
