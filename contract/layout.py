@@ -20,6 +20,9 @@ PREP = "prep/"
 MANIFEST = "prep/manifest.json"
 TRAIN = "prep/train/"
 TEST = "prep/test/"
+VALIDATION = "prep/validation/"
+"""One shard: every choice (tuning, early stopping, blend weights, shrinkage) is made on it; test rows give
+the final figure and the gate only."""
 CORPUS = "prep/corpus/"
 CORPUS_FILE = "prep/corpus/corpus.txt"
 INDEX = "prep/index/"
@@ -35,6 +38,10 @@ customers.npy (one row per product / customer: its factors, its linear weight an
 with the time feature's factors), time_factor.npy, the reviewed products per customer (reviewed_indptr.npy,
 reviewed_indices.npy: CSR), popularity.npy (review counts), and factors.json, written last."""
 SERVING_FACTORS_MANIFEST = "serving/fm/factors.json"
+COLD_START = "serving/cold_start.json"
+"""The cold start's shrinkage (fm/coldstart.py), chosen on the validation rows."""
+RANKING = "serving/ranking.json"
+"""The top-N ranking's popularity weight (fm/ranking.py), chosen on the validation rows."""
 RECOMMENDATIONS = "recommendations/"
 """Batch top-k for every customer (jobs/recommend): gzipped JSON Lines shards part-NNNNN.jsonl.gz and
 manifest.json, written last."""

@@ -27,12 +27,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from contract import layout
 from fm.factors import LINEAR, TIME, ServingFactors
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
-COLD_START_FILE = "cold_start.json"
+COLD_START_FILE = layout.COLD_START.removeprefix(layout.SERVING)
 COLD_START_SCHEMA_VERSION = 1
 ALPHAS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 1e9)
 """The shrinkage grid: 0 trusts the neighbours fully, 1e9 never (always `base`)."""
