@@ -23,7 +23,7 @@ CODE := $(wildcard app.py contract fm stacks jobs lambdas local tools bench test
 # The bundled MovieLens slice has a tenth of the notebook's rows: with SageMaker FM's default learning rates,
 # three epochs of 1,000-row mini-batches are too few updates to beat the bias baseline. The local run keeps
 # cdk.json's hyperparameters and raises these (README, "Running it locally"). RUN_ARGS adds options, e.g.
-# RUN_ARGS="--input /data/amazon-reviews".
+# RUN_ARGS="--input /data/amazon-reviews"; an --fm-hyperparameters there overrides these key by key.
 LOCAL_FM ?= {"epochs": 10, "linear_lr": 0.01, "factors_lr": 0.001}
 RUN_ARGS ?=
 

@@ -10,6 +10,9 @@ Three files, written by the prep job and read by the shims, the title-table expo
 Fields never hold a tab or a line break (the input is tab-separated without quoting), and lines end with "\\n"
 only: they are split on "\\n", never with str.splitlines(), which also breaks at characters such as U+2028
 that a title may hold.
+
+Ids (customer_id, product_id) are compared after `normalize_id`: whitespace around an id is not part of it,
+wherever the id comes from (a raw review file, an API request).
 """
 
 from __future__ import annotations
@@ -33,6 +36,17 @@ _WHITESPACE = re.compile(r"\s")
 
 class IndexFormatError(ValueError):
     """An index file is not in the format; the message names the file and the problem."""
+
+
+def normalize_id(raw: str) -> str:
+    """A customer or product id as every runtime compares it: without the whitespace around it.
+
+    Whitespace is what str.strip removes: the characters for which str.isspace() holds (the ASCII ones,
+    U+001C..U+001F, U+0085, U+00A0, the Unicode space separators, U+2028 and U+2029). An id that is empty
+    after trimming is no id. pyarrow's utf8_trim_whitespace trims the same characters (tests/contract), so a
+    columnar reader may trim with it.
+    """
+    return raw.strip()
 
 
 def title_token(title: str) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from contract.algorithms import BLAZINGTEXT, FM
-from contract.index import ServingIndex, title_token
+from contract.index import ServingIndex, normalize_id, title_token
 from lambdas.kit.errors import ModelRejectedError, RequestError
 
 from .vectors import FloatMatrix, TitleTable, unit_vector
@@ -23,7 +23,8 @@ from .vectors import FloatMatrix, TitleTable, unit_vector
 MAX_ID_CHARS = 64
 MAX_TITLE_CHARS = 500
 DEFAULT_SIMILAR = 10
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 
 
@@ -68,12 +69,31 @@ class Outcome:
 # ---------------------------------------------------------------------------------------------- requests
 
 
+def _utf8(raw: bytes) -> str:
+    """A body's bytes as text: UTF-8, the only encoding JSON may be exchanged in (RFC 8259, section 8.1), a
+    leading byte order mark ignored as the RFC allows. UTF-16 and UTF-32 text is refused by its NUL bytes,
+    which UTF-8 JSON cannot hold."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        problem = f"byte 0x{raw[exc.start]:02x} at position {exc.start} ({exc.reason})"
+        raise RequestError("body", f"not UTF-8: {problem}") from None
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        raise RequestError("body", f"not UTF-8: a NUL byte at position {nul} (UTF-16 or UTF-32 text?)")
+    return text
+
+
 def parse_json_body(raw: str | bytes | None) -> object:
-    if raw is None or (isinstance(raw, str | bytes) and not raw.strip()):
+    """The request body (the event's text, or the bytes of a base64 body) as JSON."""
+    text = _utf8(raw) if isinstance(raw, bytes) else raw
+    if text is None or not text.strip():
         raise RequestError("body", "required: a JSON object")
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return json.loads(text)
+    except RecursionError:
+        raise RequestError("body", "nested too deeply") from None
+    except ValueError as exc:
         raise RequestError("body", f"not valid JSON ({exc})") from None
 
 
@@ -82,10 +102,18 @@ def _object(value: object, where: str, allowed: Sequence[str]) -> dict[str, Any]
         raise RequestError(where, f"must be a JSON object, got {_kind(value)}")
     unknown = sorted(set(value) - set(allowed))
     if unknown:
-        name = unknown[0]
+        name = _shown(unknown[0])
         path = f"{where}.{name}" if where != "body" else name
         raise RequestError(path, f"unknown field (allowed: {', '.join(allowed)})")
     return value
+
+
+def _shown(name: str) -> str:
+    """A field name the request made up, as an error message shows it: as it is when it is short and
+    printable, else quoted with its escapes (a lone surrogate, a control character), at most 40 characters."""
+    if name and len(name) <= 40 and name.isprintable():
+        return name
+    return repr(name[:40]) + ("..." if len(name) > 40 else "")
 
 
 def _kind(value: object) -> str:
@@ -102,14 +130,25 @@ def _kind(value: object) -> str:
     return "an object"
 
 
+def _text(value: object, path: str) -> str:
+    """A string that UTF-8 can encode: JSON's \\ud800 escapes let a request spell a lone surrogate, which no
+    model, index or log line can take."""
+    if not isinstance(value, str):
+        raise RequestError(path, f"must be a string, got {_kind(value)}")
+    surrogate = _SURROGATE.search(value)
+    if surrogate is not None:
+        problem = f"a lone surrogate U+{ord(surrogate.group()):04X} at character {surrogate.start() + 1}"
+        raise RequestError(path, f"not valid Unicode: {problem} (text must be encodable as UTF-8)")
+    return value
+
+
 def _identifier(item: Mapping[str, Any], name: str, where: str) -> str:
+    """A customer or product id, without the whitespace around it (contract.index.normalize_id)."""
     path = f"{where}.{name}"
     if name not in item:
         raise RequestError(path, "required")
-    value = item[name]
-    if not isinstance(value, str):
-        raise RequestError(path, f"must be a string, got {_kind(value)}")
-    if not value.strip():
+    value = normalize_id(_text(item[name], path))
+    if not value:
         raise RequestError(path, "must not be empty")
     if len(value) > MAX_ID_CHARS:
         raise RequestError(path, f"too long: {len(value)} characters, at most {MAX_ID_CHARS}")
@@ -117,13 +156,12 @@ def _identifier(item: Mapping[str, Any], name: str, where: str) -> str:
 
 
 def _title(value: object, path: str) -> str:
-    if not isinstance(value, str):
-        raise RequestError(path, f"must be a string, got {_kind(value)}")
-    if not value.strip():
+    title = _text(value, path)
+    if not title.strip():
         raise RequestError(path, "must not be empty")
-    if len(value) > MAX_TITLE_CHARS:
-        raise RequestError(path, f"too long: {len(value)} characters, at most {MAX_TITLE_CHARS}")
-    return value
+    if len(title) > MAX_TITLE_CHARS:
+        raise RequestError(path, f"too long: {len(title)} characters, at most {MAX_TITLE_CHARS}")
+    return title
 
 
 def _date(value: object, path: str) -> dt.date:
@@ -179,7 +217,8 @@ def parse_similar_request(body: object, *, max_titles: int, max_similar: int) ->
     elif isinstance(k, bool) or not isinstance(k, int):
         raise RequestError("k", f"must be an integer from 1 to {max_similar}, got {_kind(k)}")
     elif not 1 <= k <= max_similar:
-        raise RequestError("k", f"must be an integer from 1 to {max_similar}, got {k}")
+        shown = str(k) if len(str(k)) <= 20 else f"{str(k)[:20]}... ({len(str(k))} digits)"
+        raise RequestError("k", f"must be an integer from 1 to {max_similar}, got {shown}")
     return SimilarRequest(titles=titles, k=k)
 
 

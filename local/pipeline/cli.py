@@ -15,12 +15,143 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
+from jobs.prep.__main__ import build_parser as prep_parser
+from jobs.prep.job import PrepConfig
+from jobs.prep.prepare import Thresholds
+from local.hyperparameters import hyperparameters_argument
 from local.pipeline import PipelineError
-from local.pipeline.run import ROOT, Run, run_pipeline
+from local.pipeline.run import BLAZINGTEXT_OPTION, FM_OPTION, ROOT, Run, load_defaults, run_pipeline
+from stacks.config import Config
 
 PROG = "python -m local.pipeline"
+
+PREP_OPTIONS: dict[str, str | None] = {
+    "--min-customer-reviews": "min_customer_reviews",
+    "--min-product-reviews": "min_product_reviews",
+    "--max-bad-row-fraction": "max_bad_row_fraction",
+    "--fm-instance-count": "fm_instance_count",
+    "--shards-per-instance": None,
+    "--seed": None,
+}
+"""The prep job's options (python -m jobs.prep) the local run takes, parsed and checked by the prep job's
+own parser's rules, each by the cdk.json key its default comes from (None: the prep job's default)."""
+PREP_OPTIONS_NOT_TAKEN = {
+    "--help": "the local run's own",
+    "--input": "the local run's own: the raw files (the run's prep/ is the output)",
+    "--output": "the local run's own: the output root, under which the run folder is",
+    "--failure-message": "SageMaker Processing's ExitMessage file; the local run prints the reason",
+}
+SEED_HELP = "seed of the train row shuffle, the bootstrap intervals and the cold-start hold-out (%(default)s)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are PipelineError: one line naming the option, no usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        raise PipelineError(message.removeprefix("argument "))
+
+
+def _table(text: str) -> dict[str, Any]:
+    """A hyperparameter table from the command line: a JSON object, or @file.json holding one."""
+    shown = text if len(text) <= 80 else text[:77] + "..."
+    try:
+        table = hyperparameters_argument(text)
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"cannot read {text[1:]} ({error.strerror})") from None
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({error}): {shown!r}") from None
+    if not isinstance(table, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object, got {shown!r}")
+    return table
+
+
+def _merged(tables: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """Tables given one after another, later keys over earlier ones."""
+    merged: dict[str, Any] = {}
+    for table in tables or []:
+        merged.update(table)
+    return merged
+
+
+def _add_prep_options(parser: argparse.ArgumentParser, config: Config) -> None:
+    group = parser.add_argument_group(
+        "the prep job's options (python -m jobs.prep), defaults from cdk.json or the prep job's"
+    )
+    # argparse lists a parser's options in _actions only; the prep job's parser is the one set of rules.
+    for action in prep_parser()._actions:
+        option = action.option_strings[-1] if action.option_strings else None
+        if option not in PREP_OPTIONS:
+            continue
+        key = PREP_OPTIONS[option]
+        checked: dict[str, Any] = {} if action.type is None else {"type": action.type}
+        group.add_argument(
+            *action.option_strings,
+            **checked,
+            dest=action.dest,
+            default=action.default if key is None else getattr(config, key),
+            metavar=action.metavar,
+            help=SEED_HELP if option == "--seed" else action.help,
+        )
+
+
+def build_parser(config: Config) -> argparse.ArgumentParser:
+    """The command line, with cdk.json's values as its defaults."""
+    parser = _Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--input", type=Path, help="folder of Amazon-schema TSV files (default: bundled MovieLens)"
+    )
+    parser.add_argument(
+        "--output", type=Path, default=ROOT / "local-bucket", help="where runs/ and serving/ go (%(default)s)"
+    )
+    parser.add_argument(
+        FM_OPTION,
+        type=_table,
+        action="append",
+        metavar="JSON",
+        help="FM hyperparameters over cdk.json's, key by key, e.g. '{\"epochs\": 10}' or @file.json; "
+        "repeated, later keys win",
+    )
+    parser.add_argument(
+        BLAZINGTEXT_OPTION,
+        type=_table,
+        action="append",
+        metavar="JSON",
+        help="BlazingText hyperparameters over cdk.json's, as --fm-hyperparameters",
+    )
+    parser.add_argument(
+        "--cold-start-fraction",
+        type=float,
+        default=0.1,
+        help="share of the test set's products held out for the cold start; 0 skips it (%(default)s)",
+    )
+    _add_prep_options(parser, config)
+    return parser
+
+
+def run_arguments(argv: Sequence[str] | None, config: Config) -> dict[str, Any]:
+    """The command line -> run_pipeline's keyword arguments; PipelineError names a bad option."""
+    args = build_parser(config).parse_args(argv)
+    prep = PrepConfig(
+        thresholds=Thresholds(args.min_customer_reviews, args.min_product_reviews),
+        max_bad_row_fraction=args.max_bad_row_fraction,
+        fm_instance_count=args.fm_instance_count,
+        shards_per_instance=args.shards_per_instance,
+        seed=args.seed,
+    )
+    return {
+        "input_dir": args.input,
+        "output_root": args.output,
+        "fm_overrides": _merged(args.fm_hyperparameters),
+        "blazingtext_overrides": _merged(args.blazingtext_hyperparameters),
+        "cold_start_fraction": args.cold_start_fraction,
+        "prep": prep,
+        "config": config,
+        "seed": args.seed,
+    }
 
 
 def summary(run: Run) -> str:
@@ -58,42 +189,20 @@ def summary(run: Run) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--input", type=Path, help="folder of Amazon-schema TSV files (default: bundled MovieLens)"
-    )
-    parser.add_argument(
-        "--output", type=Path, default=ROOT / "local-bucket", help="where runs/ and serving/ go (%(default)s)"
-    )
-    parser.add_argument(
-        "--fm-hyperparameters",
-        default="{}",
-        help="JSON object of FM hyperparameters over cdk.json's, e.g. '{\"epochs\": 10}'",
-    )
-    parser.add_argument(
-        "--cold-start-fraction",
-        type=float,
-        default=0.1,
-        help="share of the test set's products held out for the cold start; 0 skips it (%(default)s)",
-    )
-    args = parser.parse_args(argv)
+def main(argv: Sequence[str] | None = None) -> int:
+    """Exit status 0: the run is done; 2: it could not be (one line on stderr: `loftrec: <why>`, and the run
+    left nothing behind); 130: interrupted."""
     try:
-        overrides = json.loads(args.fm_hyperparameters)
-        if not isinstance(overrides, dict):
-            raise PipelineError("--fm-hyperparameters must be a JSON object")
-        if not 0 <= args.cold_start_fraction < 1:
-            raise PipelineError("--cold-start-fraction must be at least 0 and below 1")
-        run = run_pipeline(
-            input_dir=args.input,
-            output_root=args.output,
-            fm_overrides=overrides,
-            cold_start_fraction=args.cold_start_fraction,
-        )
-    except (PipelineError, json.JSONDecodeError) as error:
+        config = load_defaults()
+        run = run_pipeline(**run_arguments(argv, config))
+    except PipelineError as error:
         print(f"loftrec: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # the machine's: a full disk, a folder taken away
+        print(f"loftrec: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("loftrec: interrupted; the run left nothing behind", file=sys.stderr)
+        return 130
     print(summary(run))
     return 0

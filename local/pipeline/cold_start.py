@@ -11,6 +11,7 @@ compared with the global mean and with the bias model without the item term.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -72,6 +73,7 @@ def cold_start_experiment(
     server: RuntimeServer,
     config: Config,
     hyperparameters: dict[str, object],
+    blazingtext_hyperparameters: Mapping[str, object],
     metrics: RunMetrics,
     fraction: float,
     seed: int,
@@ -103,9 +105,7 @@ def cold_start_experiment(
 
     # Its training jobs, title table, endpoints and record.
     warm = train_fm_job(experiment, hyperparameters, "FM without held-out")
-    train_title_embeddings_job(
-        experiment, dict(config.blazingtext_hyperparameters), "FastText without held-out"
-    )
+    train_title_embeddings_job(experiment, blazingtext_hyperparameters, "FastText without held-out")
     export_titles(experiment)
     deploy_models(server, experiment, COLD_ENDPOINTS)
     experiment_metrics: RunMetrics = {**metrics, "fm_test_rmse": float(str(warm["test_rmse"]))}

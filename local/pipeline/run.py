@@ -11,9 +11,10 @@ import contextlib
 import datetime as dt
 import json
 import resource
+import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,13 +25,17 @@ from contract import layout
 from contract.algorithms import ENDPOINT_NAMES
 from contract.documents import GateDecision, Manifest, RunMetrics
 from contract.features import RATING_RANGE, FeatureLayout
+from contract.hyperparameters import HyperparameterError as ContractHyperparameterError
+from contract.hyperparameters import check_blazingtext, check_fm
 from jobs.prep.failure import PrepError
 from jobs.prep.job import PrepConfig, run_prep
 from jobs.prep.prepare import Thresholds
 from jobs.prep.read import find_input_files
 from lambdas.pipeline.gate import decide
 from local import movielens
-from local.fm import load_model, predict, read_shards
+from local.embeddings import gensim_kwargs
+from local.fm import fm_hyperparameters, load_model, predict, read_shards
+from local.hyperparameters import HyperparameterError as LocalHyperparameterError
 from local.pipeline import PipelineError
 from local.pipeline.cold_start import cold_start_experiment
 from local.pipeline.evaluation import bias_predictions, bootstrap, range_violations
@@ -40,12 +45,29 @@ from local.pipeline.training import export_titles, train_fm_job, train_title_emb
 from local.runtime_server import RuntimeServer
 from stacks.config import Config, ConfigError, default_context, load_config
 
-__all__ = ["BUNDLED", "ROOT", "Run", "run_pipeline"]
+__all__ = [
+    "BLAZINGTEXT_OPTION",
+    "BUNDLED",
+    "FM_OPTION",
+    "ROOT",
+    "Run",
+    "blazingtext_table",
+    "fm_table",
+    "load_defaults",
+    "prep_defaults",
+    "run_pipeline",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLED = ROOT / "data" / "movielens-latest-small"
 RESULTS_FILE = "results.json"
 REPORT = "report/"
+# The command line's names for what a run is told (python -m local.pipeline), which its errors name.
+INPUT_OPTION = "--input"
+OUTPUT_OPTION = "--output"
+FM_OPTION = "--fm-hyperparameters"
+BLAZINGTEXT_OPTION = "--blazingtext-hyperparameters"
+COLD_START_OPTION = "--cold-start-fraction"
 
 
 @dataclass
@@ -75,28 +97,147 @@ class Run:
         self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - started, 2)
 
 
-def new_run(output_root: Path) -> Run:
-    """A run with a fresh folder: local-<UTC time>, with a suffix when that folder exists already."""
+def _fresh_run(output_root: Path) -> Run:
+    """A run whose folder does not exist yet: local-<UTC time>, with a suffix when that folder exists."""
     stamp = f"local-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
     run = Run(output_root, stamp)
     for attempt in range(2, 100):  # two runs in one second get their own folders
         if not run.folder.exists():
             break
         run = Run(output_root, f"{stamp}-{attempt}")
-    run.folder.mkdir(parents=True)
     return run
+
+
+def _missing(folder: Path) -> list[Path]:
+    """`folder` and those of its parents that do not exist, deepest first."""
+    missing = []
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            break
+        missing.append(candidate)
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:  # deepest first; a folder that is not empty stays
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+@contextlib.contextmanager
+def new_run(output_root: Path) -> Iterator[Run]:
+    """A run with a fresh folder, for the time of the run.
+
+    A run that fails (an exception, Ctrl-C) leaves nothing behind: its folder is removed with the folders
+    made for it, and the deployed-run record (serving/current.json) is put back as it was, or removed when
+    there was none. A half-written run folder would pass for a run with whatever lists runs/, and the record
+    must never name a run that is gone; the error line says why the run failed, and the inputs are
+    untouched, so running again shows the failure again.
+    """
+    run = _fresh_run(output_root)
+    made = _missing(run.folder)
+    serving_made = _missing(run.record_path.parent)
+    record = run.record_path.read_bytes() if run.record_path.is_file() else None
+    try:
+        run.folder.mkdir(parents=True)
+    except OSError as error:
+        _remove_empty(made[1:])
+        raise PipelineError(
+            f"{OUTPUT_OPTION} {output_root}: cannot make a run folder there ({error.strerror})"
+        ) from None
+    try:
+        yield run
+    except BaseException:
+        shutil.rmtree(run.folder, ignore_errors=True)
+        if record is not None:
+            run.record_path.write_bytes(record)
+        else:
+            run.record_path.unlink(missing_ok=True)
+        _remove_empty(serving_made)
+        _remove_empty(made[1:])
+        raise
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What a run is told, checked before it starts
+
+
+def load_defaults() -> Config:
+    """cdk.json's configuration: the local run's defaults, as they are the cloud's."""
+    try:
+        return load_config(default_context())
+    except ConfigError as error:
+        raise PipelineError(f"cdk.json: {error}") from None
+
+
+def prep_defaults(config: Config) -> PrepConfig:
+    """The prep job's settings from cdk.json (the thresholds, the bad-row limit, the FM instance count), its
+    own defaults for the rest."""
+    return PrepConfig(
+        thresholds=Thresholds(config.min_customer_reviews, config.min_product_reviews),
+        max_bad_row_fraction=config.max_bad_row_fraction,
+        fm_instance_count=config.fm_instance_count,
+    )
+
+
+def fm_table(config: Config, overrides: Mapping[str, object]) -> dict[str, object]:
+    """cdk.json's FM hyperparameters with the run's overrides, key by key, checked before any work: by the
+    contract's rules (what the cloud's training job would be sent) and by the local trainer's reader (what
+    it trains; feature_dim, known after prep, is read as a stand-in here)."""
+    table = {**config.fm_hyperparameters, **overrides}
+    try:
+        check_fm(table)
+        fm_hyperparameters({**table, "feature_dim": 1, "predictor_type": "regressor"})
+    except (ContractHyperparameterError, LocalHyperparameterError) as error:
+        raise PipelineError(f"{FM_OPTION}: {error}") from None
+    return table
+
+
+def blazingtext_table(config: Config, overrides: Mapping[str, object]) -> dict[str, object]:
+    """cdk.json's BlazingText hyperparameters with the run's overrides, key by key, checked before any work
+    by the contract's rules and by the local stand-in's reader (local.embeddings.gensim_kwargs)."""
+    try:
+        table: dict[str, object] = dict(
+            check_blazingtext({**config.blazingtext_hyperparameters, **overrides})
+        )
+        gensim_kwargs(table)
+    except (ContractHyperparameterError, LocalHyperparameterError) as error:
+        raise PipelineError(f"{BLAZINGTEXT_OPTION}: {error}") from None
+    return table
+
+
+def check_cold_start_fraction(fraction: float) -> float:
+    if not 0 <= fraction < 1:
+        raise PipelineError(f"{COLD_START_OPTION}: must be at least 0 and below 1, got {fraction}")
+    return fraction
+
+
+def check_input(folder: Path) -> Path:
+    """The input folder exists and holds raw files (the prep job's find_input_files)."""
+    if not folder.exists():
+        raise PipelineError(f"{INPUT_OPTION} {folder}: no such folder")
+    if not folder.is_dir():
+        raise PipelineError(f"{INPUT_OPTION} {folder}: not a folder")
+    try:
+        find_input_files(folder)
+    except PrepError as error:
+        raise PipelineError(f"{INPUT_OPTION} {folder}: {error}") from None
+    return folder
+
+
+def check_output(root: Path) -> Path:
+    """The output root is a folder, or a folder can be made there (whether it may, new_run finds out)."""
+    for folder in (root, *root.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                where = "a file" if folder == root else f"under {folder}, a file"
+                raise PipelineError(f"{OUTPUT_OPTION} {root}: {where}, not a folder")
+            break
+    return root
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Steps
-
-
-def check_input(folder: Path) -> Path:
-    if not folder.is_dir():
-        raise PipelineError(f"input folder {folder} does not exist")
-    if not find_input_files(folder):
-        raise PipelineError(f"input folder {folder} holds no .tsv or .tsv.gz file")
-    return folder
 
 
 def convert_bundled(run: Run) -> Path:
@@ -106,13 +247,8 @@ def convert_bundled(run: Run) -> Path:
     return folder
 
 
-def prepare(run: Run, input_dir: Path, config: Config) -> Manifest:
+def prepare(run: Run, input_dir: Path, prep_config: PrepConfig) -> Manifest:
     """The prep job's entrypoint, in-process, writing the run's prep/."""
-    prep_config = PrepConfig(
-        thresholds=Thresholds(config.min_customer_reviews, config.min_product_reviews),
-        max_bad_row_fraction=config.max_bad_row_fraction,
-        fm_instance_count=config.fm_instance_count,
-    )
     try:
         return run_prep(
             input_dir, run.folder / layout.PREP, prep_config, log=lambda m: print(m, file=sys.stderr)
@@ -121,16 +257,9 @@ def prepare(run: Run, input_dir: Path, config: Config) -> Manifest:
         raise PipelineError(str(error)) from None
 
 
-def fm_training_hyperparameters(
-    config: Config, overrides: dict[str, object], manifest: Manifest
-) -> dict[str, object]:
-    """cdk.json's FM hyperparameters with the run's overrides, and the two the pipeline sets."""
-    return {
-        **config.fm_hyperparameters,
-        **overrides,
-        "feature_dim": manifest["feature_dim"],
-        "predictor_type": "regressor",
-    }
+def fm_training_hyperparameters(table: Mapping[str, object], manifest: Manifest) -> dict[str, object]:
+    """The run's FM hyperparameters (fm_table), and the two the pipeline sets."""
+    return {**table, "feature_dim": manifest["feature_dim"], "predictor_type": "regressor"}
 
 
 def quality_gate(run: Run, fm_metrics: dict[str, object], manifest: Manifest, config: Config) -> GateDecision:
@@ -171,7 +300,15 @@ def evaluate(run: Run, manifest: Manifest, seed: int) -> None:
     )
 
 
-def serve(run: Run, config: Config, metrics: RunMetrics, cold_start_fraction: float, seed: int) -> None:
+def serve(
+    run: Run,
+    config: Config,
+    metrics: RunMetrics,
+    *,
+    blazingtext_hyperparameters: Mapping[str, object],
+    cold_start_fraction: float,
+    seed: int,
+) -> None:
     """Both models on the local runtime, the run record written as the state machine writes it, the real
     shims answering sample requests; then the cold-start experiment on the same server and shims."""
     results = run.results
@@ -195,6 +332,7 @@ def serve(run: Run, config: Config, metrics: RunMetrics, cold_start_fraction: fl
                         server=server,
                         config=config,
                         hyperparameters=results["fm_hyperparameters"],
+                        blazingtext_hyperparameters=blazingtext_hyperparameters,
                         metrics=metrics,
                         fraction=cold_start_fraction,
                         seed=seed,
@@ -211,35 +349,70 @@ def run_pipeline(
     *,
     input_dir: Path | None,
     output_root: Path,
-    fm_overrides: dict[str, object],
+    fm_overrides: Mapping[str, object],
     cold_start_fraction: float,
+    blazingtext_overrides: Mapping[str, object] | None = None,
+    prep: PrepConfig | None = None,
+    config: Config | None = None,
     seed: int = 42,
 ) -> Run:
-    """The whole run; its results (results.json) and report (report/report.md) in the run folder."""
-    try:
-        config = load_config(default_context())
-    except ConfigError as error:
-        raise PipelineError(f"cdk.json: {error}") from None
+    """The whole run; its results (results.json) and report (report/report.md) in the run folder.
+
+    Every setting is checked before any work, a PipelineError naming the option and the value: the
+    hyperparameter tables (cdk.json's with the overrides), the cold-start fraction, the input folder, the
+    output root. prep defaults to cdk.json's settings (prep_defaults), config to cdk.json's. A run that
+    fails leaves nothing behind (new_run).
+    """
+    config = config if config is not None else load_defaults()
+    fm_hyperparameters = fm_table(config, fm_overrides)
+    bt_hyperparameters = blazingtext_table(config, blazingtext_overrides or {})
+    prep_config = prep if prep is not None else prep_defaults(config)
+    check_cold_start_fraction(cold_start_fraction)
     if input_dir is not None:
         check_input(input_dir)
-    run = new_run(output_root)
+    check_output(output_root)
+    with new_run(output_root) as run:
+        _run_steps(
+            run,
+            input_dir=input_dir,
+            config=config,
+            prep_config=prep_config,
+            fm_hyperparameters=fm_hyperparameters,
+            bt_hyperparameters=bt_hyperparameters,
+            cold_start_fraction=cold_start_fraction,
+            seed=seed,
+        )
+    return run
+
+
+def _run_steps(
+    run: Run,
+    *,
+    input_dir: Path | None,
+    config: Config,
+    prep_config: PrepConfig,
+    fm_hyperparameters: Mapping[str, object],
+    bt_hyperparameters: Mapping[str, object],
+    cold_start_fraction: float,
+    seed: int,
+) -> None:
     results = run.results
     results["run_id"] = run.run_id
 
     with run.step("prepare data"):
         source = input_dir if input_dir is not None else convert_bundled(run)
         results["input"] = str(input_dir or BUNDLED)
-        manifest = prepare(run, source, config)
+        manifest = prepare(run, source, prep_config)
     results["manifest"] = manifest
 
     with run.step("train FM"):
-        hyperparameters = fm_training_hyperparameters(config, fm_overrides, manifest)
+        hyperparameters = fm_training_hyperparameters(fm_hyperparameters, manifest)
         results["fm_hyperparameters"] = hyperparameters
         fm_metrics = train_fm_job(run.folder, hyperparameters, "FM")
         results["fm_metrics"] = fm_metrics
 
     with run.step("train title embeddings"):
-        bt_hyperparameters = dict(config.blazingtext_hyperparameters)
+        results["blazingtext_hyperparameters"] = dict(bt_hyperparameters)
         train_title_embeddings_job(run.folder, bt_hyperparameters, "BlazingText (FastText)")
         results["title_table"] = export_titles(run.folder)
 
@@ -255,7 +428,14 @@ def run_pipeline(
         "baseline_global_mean_rmse": baselines["global_mean"]["rmse"],
         "baseline_bias_rmse": baselines["bias"]["rmse"],
     }
-    serve(run, config, metrics, cold_start_fraction, seed)
+    serve(
+        run,
+        config,
+        metrics,
+        blazingtext_hyperparameters=bt_hyperparameters,
+        cold_start_fraction=cold_start_fraction,
+        seed=seed,
+    )
 
     with run.step("title map"):
         results["title_map"] = title_map(run.folder, read_shards(run.folder / layout.TRAIN))
@@ -266,4 +446,3 @@ def run_pipeline(
     from local.pipeline.report import write_report  # noqa: PLC0415 -- matplotlib only when a report is written
 
     results["report"] = str(write_report(run.folder / REPORT, results))
-    return run

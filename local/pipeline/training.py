@@ -52,7 +52,7 @@ def train_title_embeddings_job(run_folder: Path, hyperparameters: Mapping[str, o
                 hyperparameters,
                 progress=embeddings_display(progress),
             )
-        except HyperparameterError as error:
+        except ValueError as error:  # a HyperparameterError, or a corpus without a token to learn
             raise PipelineError(str(error)) from None
 
 

@@ -12,7 +12,15 @@ import numpy as np
 import pytest
 
 from contract.features import TimeTransform
-from contract.index import IndexFormatError, index_files, load_index, parse_index, title_token, write_index
+from contract.index import (
+    IndexFormatError,
+    index_files,
+    load_index,
+    normalize_id,
+    parse_index,
+    title_token,
+    write_index,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -156,6 +164,57 @@ def test_index_at_full_scale_loads_every_key(tmp_path: Path) -> None:
     assert index.first_review_day[149_999] == 13_000 + 149_999 % 3000
     assert index.product_key(index.product_rows["B000039999"]) == n + 39_999
     assert index.product_titles[39_999] == "Title number 39999: Season 3"
+
+
+# Every character str.isspace() holds for, written out: the ASCII whitespace, the information separators
+# U+001C..U+001F, NEL, NO-BREAK SPACE, OGHAM SPACE MARK, U+2000..U+200A, LINE and PARAGRAPH SEPARATOR,
+# NARROW NO-BREAK SPACE, MEDIUM MATHEMATICAL SPACE, IDEOGRAPHIC SPACE.
+ID_WHITESPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680"
+    + "".join(chr(c) for c in range(0x2000, 0x200B))
+    + "\u2028\u2029\u202f\u205f\u3000"
+)
+# Every code point but the surrogates, which no UTF-8 text holds.
+CODE_POINTS = [c for c in range(sys.maxunicode + 1) if not 0xD800 <= c <= 0xDFFF]
+
+
+@pytest.mark.parametrize(
+    ("raw", "normalized"),
+    [
+        ("13", "13"),
+        (" 13", "13"),
+        ("13\t", "13"),
+        ("\u00a0B00ABC\u3000", "B00ABC"),
+        ("\u2028C1\x85", "C1"),
+        ("A B", "A B"),  # inside an id, whitespace is part of it
+        ("   ", ""),
+        ("\u200bC1", "\u200bC1"),  # ZERO WIDTH SPACE is a format character, not whitespace
+    ],
+)
+def test_normalize_id_trims_the_whitespace_around_an_id(raw: str, normalized: str) -> None:
+    assert normalize_id(raw) == normalized
+
+
+def test_normalize_id_trims_exactly_the_characters_written_out() -> None:
+    trimmed = [c for c in CODE_POINTS if normalize_id(f"{chr(c)}x{chr(c)}") == "x"]
+    assert "".join(map(chr, trimmed)) == ID_WHITESPACE
+
+
+def test_pyarrow_trims_the_same_whitespace_as_normalize_id() -> None:
+    """A columnar reader (the prep job) may trim ids with pyarrow's utf8_trim_whitespace: for every code
+    point on either side of an id, it trims what normalize_id trims, and nothing else."""
+    import pyarrow as pa  # noqa: PLC0415 -- the contract itself needs the standard library only
+    import pyarrow.compute as pc  # noqa: PLC0415
+
+    for template in ("{c}x", "x{c}", "{c}{c}x{c}"):
+        raws = [template.format(c=chr(c)) for c in CODE_POINTS]
+        trimmed = pc.utf8_trim_whitespace(pa.array(raws, pa.string())).to_pylist()
+        differ = [
+            f"U+{ord(raw.replace('x', '')[0]):04X}"
+            for raw, ours in zip(raws, trimmed, strict=True)
+            if ours != normalize_id(raw)
+        ]
+        assert differ == [], template
 
 
 def test_the_contract_needs_only_the_standard_library() -> None:

@@ -103,6 +103,10 @@ def test_bad_predict_requests_get_a_400_naming_the_field(world: World, raw: str,
         ({"titles": ["ok", " \t"]}, "titles[1]: must not be empty"),
         ({"titles": ["ok"], "k": 0}, "k: must be an integer from 1 to 5, got 0"),
         ({"titles": ["ok"], "k": 6}, "k: must be an integer from 1 to 5, got 6"),
+        (
+            {"titles": ["ok"], "k": 10**40},
+            "k: must be an integer from 1 to 5, got 10000000000000000000... (41 digits)",
+        ),
         ({"titles": ["ok"], "k": True}, "k: must be an integer from 1 to 5, got a boolean"),
         ({"titles": ["ok"], "k": 2.5}, "k: must be an integer from 1 to 5, got a number"),
         ({"titles": ["ok"], "limit": 2}, "limit: unknown field (allowed: titles, k)"),
@@ -225,3 +229,166 @@ def test_configuration_defaults_and_the_cold_start_check(monkeypatch: pytest.Mon
     assert config.sagemaker_runtime_endpoint_url is None
     with pytest.raises(ConfigError, match="NEIGHBOURS='many'"):
         load_handlers(monkeypatch, RUN_RECORD_URI="file:///tmp/current.json", NEIGHBOURS="many")
+
+
+def _base64_event(data: bytes, *, path: str = "/predictions") -> dict[str, Any]:
+    event = api_event(None, path=path, raw=base64.b64encode(data).decode())
+    event["isBase64Encoded"] = True
+    return event
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (
+            '{"items": [{"customer_id": "C1", "product_id": "NEW", "product_title": "ab\\ud800cd"}]}',
+            "items[0].product_title: not valid Unicode: a lone surrogate U+D800 at character 3 "
+            "(text must be encodable as UTF-8)",
+        ),
+        (
+            '{"items": [{"customer_id": "C\\udfff", "product_id": "P-SH1"}]}',
+            "items[0].customer_id: not valid Unicode: a lone surrogate U+DFFF at character 2",
+        ),
+        (
+            '{"items": [{"customer_id": "C1", "product_id": "\\ud83d"}]}',
+            "items[0].product_id: not valid Unicode: a lone surrogate U+D83D at character 1",
+        ),
+    ],
+)
+def test_text_that_is_not_encodable_as_utf8_is_a_bad_request_before_any_model_call(
+    world: World, raw: str, message: str
+) -> None:
+    status, body = answer(world.handlers.predict_handler(api_event(None, raw=raw), None))
+
+    assert (status, body["error"]["code"]) == (400, "bad_request")
+    assert body["error"]["message"].startswith(message), body
+    assert world.server.received(world.fm) == []
+    assert world.server.received(world.blazingtext) == []
+
+
+def test_a_similar_titles_title_with_a_lone_surrogate_is_a_bad_request(world: World) -> None:
+    event = api_event(None, path="/similar-titles", raw='{"titles": ["Sherlock", "ab\\ud800cd"]}')
+    status, body = answer(world.handlers.similar_titles_handler(event, None))
+
+    assert status == 400
+    assert body["error"]["message"].startswith("titles[1]: not valid Unicode: a lone surrogate U+D800")
+    assert world.server.received(world.blazingtext) == []
+
+
+def test_a_pair_of_surrogates_written_as_escapes_is_one_character_and_fine(world: World) -> None:
+    # "\ud83c\udfac" is JSON's escape of U+1F3AC (clapper board), one encodable character.
+    event = api_event(None, path="/similar-titles", raw='{"titles": ["Sherlock \\ud83c\\udfac"]}')
+    status, body = answer(world.handlers.similar_titles_handler(event, None))
+
+    assert status == 200
+    assert body["results"][0]["title"] == "Sherlock \U0001f3ac"
+
+
+@pytest.mark.parametrize("raw", ["[" * 100_000, '{"items": ' + "[" * 100_000 + "]" * 100_000 + "}"])
+def test_a_deeply_nested_body_is_a_bad_request(world: World, raw: str) -> None:
+    status, body = answer(world.handlers.predict_handler(api_event(None, raw=raw), None))
+
+    assert (status, body["error"]["code"]) == (400, "bad_request")
+    assert body["error"]["message"] == "body: nested too deeply"
+    assert world.server.received(world.fm) == []
+
+
+def test_nesting_that_json_reads_reaches_validation(world: World) -> None:
+    raw = '{"items": [' + "[" * 50 + "]" * 50 + "]}"
+    status, body = answer(world.handlers.predict_handler(api_event(None, raw=raw), None))
+
+    assert status == 400
+    assert body["error"]["message"] == "items[0]: must be a JSON object, got an array"
+
+
+@pytest.mark.parametrize(
+    ("customer_id", "product_id"),
+    [(" C1", "P-SH1"), ("C1\t", " P-SH1 "), ("\u00a0C1\u3000", "P-SH1\u2028")],
+)
+def test_whitespace_around_an_id_is_not_part_of_it(world: World, customer_id: str, product_id: str) -> None:
+    status, body = world.predict([{"customer_id": customer_id, "product_id": product_id}])
+
+    assert status == 200
+    (prediction,) = body["predictions"]
+    assert (prediction["customer_id"], prediction["product_id"]) == ("C1", "P-SH1")
+    assert prediction["status"] == "known"
+
+
+@pytest.mark.parametrize("blank", ["", "   ", "\t\n", "\u3000\u00a0"])
+def test_an_id_that_is_only_whitespace_is_empty(world: World, blank: str) -> None:
+    status, body = world.predict([{"customer_id": "C1", "product_id": blank}])
+
+    assert status == 400
+    assert body["error"]["message"] == "items[0].product_id: must not be empty"
+
+
+def test_an_id_is_at_most_64_characters_once_trimmed(world: World) -> None:
+    status, body = world.predict([{"customer_id": "  " + "C" * 64 + " ", "product_id": "P-SH1"}])
+    assert status == 200
+    assert body["predictions"][0]["status"] == "unknown_customer"
+
+    status, body = world.predict([{"customer_id": " " + "C" * 65, "product_id": "P-SH1"}])
+    assert (status, body["error"]["message"]) == (
+        400,
+        "items[0].customer_id: too long: 65 characters, at most 64",
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            json.dumps({"items": [GOOD]}).encode("utf-16"),
+            "body: not UTF-8: byte 0xff at position 0 (invalid start byte)",
+        ),
+        (
+            json.dumps({"items": [GOOD]}).encode("utf-16-le"),
+            "body: not UTF-8: a NUL byte at position 1 (UTF-16 or UTF-32 text?)",
+        ),
+        (
+            json.dumps({"items": [GOOD]}).encode("utf-32-be"),
+            "body: not UTF-8: a NUL byte at position 0 (UTF-16 or UTF-32 text?)",
+        ),
+        (
+            b'{"items": [{"customer_id": "C\xe9", "product_id": "P"}]}',
+            "body: not UTF-8: byte 0xe9 at position 29 (invalid continuation byte)",
+        ),
+        (  # a surrogate encoded as if it were a character (CESU-8): not UTF-8
+            b'{"items": [{"customer_id": "C\xed\xa0\x80", "product_id": "P"}]}',
+            "body: not UTF-8: byte 0xed at position 29 (invalid continuation byte)",
+        ),
+    ],
+)
+def test_a_base64_body_that_is_not_utf8_says_so(world: World, data: bytes, message: str) -> None:
+    status, body = answer(world.handlers.predict_handler(_base64_event(data), None))
+
+    assert (status, body["error"]["code"]) == (400, "bad_request")
+    assert body["error"]["message"].startswith(message), body
+
+
+def test_a_base64_body_may_start_with_a_byte_order_mark(world: World) -> None:
+    data = b"\xef\xbb\xbf" + json.dumps({"items": [GOOD]}).encode()
+    status, body = answer(world.handlers.predict_handler(_base64_event(data), None))
+    assert status == 200
+    assert body["predictions"][0]["status"] == "known"
+
+
+@pytest.mark.parametrize(
+    ("field", "shown"),
+    [
+        ("\ud800x", "'\\ud800x'"),
+        ("", "''"),
+        ("a\nb", "'a\\nb'"),
+        ("z" * 41, "'" + "z" * 40 + "'..."),
+        ("débit", "débit"),
+    ],
+)
+def test_an_unknown_field_is_named_printably(
+    world: World, field: str, shown: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = json.dumps({"items": [GOOD], field: 1})
+    status, body = answer(world.handlers.predict_handler(api_event(None, raw=raw), None))
+
+    assert (status, body["error"]["message"]) == (400, f"{shown}: unknown field (allowed: items)")
+    (line,) = [line for line in log_lines(capsys.readouterr().out) if line["message"] == "POST /predictions"]
+    assert line["error"] == body["error"]["message"]

@@ -87,7 +87,8 @@ def test_run_record_points_at_the_run(results: dict[str, object]) -> None:
 
 def test_missing_input_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--input", str(tmp_path / "nowhere"), "--output", str(tmp_path / "runs")]) == 2
-    assert capsys.readouterr().err.strip() == f"loftrec: input folder {tmp_path / 'nowhere'} does not exist"
+    assert capsys.readouterr().err.strip() == f"loftrec: --input {tmp_path / 'nowhere'}: no such folder"
+    assert not (tmp_path / "runs").exists()
 
 
 def test_empty_file_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
