@@ -59,7 +59,7 @@ lint: install
 	$(VENV)/bin/ruff format --check $(CODE)
 
 typecheck: install
-	$(VENV)/bin/mypy app.py contract fm stacks jobs lambdas local tools
+	$(VENV)/bin/mypy app.py contract fm stacks jobs lambdas local tools tests/jobs
 
 unit: install
 	$(VENV)/bin/pytest

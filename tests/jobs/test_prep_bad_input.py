@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from contract.documents import Manifest
 from jobs.prep.failure import PrepError
 from jobs.prep.job import PrepConfig, run_prep
 from jobs.prep.prepare import Thresholds
@@ -21,7 +22,7 @@ def _quiet(_: str) -> None:
     pass
 
 
-def prep(tmp_path: Path, config: PrepConfig | None = None) -> dict[str, object]:
+def prep(tmp_path: Path, config: PrepConfig | None = None) -> Manifest:
     return run_prep(
         tmp_path / "in",
         tmp_path / "out",
@@ -75,10 +76,9 @@ def test_bad_rows_are_skipped_and_counted_by_reason(tmp_path: Path) -> None:
     write_tsv(tmp_path / "in" / "reviews.tsv", tsv_bytes(ROWS, BAD_LINES))
     manifest = prep(tmp_path, PrepConfig(thresholds=LOW, fm_instance_count=1, max_bad_row_fraction=1.0))
     counts = manifest["counts"]
-    assert isinstance(counts, dict)
     assert counts["bad_rows"] == BAD_COUNTS
     assert (counts["rows_read"], counts["rows_usable"], counts["rows_kept"]) == (9 + 18, 9, 7)
-    assert manifest["inputs"][0]["bad_rows"] == BAD_COUNTS  # type: ignore[index]
+    assert manifest["inputs"][0]["bad_rows"] == BAD_COUNTS
     assert manifest["feature_dim"] == 6
 
 

@@ -8,30 +8,14 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 from jobs.prep.failure import MESSAGE_LIMIT_BYTES, write_failure_message
-from tests.jobs.test_prep_support import ROWS, tsv_bytes, write_tsv
+from tests.jobs.test_prep_support import REPO, ROWS, run_cli, tsv_bytes, write_tsv
 
-REPO = Path(__file__).resolve().parents[2]
 PREP = REPO / "jobs" / "prep"
-
-
-def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
-    return subprocess.run(
-        [sys.executable, "-m", "jobs.prep", *map(str, args)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
 
 
 def test_cli_writes_a_run(tmp_path: Path) -> None:
