@@ -29,20 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from jobs.prep.failure import PrepError
-
-_CAUSES = {
-    errno.EACCES: "permission denied",
-    errno.EPERM: "permission denied",
-    errno.EROFS: "read-only file system",
-    errno.ENOSPC: "no space left on the device",
-    errno.EDQUOT: "disk quota exceeded",
-    errno.EFBIG: "file too large for the file system or the process's file-size limit (ulimit -f)",
-    errno.ENOTDIR: "a part of the path is a file, not a folder",
-    errno.EEXIST: "something else created it meanwhile",
-    errno.ENOTEMPTY: "something else wrote into it meanwhile",
-    errno.ENAMETOOLONG: "the path is too long",
-}
+from jobs.prep.failure import PrepError, os_cause
 
 
 def _advice(code: int | None, in_place: bool) -> str:
@@ -63,11 +50,7 @@ def _advice(code: int | None, in_place: bool) -> str:
 
 def describe_os_error(error: OSError, *, what: str, in_place: bool = False) -> str:
     """One line: what failed, the cause (errno's name in brackets) and what to do."""
-    code = error.errno
-    name = errno.errorcode.get(code, "") if code is not None else ""
-    cause = _CAUSES.get(code, error.strerror or str(error)) if code is not None else str(error)
-    named = f"{cause} ({name})" if name else cause
-    return f"{what}: {named}: {_advice(code, in_place)}"
+    return f"{what}: {os_cause(error)}: {_advice(error.errno, in_place)}"
 
 
 class Destination:

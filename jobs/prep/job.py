@@ -21,7 +21,7 @@ from contract.documents import MANIFEST_SCHEMA_VERSION, Baselines, Manifest
 from contract.features import RATING_RANGE
 from jobs.prep.baselines import BiasSettings, compute_baselines
 from jobs.prep.destination import Destination
-from jobs.prep.failure import PrepError, fmt_count
+from jobs.prep.failure import PrepError, fmt_count, name_list
 from jobs.prep.outputs import (
     shard_name,
     train_shards,
@@ -105,10 +105,12 @@ def check_bad_rows(reviews: Reviews, max_fraction: float) -> None:
     read, bad = reviews.rows_read, reviews.bad_rows
     n_bad = sum(bad.values())
     by_reason = ", ".join(f"{reason} {fmt_count(n)}" for reason, n in bad.items()) or "none"
-    files = ", ".join(f.name for f in reviews.files)
+    files = name_list([f.name for f in reviews.files])
     if reviews.rows_usable == 0:
+        skipped = f"; empty files skipped: {name_list(reviews.empty_files)}" if reviews.empty_files else ""
         raise PrepError(
             f"no usable rows: {fmt_count(read)} rows read from {files}, {fmt_count(n_bad)} bad ({by_reason})"
+            f"{skipped}"
         )
     if n_bad > max_fraction * read:
         raise PrepError(
@@ -151,6 +153,8 @@ def _run(
 
     with timer.step("read"):
         reviews = read_reviews(find_input_files(input_dir), root=input_dir)
+    if reviews.empty_files:
+        log(f"skipped {len(reviews.empty_files)} empty input file(s): {name_list(reviews.empty_files)}")
     log(f"{fmt_count(reviews.rows_read)} rows read, {fmt_count(reviews.rows_usable)} usable")
     log(f"bad rows by reason: {reviews.bad_rows}")
     check_bad_rows(reviews, config.max_bad_row_fraction)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import random
 import shutil
 from pathlib import Path
@@ -145,11 +146,42 @@ def test_not_gzip_although_named_so(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize("name", ["empty.tsv", "empty.tsv.gz"])
-def test_empty_file(tmp_path: Path, name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [("empty.tsv", b""), ("empty.tsv.gz", b""), ("empty.tsv.gz", gzip.compress(b""))],
+    ids=["zero-byte", "zero-byte-gz", "gzip-of-nothing"],
+)
+def test_empty_files_are_skipped_and_logged(tmp_path: Path, name: str, data: bytes) -> None:
     write_tsv(tmp_path / "in" / "a.tsv", tsv_bytes(ROWS))
-    write_tsv(tmp_path / "in" / name, b"")
-    assert fails(tmp_path) == f"input {name} is empty: no header line"
+    (tmp_path / "in" / "more").mkdir()
+    (tmp_path / "in" / "more" / name).write_bytes(data)
+    log: list[str] = []
+    manifest = run_prep(
+        tmp_path / "in", tmp_path / "out", PrepConfig(thresholds=LOW, fm_instance_count=1), log=log.append
+    )
+    assert f"skipped 1 empty input file(s): more/{name}" in log
+    assert [f["name"] for f in manifest["inputs"]] == ["a.tsv"]
+    assert manifest["counts"]["rows_read"] == 9
+
+
+def test_only_empty_files_fail_naming_them(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.tsv").write_bytes(b"")
+    (tmp_path / "in" / "b.tsv.gz").write_bytes(gzip.compress(b""))
+    assert fails(tmp_path) == "no usable input: every input file is empty (a.tsv, b.tsv.gz)"
+
+
+def test_header_only_and_empty_files(tmp_path: Path) -> None:
+    write_tsv(tmp_path / "in" / "a.tsv", (HEADER + "\n").encode())
+    (tmp_path / "in" / "b.tsv").write_bytes(b"")
+    assert fails(tmp_path) == (
+        "no usable rows: 0 rows read from a.tsv, 0 bad (none); empty files skipped: b.tsv"
+    )
+
+
+def test_a_blank_first_line_is_no_header(tmp_path: Path) -> None:
+    write_tsv(tmp_path / "in" / "a.tsv", b"\r\n" + tsv_bytes(ROWS))
+    assert fails(tmp_path) == "input a.tsv: the first line, the header, is empty"
 
 
 def test_missing_header_column(tmp_path: Path) -> None:
@@ -187,3 +219,14 @@ def test_fewer_train_rows_than_shards(tmp_path: Path) -> None:
     assert fails(tmp_path, PrepConfig(thresholds=LOW, fm_instance_count=2, shards_per_instance=2)) == (
         "too few training rows: 3 train rows for 4 shards (--fm-instance-count 2 x --shards-per-instance 2)"
     )
+
+
+def test_unreadable_input_file(tmp_path: Path) -> None:
+    path = write_tsv(tmp_path / "in" / "reviews.tsv", tsv_bytes(ROWS))
+    path.chmod(0o000)
+    try:
+        if os.access(path, os.R_OK):
+            pytest.skip("permission bits do not stop this user (root) from reading")
+        assert fails(tmp_path) == "input reviews.tsv: cannot read it: permission denied (EACCES)"
+    finally:
+        path.chmod(0o644)
