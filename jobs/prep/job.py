@@ -200,6 +200,7 @@ def _run(
     with timer.step("write_index"), destination.writing(out / layout.in_prep(layout.INDEX)) as path:
         write_serving_index(path, prepared, baselines["global_mean"]["value"])
     timer.seconds["total"] = round(time.perf_counter() - started, 3)
+    warnings: list[str] = []
     manifest = _manifest(
         reviews=reviews,
         prepared=prepared,
@@ -208,6 +209,7 @@ def _run(
         shard_rows=shard_rows,
         corpus_lines=corpus_lines,
         timings=timer.seconds,
+        warnings=warnings,
     )
     # Last, and atomically: the manifest is what makes the folder a run.
     with destination.writing(out / layout.in_prep(layout.MANIFEST)) as path:
@@ -228,12 +230,15 @@ def _manifest(
     shard_rows: list[int],
     corpus_lines: int,
     timings: dict[str, float],
+    warnings: list[str],
 ) -> Manifest:
     train_rows, test_rows = int(prepared.is_train.sum()), int(prepared.is_test.sum())
     n_shards = config.train_shards
     manifest: Manifest = {
         "schema_version": MANIFEST_SCHEMA_VERSION,
         "inputs": [f.to_json() for f in reviews.files],
+        "empty_inputs": reviews.empty_files,
+        "warnings": warnings,
         "counts": {
             "rows_read": reviews.rows_read,
             "bad_rows": reviews.bad_rows,
@@ -242,6 +247,7 @@ def _manifest(
             "train_rows": train_rows,
             "test_rows": test_rows,
             "corpus_lines": corpus_lines,
+            "empty_files": len(reviews.empty_files),
         },
         "num_customers": prepared.num_customers,
         "num_products": prepared.num_products,

@@ -161,7 +161,8 @@ def test_empty_files_are_skipped_and_logged(tmp_path: Path, name: str, data: byt
     )
     assert f"skipped 1 empty input file(s): more/{name}" in log
     assert [f["name"] for f in manifest["inputs"]] == ["a.tsv"]
-    assert manifest["counts"]["rows_read"] == 9
+    assert manifest["empty_inputs"] == [f"more/{name}"]
+    assert (manifest["counts"]["rows_read"], manifest["counts"]["empty_files"]) == (9, 1)
 
 
 def test_only_empty_files_fail_naming_them(tmp_path: Path) -> None:

@@ -120,6 +120,7 @@ def test_train_rows_drop_the_test_pair(run: tuple[Path, Manifest]) -> None:
         "train_rows": 3,
         "test_rows": 3,
         "corpus_lines": 3,
+        "empty_files": 0,
     }
 
 
@@ -154,6 +155,7 @@ def test_manifest_records_inputs_and_settings(run: tuple[Path, Manifest]) -> Non
         }
     ]
     assert json.loads((out / "manifest.json").read_text()) == manifest
+    assert manifest["empty_inputs"] == []
     assert manifest["time_transform"] == {
         "kind": "log1p_ratio",
         "scale_days": 60,
