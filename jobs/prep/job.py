@@ -119,6 +119,29 @@ def check_bad_rows(reviews: Reviews, max_fraction: float) -> None:
         )
 
 
+MIN_TRAIN_ROWS = 1_000
+"""Below this many train rows the job warns that the run means little: it is one of FM's mini-batches at
+the default mini_batch_size (1,000, cdk.json), so an epoch is a single update, and the quality gate
+would compare models fitted to almost nothing."""
+
+
+def training_set_warnings(*, train_rows: int, num_customers: int) -> list[str]:
+    """One line per reason the training set is too small to mean anything; empty when none applies."""
+    warnings = []
+    if train_rows < MIN_TRAIN_ROWS:
+        warnings.append(
+            f"small training set: {fmt_count(train_rows)} train rows, fewer than {fmt_count(MIN_TRAIN_ROWS)} "
+            "(one FM mini-batch at the default mini_batch_size): the run's figures mean little"
+        )
+    if train_rows < num_customers:
+        warnings.append(
+            f"fewer train rows than customers: {fmt_count(train_rows)} train rows for "
+            f"{fmt_count(num_customers)} customers (each customer's latest review is a test row): most "
+            "customers have no training row; raise --min-customer-reviews"
+        )
+    return warnings
+
+
 def run_prep(
     input_dir: Path,
     output_dir: Path,
@@ -200,7 +223,9 @@ def _run(
     with timer.step("write_index"), destination.writing(out / layout.in_prep(layout.INDEX)) as path:
         write_serving_index(path, prepared, baselines["global_mean"]["value"])
     timer.seconds["total"] = round(time.perf_counter() - started, 3)
-    warnings: list[str] = []
+    warnings = training_set_warnings(train_rows=len(train_rows), num_customers=prepared.num_customers)
+    for warning in warnings:
+        log(f"warning: {warning}")
     manifest = _manifest(
         reviews=reviews,
         prepared=prepared,

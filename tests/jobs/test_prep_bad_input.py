@@ -14,7 +14,7 @@ from contract.documents import Manifest
 from jobs.prep.failure import PrepError
 from jobs.prep.job import PrepConfig, run_prep
 from jobs.prep.prepare import Thresholds
-from tests.jobs.test_prep_support import HEADER, ROWS, line, tsv_bytes, write_tsv
+from tests.jobs.test_prep_support import HEADER, ROWS, line, many_rows, tsv_bytes, write_tsv
 
 LOW = Thresholds(min_customer_reviews=2, min_product_reviews=2)
 
@@ -231,3 +231,39 @@ def test_unreadable_input_file(tmp_path: Path) -> None:
         assert fails(tmp_path) == "input reviews.tsv: cannot read it: permission denied (EACCES)"
     finally:
         path.chmod(0o644)
+
+
+# ------------------------------------------------------------------------------------ warnings
+
+ONE_REVIEW_CUSTOMER = ("56", "B2", "Beta Film", "3", "2015-01-05")
+
+
+def test_a_tiny_training_set_is_warned_about(tmp_path: Path) -> None:
+    # Thresholds 1/1 keep all 10 rows; 5 customers give 5 test rows; train = 7's B2, 100's B2, 20's B1
+    # and B2 (the test rows' pairs removed), 55 and 56 none: 4 rows.
+    write_tsv(tmp_path / "in" / "reviews.tsv", tsv_bytes([*ROWS, ONE_REVIEW_CUSTOMER]))
+    log: list[str] = []
+    manifest = run_prep(
+        tmp_path / "in",
+        tmp_path / "out",
+        PrepConfig(thresholds=Thresholds(1, 1), fm_instance_count=1),
+        log=log.append,
+    )
+    assert (manifest["counts"]["train_rows"], manifest["counts"]["test_rows"]) == (4, 5)
+    expected = [
+        "small training set: 4 train rows, fewer than 1,000 (one FM mini-batch at the default "
+        "mini_batch_size): the run's figures mean little",
+        "fewer train rows than customers: 4 train rows for 5 customers (each customer's latest review is a "
+        "test row): most customers have no training row; raise --min-customer-reviews",
+    ]
+    assert manifest["warnings"] == expected
+    assert [m for m in log if m.startswith("warning: ")] == [f"warning: {w}" for w in expected]
+
+
+def test_a_healthy_training_set_has_no_warning(tmp_path: Path) -> None:
+    write_tsv(tmp_path / "in" / "reviews.tsv", tsv_bytes(many_rows(3000, customers=200, products=40)))
+    manifest = run_prep(
+        tmp_path / "in", tmp_path / "out", PrepConfig(thresholds=LOW, fm_instance_count=1), log=_quiet
+    )
+    assert manifest["counts"]["train_rows"] >= 1_000 > manifest["num_customers"]
+    assert manifest["warnings"] == []

@@ -156,6 +156,8 @@ def test_manifest_records_inputs_and_settings(run: tuple[Path, Manifest]) -> Non
     ]
     assert json.loads((out / "manifest.json").read_text()) == manifest
     assert manifest["empty_inputs"] == []
+    # 3 train rows: fewer than 1,000, and as many as the 3 customers (not fewer).
+    assert [w.split(":")[0] for w in manifest["warnings"]] == ["small training set"]
     assert manifest["time_transform"] == {
         "kind": "log1p_ratio",
         "scale_days": 60,
