@@ -22,7 +22,7 @@ os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
 
 from contract import layout
 from jobs.prep.baselines import BiasSettings
-from jobs.prep.failure import PrepError, write_failure_message
+from jobs.prep.failure import PrepError, os_cause, write_failure_message
 from jobs.prep.job import PrepConfig, release_memory_promptly, run_prep
 from jobs.prep.prepare import Thresholds
 
@@ -158,7 +158,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     print(message, file=sys.stderr, flush=True)
     if args.failure_message is not None:
-        write_failure_message(args.failure_message, message)
+        try:
+            write_failure_message(args.failure_message, message)
+        except OSError as e:
+            print(
+                f"prep: cannot write the failure message to {args.failure_message}: {os_cause(e)}",
+                file=sys.stderr,
+            )
     return 1
 
 

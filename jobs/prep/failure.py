@@ -42,8 +42,8 @@ _OS_CAUSES = {
     errno.EDQUOT: "disk quota exceeded",
     errno.EFBIG: "file too large for the file system or the process's file-size limit (ulimit -f)",
     errno.ENOTDIR: "a part of the path is a file, not a folder",
-    errno.EEXIST: "something else created it meanwhile",
-    errno.ENOTEMPTY: "something else wrote into it meanwhile",
+    errno.EEXIST: "a file or folder of that name is in the way",
+    errno.ENOTEMPTY: "the folder is not empty",
     errno.ENAMETOOLONG: "the path is too long",
 }
 

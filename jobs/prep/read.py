@@ -13,6 +13,7 @@ the way through. Empty files (no text at all) are skipped."""
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,12 +27,12 @@ import pyarrow.csv as pcsv
 
 from contract import layout
 from jobs.prep.failure import PrepError, fmt_count, name_list, os_cause
-from jobs.prep.rows import HeaderTooLongError, RowStream
+from jobs.prep.rows import MAX_ROW_BYTES, PIECE_BYTES, HeaderTooLongError, RowStream
 
 NEEDED_COLUMNS = ("customer_id", "product_id", "product_title", "star_rating", "review_date")
 # Every bad row is counted once, under the first reason that applies, in this order.
 BAD_ROW_REASONS = (
-    "row_too_long",  # longer than jobs.prep.rows.MAX_ROW_BYTES (64 MiB): skipped unread
+    "row_too_long",  # longer than jobs.prep.rows.MAX_ROW_BYTES (64 MiB): skipped, not held in memory
     "wrong_field_count",  # not 15 tab-separated fields (the real file has lines of 22)
     "undecodable_bytes",  # a needed field is not valid UTF-8
     "empty_id",  # customer_id or product_id is empty
@@ -95,13 +96,21 @@ class Reviews:
 
 
 def find_input_files(folder: Path) -> list[Path]:
-    """The .tsv and .tsv.gz files under `folder` (recursively), in name order."""
+    """The .tsv and .tsv.gz files under `folder` (recursively, not into linked folders), in name order; a
+    folder that cannot be listed is an error, not a folder skipped."""
     if not folder.is_dir():
         raise PrepError(f"input folder {folder} does not exist or is not a folder")
+
+    def refuse(error: OSError) -> None:
+        raise PrepError(f"input folder {folder}: cannot list {error.filename}: {os_cause(error)}")
+
     files = sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file() and p.name.endswith(layout.RAW_INPUT_SUFFIXES) and not p.name.startswith(".")
+        Path(root) / name
+        for root, _, names in os.walk(folder, onerror=refuse)
+        for name in names
+        if name.endswith(layout.RAW_INPUT_SUFFIXES)
+        and not name.startswith(".")
+        and (Path(root) / name).is_file()
     )
     if not files:
         raise PrepError(f"no input files: no .tsv or .tsv.gz file under {folder}")
@@ -329,10 +338,20 @@ def _rows_aside_batch(rows: list[bytes], names: list[str], bad: Counter[str]) ->
     return pa.record_batch([pa.array(c, pa.binary()) for c in columns], names=list(NEEDED_COLUMNS))
 
 
-def _open_rows(path: Path, name: str, raw: _HashingReader) -> tuple[RowStream, list[str]] | None:
+@dataclass(frozen=True)
+class RowLimits:
+    """How RowStream cuts the text (jobs.prep.rows); tests make them small to reach piece boundaries."""
+
+    piece_bytes: int = PIECE_BYTES
+    max_row_bytes: int = MAX_ROW_BYTES
+
+
+def _open_rows(
+    path: Path, name: str, raw: _HashingReader, limits: RowLimits
+) -> tuple[RowStream, list[str]] | None:
     """The file's rows after its checked header, and the header's names; None for a file without text."""
     read = pa.CompressedInputStream(pa.PythonFile(raw, mode="r"), "gzip").read if _gzipped(path) else raw.read
-    rows = RowStream(read)
+    rows = RowStream(read, piece_bytes=limits.piece_bytes, max_row_bytes=limits.max_row_bytes)
     try:
         header = rows.header()
     except HeaderTooLongError as e:
@@ -350,7 +369,7 @@ def _open_rows(path: Path, name: str, raw: _HashingReader) -> tuple[RowStream, l
     return rows, names
 
 
-def _read_file(path: Path, name: str, chunks: _Chunks) -> InputFile | None:
+def _read_file(path: Path, name: str, chunks: _Chunks, limits: RowLimits) -> InputFile | None:
     """Read one file into `chunks`; None when it holds no text at all (skipped)."""
     try:
         raw = _HashingReader(path)
@@ -368,7 +387,7 @@ def _read_file(path: Path, name: str, chunks: _Chunks) -> InputFile | None:
         return 0 if aside is None else _take_batch(aside, bad, chunks)
 
     try:
-        opened = _open_rows(path, name, raw)
+        opened = _open_rows(path, name, raw, limits)
         if opened is None:
             return None
         rows, names = opened
@@ -472,7 +491,7 @@ def _take_batch(batch: pa.RecordBatch, bad: Counter[str], chunks: _Chunks) -> in
     return kept
 
 
-def read_reviews(paths: list[Path], root: Path | None = None) -> Reviews:
+def read_reviews(paths: list[Path], root: Path | None = None, limits: RowLimits = RowLimits()) -> Reviews:
     """Read every file; skip the empty ones (no text at all: S3 prefixes hold zero-byte marker objects);
     raise PrepError on a file that cannot be read at all (truncated gzip, header without a needed column)
     or when every file is empty. Bad rows are counted, not raised: the caller applies the limit."""
@@ -481,7 +500,7 @@ def read_reviews(paths: list[Path], root: Path | None = None) -> Reviews:
     empty: list[str] = []
     for path in paths:
         name = str(path.relative_to(root)) if root is not None else path.name
-        read = _read_file(path, name, chunks)
+        read = _read_file(path, name, chunks, limits)
         if read is None:
             empty.append(name)
         else:

@@ -19,7 +19,10 @@ between the decompressed text of one file and pyarrow's reader, which reads it a
 from __future__ import annotations
 
 import threading
+from array import array
 from collections.abc import Callable
+
+import pyarrow as pa
 
 PIECE_BYTES = 4 << 20
 """Bytes of text taken from the file at a time: a block handed to pyarrow is about this size."""
@@ -151,7 +154,7 @@ class RowStream:
                 end = last_end + 1
                 self._row = []
                 self._grow_row(memoryview(piece)[end:])
-        return self._without_bare_cr_rows(piece, start, end, continues=continues)
+        return self._rows_for_pyarrow(piece, start, end, continues=continues)
 
     def _fill(self) -> bool:
         """Make self._held hold text not yet handed over; False at the end of the text."""
@@ -172,38 +175,37 @@ class RowStream:
 
     def _crossing_row_passes(self, piece: bytes, last_end: int) -> bool:
         """Whether the row after piece[last_end] may go to pyarrow as it is: it ends in the next piece (or
-        the text ends) and holds no CR but one directly before its LF."""
+        the text ends), holds no CR but one directly before its LF, and is UTF-8."""
         after = self._next_piece()
         cr = piece.find(b"\r", last_end + 1)
         if not after:  # the last row of the text, without LF; a CR at the very end ends it
-            return cr < 0 or cr == len(piece) - 1
+            return (cr < 0 or cr == len(piece) - 1) and _is_utf8(piece[last_end + 1 :])
         row_end = after.find(b"\n")
         if row_end < 0:
             return False
         if cr >= 0 and not (cr == len(piece) - 1 and row_end == 0):
             return False
         cr = after.find(b"\r", 0, row_end)
-        return cr < 0 or cr == row_end - 1
+        return (cr < 0 or cr == row_end - 1) and _is_utf8(piece[last_end + 1 :] + after[:row_end])
 
-    def _without_bare_cr_rows(self, piece: bytes, start: int, end: int, *, continues: bool) -> Block:
-        """piece[start:end] as pyarrow is to get it: as it is (a view) unless a row holds a bare CR; such
-        rows are set aside. The check is conservative (a CR just before `end` whose LF lies beyond takes
-        the slow way too, which decides row by row). `continues`: the text begins with the end of a row
-        that crossed from the previous piece."""
+    def _rows_for_pyarrow(self, piece: bytes, start: int, end: int, *, continues: bool) -> Block:
+        """piece[start:end] as pyarrow is to get it: as it is (a view) unless a row in it must be set
+        aside (_must_set_aside). `continues`: the text begins with the end of a row that crossed from
+        the previous piece; it, and a row crossing into the next piece at the end, passed
+        _crossing_row_passes. The whole rows between are checked at once (memchr and count passes for
+        CR; UTF-8 unless the piece is ASCII); only when that fails are they looked at one by one."""
         view = memoryview(piece)[start:end]
-        if piece.find(b"\r", start, end) < 0 or piece.count(b"\r", start, end) == piece.count(
-            b"\r\n", start, end
-        ):
+        rows_from = piece.find(b"\n", start, end) + 1 if continues else start
+        rows_to = piece.rfind(b"\n", start, end) + 1
+        if rows_to <= rows_from or _plain(piece, rows_from, rows_to):
             return view
         rows = bytes(view).split(b"\n")
-        # The text may start with the end of a row that crossed from the previous piece and may end
-        # with the start of one that crosses into the next: both passed _crossing_row_passes.
         crossing = rows.pop()  # b"" when the block ends with LF
         kept: list[bytes] = []
         aside: list[bytes] = []
         for i, row in enumerate(rows):
             body = _drop_line_end(row)
-            (aside if b"\r" in body and not (i == 0 and continues) else kept).append(row)
+            (aside if _must_set_aside(body) and not (i == 0 and continues) else kept).append(row)
         if not aside:
             return view
         with self._lock:
@@ -230,7 +232,7 @@ class RowStream:
             return b""
         text = b"".join([*row, last_part])
         body = _drop_line_end(text)
-        if b"\r" in body:
+        if _must_set_aside(body):
             with self._lock:
                 self._aside.append(body)
             return b""
@@ -241,6 +243,48 @@ class RowStream:
         if self._row is None and not self._skipping:
             return None
         return self._end_row(b"")
+
+
+def _must_set_aside(body: bytes) -> bool:
+    """Whether a row (without its line end) must not go to pyarrow: it holds a bare CR (pyarrow would end
+    the row there) or bytes that are not UTF-8 (pyarrow cannot report a row of the wrong field count that
+    is not UTF-8: its invalid-row handler gets the row as text, and the read fails)."""
+    return b"\r" in body or not _is_utf8(body)
+
+
+def _is_utf8(data: bytes) -> bool:
+    if data.isascii():
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _plain(piece: bytes, start: int, end: int) -> bool:
+    """Whether the whole rows piece[start:end] may all go to pyarrow: no CR but before an LF, UTF-8."""
+    if piece.find(b"\r", start, end) >= 0 and piece.count(b"\r", start, end) != piece.count(
+        b"\r\n", start, end
+    ):
+        return False
+    if piece.isascii():
+        return True
+    # Validated in place by Arrow (SIMD), as one string value spanning the rows: no copy, no str.
+    span = pa.Array.from_buffers(
+        pa.string(),
+        1,
+        [
+            None,
+            pa.py_buffer(array("i", [0, end - start]).tobytes()),
+            pa.py_buffer(piece).slice(start, end - start),
+        ],
+    )
+    try:
+        span.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
 
 
 def _drop_line_end(line: bytes) -> bytes:

@@ -267,3 +267,18 @@ def test_a_healthy_training_set_has_no_warning(tmp_path: Path) -> None:
     )
     assert manifest["counts"]["train_rows"] >= 1_000 > manifest["num_customers"]
     assert manifest["warnings"] == []
+
+
+def test_unlistable_input_folder(tmp_path: Path) -> None:
+    write_tsv(tmp_path / "in" / "a.tsv", tsv_bytes(ROWS))
+    locked = tmp_path / "in" / "more"
+    write_tsv(locked / "b.tsv", tsv_bytes(ROWS))
+    locked.chmod(0o000)
+    try:
+        if os.access(locked, os.R_OK):
+            pytest.skip("permission bits do not stop this user (root) from listing")
+        assert fails(tmp_path) == (
+            f"input folder {tmp_path / 'in'}: cannot list {locked}: permission denied (EACCES)"
+        )
+    finally:
+        locked.chmod(0o755)

@@ -153,3 +153,13 @@ def test_header_with_crlf_and_a_bom(tmp_path: Path) -> None:
     reviews = read_reviews([write_tsv(tmp_path / "r.tsv", data)])
     assert (reviews.rows_read, reviews.bad_rows) == (9, {})
     assert HEADER.startswith("marketplace")
+
+
+def test_a_row_of_the_wrong_field_count_that_is_not_utf8_is_one_bad_row(tmp_path: Path) -> None:
+    # Review text in Latin-1 holding a tab: 16 fields, not UTF-8. pyarrow cannot report such a row to
+    # its invalid-row handler (it hands the handler text), so the stream sets it aside.
+    latin1 = line(ROWS[0], body="caf\x00\tcr\x00me").encode().replace(b"\x00", b"\xe9")
+    also_latin1 = line(ROWS[1], body="na\x00ve").encode().replace(b"\x00", b"\xef")  # 15 fields: kept
+    path = write_tsv(tmp_path / "r.tsv.gz", tsv_bytes(ROWS, [latin1, also_latin1]))
+    reviews = read_reviews([path])
+    assert (reviews.rows_read, reviews.rows_usable, reviews.bad_rows) == (11, 10, {"wrong_field_count": 1})
