@@ -322,7 +322,7 @@ def _convert_options() -> pcsv.ConvertOptions:
 
 
 def _rows_aside_batch(rows: list[bytes], names: list[str], bad: Counter[str]) -> pa.RecordBatch | None:
-    """The rows RowStream took out (a bare CR inside), split on tabs as pyarrow splits the others: the
+    """The rows RowStream set aside (a bare CR, or not UTF-8), split on tabs as pyarrow splits the others: the
     needed columns of those with the header's field count; the others are counted."""
     positions = [names.index(c) for c in NEEDED_COLUMNS]
     columns: list[list[bytes]] = [[] for _ in NEEDED_COLUMNS]

@@ -2,19 +2,20 @@
 
 The schema ends a row with LF; one CR directly before a row's end is dropped (CRLF files read like LF
 files); any other CR is an ordinary character of its field. pyarrow's CSV reader ends a row at every CR
-instead, and needs a row that crosses the end of a block to end within the next block. RowStream stands
-between the decompressed text of one file and pyarrow's reader, which reads it as a file (read()):
+instead, needs a row that crosses the end of a block to end within the next block, and cannot report a
+row of the wrong field count that is not UTF-8 (its invalid-row handler gets the row as text: the read
+fails). RowStream stands between the decompressed text of one file and pyarrow's reader, which reads
+it as a file (read()):
 - it consumes the header line itself (header());
-- it hands pyarrow the text piece by piece, unchanged and uncopied, having checked with one piece read
-  ahead that the row crossing into the next piece ends there and holds no bare CR (memchr passes: none
-  in an LF file, two counting passes in a CRLF one);
-- a row that does not pass (a bare CR inside; longer than the rest of its piece and all the next one)
-  is taken out of the text: read whole and handed over as a block of its own, or kept for
-  `take_rows_aside` when it holds a bare CR (the caller splits it on tabs), or, longer than
-  `max_row_bytes`, counted in `rows_too_long` and skipped without being held;
+- it hands pyarrow the text piece by piece, unchanged and uncopied, having checked the whole rows of
+  the piece at once (memchr for CR, and two counting passes when there is one, as in a CRLF file; UTF-8
+  unless the piece is ASCII, validated in place by Arrow) and, with the next piece read ahead, the row
+  crossing into it (it ends there, no bare CR, UTF-8);
+- a row that does not pass is taken out of the text: read whole and handed over as a block of its own
+  (a long row), or kept for `take_rows_aside` (a bare CR or bytes that are not UTF-8; the caller splits
+  it on tabs), or, longer than `max_row_bytes`, counted in `rows_too_long` and skipped unheld;
 - so a row of any length up to `max_row_bytes` is read, and a long row is never mistaken for a corrupt
-  file. pyarrow calls read() on its own I/O thread; the rows set aside are handed over under a lock.
-"""
+  file. pyarrow calls read() on its own I/O thread; the rows set aside are handed over under a lock."""
 
 from __future__ import annotations
 
@@ -119,7 +120,7 @@ class RowStream:
         self.closed = True
 
     def take_rows_aside(self) -> list[bytes]:
-        """The rows taken out so far for holding a bare CR (each without its line end); forgets them."""
+        """The rows set aside so far (a bare CR, or not UTF-8), each without its line end; forgets them."""
         with self._lock:
             rows, self._aside = self._aside, []
         return rows
