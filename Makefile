@@ -73,8 +73,7 @@ lint: install
 	$(VENV)/bin/ruff format --check $(CODE)
 
 typecheck: install
-	$(VENV)/bin/mypy app.py contract fm stacks jobs lambdas local tools
-	$(VENV)/bin/mypy --explicit-package-bases tests/fm tests/jobs/recommend
+	$(VENV)/bin/mypy app.py contract fm stacks jobs lambdas local tools bench tests
 
 unit: install
 	$(VENV)/bin/pytest

@@ -74,11 +74,17 @@ class ManifestCounts(TypedDict):
     train_rows: int
     test_rows: int
     corpus_lines: int
+    empty_files: int
 
 
 class Manifest(TypedDict):
     schema_version: int
     inputs: list[dict[str, Any]]
+    empty_inputs: list[str]
+    """Input files skipped for holding no text at all (zero-byte objects), by name under the input."""
+    warnings: list[str]
+    """One line each: what to know before trusting the run (a training set too small to mean anything);
+    empty when there is nothing to say. The job logs them too."""
     counts: ManifestCounts
     num_customers: int
     num_products: int

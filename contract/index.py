@@ -7,9 +7,9 @@ Three files, written by the prep job and read by the shims, the title-table expo
   from 1970-01-01 (the customer's first kept review);
 - products.tsv: line i is "<product_id>\\t<title>" for feature key num_customers + i; the title is the
   product's most frequent one (ties: the lexicographically smallest).
-Fields never hold a tab or a line break (the input is tab-separated without quoting), and lines end with "\\n"
-only: they are split on "\\n", never with str.splitlines(), which also breaks at characters such as U+2028
-that a title may hold.
+Fields never hold a tab or an LF (the input is tab-separated without quoting, its rows end with LF), and
+lines end with "\\n" only: they are split on "\\n", never with str.splitlines(), which also breaks at
+characters that an id or a title may hold: a CR (part of its field in the input), U+2028.
 
 Ids (customer_id, product_id) are compared after `normalize_id`: whitespace around an id is not part of it,
 wherever the id comes from (a raw review file, an API request).

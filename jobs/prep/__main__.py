@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -21,7 +22,7 @@ os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
 
 from contract import layout
 from jobs.prep.baselines import BiasSettings
-from jobs.prep.failure import PrepError, write_failure_message
+from jobs.prep.failure import PrepError, os_cause, write_failure_message
 from jobs.prep.job import PrepConfig, release_memory_promptly, run_prep
 from jobs.prep.prepare import Thresholds
 
@@ -103,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=defaults.seed, help="seed of the train row shuffle (%(default)s)"
     )
     p.add_argument(
+        "--in-place",
+        action="store_true",
+        help="write straight into --output, the manifest last, instead of into a folder beside it that is "
+        f"renamed when complete; always so for {layout.CONTAINER_OUTPUT}, the Processing job's output folder",
+    )
+    p.add_argument(
         "--failure-message",
         type=Path,
         default=None,
@@ -112,9 +119,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def writes_in_place(output: Path, flag: bool) -> bool:
+    """Whether the job writes straight into its output folder (jobs.prep.destination): asked for, or the
+    Processing job's output folder, which SageMaker mounts and uploads and which cannot be renamed."""
+    return flag or Path(os.path.abspath(output)) == Path(layout.CONTAINER_OUTPUT)
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     release_memory_promptly()
+    # SageMaker stops a job with SIGTERM: unwinding lets the job remove what it wrote.
+    signal.signal(signal.SIGTERM, _stop)
     config = PrepConfig(
         thresholds=Thresholds(args.min_customer_reviews, args.min_product_reviews),
         max_bad_row_fraction=args.max_bad_row_fraction,
@@ -124,17 +143,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         bias=BiasSettings(),
     )
     try:
-        run_prep(args.input, args.output, config)
-    except PrepError as e:
+        run_prep(args.input, args.output, config, in_place=writes_in_place(args.output, args.in_place))
+    except PrepError as e:  # bad input, an unwritable output, a full disk: the line says it all
         message = f"prep failed: {e}"
-    except Exception as e:  # an internal error still leaves a reason where the operator looks first
+    except MemoryError:
+        message = (
+            "prep failed: out of memory: give the job an instance with more memory (prep_instance_type) "
+            "or less input"
+        )
+    except Exception as e:  # a bug: the traceback for the log, still one line where the operator looks
         traceback.print_exc()
         message = f"prep failed: internal error: {type(e).__name__}: {e}"
     else:
         return 0
     print(message, file=sys.stderr, flush=True)
     if args.failure_message is not None:
-        write_failure_message(args.failure_message, message)
+        try:
+            write_failure_message(args.failure_message, message)
+        except OSError as e:
+            print(
+                f"prep: cannot write the failure message to {args.failure_message}: {os_cause(e)}",
+                file=sys.stderr,
+            )
     return 1
 
 

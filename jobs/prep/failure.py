@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 # SageMaker Processing copies the first 1 KB of the failure-message file (contract.layout), UTF-8, into
@@ -25,3 +26,33 @@ def write_failure_message(path: Path, message: str) -> None:
 
 def fmt_count(n: int) -> str:
     return f"{n:,}"
+
+
+def name_list(names: list[str], limit: int = 10) -> str:
+    """Names for a message, comma-separated, at most `limit` of them."""
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown} and {fmt_count(len(names) - limit)} more"
+
+
+_OS_CAUSES = {
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "read-only file system",
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file too large for the file system or the process's file-size limit (ulimit -f)",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EEXIST: "a file or folder of that name is in the way",
+    errno.ENOTEMPTY: "the folder is not empty",
+    errno.ENAMETOOLONG: "the path is too long",
+}
+
+
+def os_cause(error: OSError) -> str:
+    """What the operating system refused, in words, with errno's name: "read-only file system (EROFS)"."""
+    code = error.errno
+    if code is None:
+        return str(error)
+    cause = _OS_CAUSES.get(code, error.strerror or str(error))
+    name = errno.errorcode.get(code)
+    return f"{cause} ({name})" if name else cause

@@ -17,10 +17,11 @@ import numpy as np
 import pyarrow as pa
 
 from contract import layout
-from contract.documents import MANIFEST_SCHEMA_VERSION, Manifest
+from contract.documents import MANIFEST_SCHEMA_VERSION, Baselines, Manifest
 from contract.features import RATING_RANGE
 from jobs.prep.baselines import BiasSettings, compute_baselines
-from jobs.prep.failure import PrepError, fmt_count
+from jobs.prep.destination import Destination
+from jobs.prep.failure import PrepError, fmt_count, name_list
 from jobs.prep.outputs import (
     shard_name,
     train_shards,
@@ -29,7 +30,7 @@ from jobs.prep.outputs import (
     write_records,
     write_serving_index,
 )
-from jobs.prep.prepare import Thresholds, prepare
+from jobs.prep.prepare import Prepared, Thresholds, prepare
 from jobs.prep.read import Reviews, find_input_files, read_reviews
 
 
@@ -104,10 +105,12 @@ def check_bad_rows(reviews: Reviews, max_fraction: float) -> None:
     read, bad = reviews.rows_read, reviews.bad_rows
     n_bad = sum(bad.values())
     by_reason = ", ".join(f"{reason} {fmt_count(n)}" for reason, n in bad.items()) or "none"
-    files = ", ".join(f.name for f in reviews.files)
+    files = name_list([f.name for f in reviews.files])
     if reviews.rows_usable == 0:
+        skipped = f"; empty files skipped: {name_list(reviews.empty_files)}" if reviews.empty_files else ""
         raise PrepError(
             f"no usable rows: {fmt_count(read)} rows read from {files}, {fmt_count(n_bad)} bad ({by_reason})"
+            f"{skipped}"
         )
     if n_bad > max_fraction * read:
         raise PrepError(
@@ -116,24 +119,65 @@ def check_bad_rows(reviews: Reviews, max_fraction: float) -> None:
         )
 
 
-def _check_output(folder: Path) -> None:
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        raise PrepError(f"output folder {folder} is not an empty folder: give a new folder for each run")
+MIN_TRAIN_ROWS = 1_000
+"""Below this many train rows the job warns that the run means little: it is one of FM's mini-batches at
+the default mini_batch_size (1,000, cdk.json), so an epoch is a single update, and the quality gate
+would compare models fitted to almost nothing."""
+
+
+def training_set_warnings(*, train_rows: int, num_customers: int) -> list[str]:
+    """One line per reason the training set is too small to mean anything; empty when none applies."""
+    warnings = []
+    if train_rows < MIN_TRAIN_ROWS:
+        warnings.append(
+            f"small training set: {fmt_count(train_rows)} train rows, fewer than {fmt_count(MIN_TRAIN_ROWS)} "
+            "(one FM mini-batch at the default mini_batch_size): the run's figures mean little"
+        )
+    if train_rows < num_customers:
+        warnings.append(
+            f"fewer train rows than customers: {fmt_count(train_rows)} train rows for "
+            f"{fmt_count(num_customers)} customers (each customer's latest review is a test row): most "
+            "customers have no training row; raise --min-customer-reviews"
+        )
+    return warnings
 
 
 def run_prep(
-    input_dir: Path, output_dir: Path, config: PrepConfig, log: Callable[[str], None] = _stderr
+    input_dir: Path,
+    output_dir: Path,
+    config: PrepConfig,
+    log: Callable[[str], None] = _stderr,
+    *,
+    in_place: bool = False,
 ) -> Manifest:
     """Read every .tsv/.tsv.gz under input_dir, write prep/'s layout into output_dir, return the manifest.
 
-    Raises PrepError, with one line naming the cause and the counts, when the input cannot make a run."""
+    The output folder is checked, and a file written there, before any input is read. `in_place`: write
+    straight into output_dir (the Processing job's folder) rather than beside it and rename
+    (jobs.prep.destination). Raises PrepError, with one line naming the cause and the counts, when the
+    input cannot make a run or the output cannot be written; a failed run leaves no output folder (in
+    place: an empty one)."""
     config.validate()
-    _check_output(output_dir)
+    destination = Destination.open(output_dir, in_place=in_place)
+    try:
+        manifest = _run(input_dir, destination, config, log)
+        destination.commit()
+    except BaseException:
+        destination.discard()
+        raise
+    return manifest
+
+
+def _run(
+    input_dir: Path, destination: Destination, config: PrepConfig, log: Callable[[str], None]
+) -> Manifest:
     timer = _Timer(log)
     started = time.perf_counter()
 
     with timer.step("read"):
         reviews = read_reviews(find_input_files(input_dir), root=input_dir)
+    if reviews.empty_files:
+        log(f"skipped {len(reviews.empty_files)} empty input file(s): {name_list(reviews.empty_files)}")
     log(f"{fmt_count(reviews.rows_read)} rows read, {fmt_count(reviews.rows_usable)} usable")
     log(f"bad rows by reason: {reviews.bad_rows}")
     check_bad_rows(reviews, config.max_bad_row_fraction)
@@ -163,33 +207,72 @@ def run_prep(
             settings=config.bias,
         )
 
-    output_dir.mkdir(parents=True, exist_ok=True)
+    out = destination.work
     with timer.step("write_train"):
-        shard_rows = [
-            write_records(output_dir / layout.in_prep(layout.TRAIN) / shard_name(i), prepared, rows)
-            for i, rows in enumerate(train_shards(train_rows, n_shards, config.seed))
-        ]
-    with timer.step("write_test"):
-        write_records(output_dir / layout.in_prep(layout.TEST) / shard_name(0), prepared, test_rows)
-    with timer.step("write_corpus"):
-        corpus_lines = write_corpus(output_dir / layout.in_prep(layout.CORPUS_FILE), prepared)
-    with timer.step("write_index"):
-        write_serving_index(
-            output_dir / layout.in_prep(layout.INDEX), prepared, baselines["global_mean"]["value"]
-        )
+        shard_rows = []
+        for i, rows in enumerate(train_shards(train_rows, n_shards, config.seed)):
+            with destination.writing(out / layout.in_prep(layout.TRAIN) / shard_name(i)) as path:
+                shard_rows.append(write_records(path, prepared, rows))
+    with (
+        timer.step("write_test"),
+        destination.writing(out / layout.in_prep(layout.TEST) / shard_name(0)) as path,
+    ):
+        write_records(path, prepared, test_rows)
+    with timer.step("write_corpus"), destination.writing(out / layout.in_prep(layout.CORPUS_FILE)) as path:
+        corpus_lines = write_corpus(path, prepared)
+    with timer.step("write_index"), destination.writing(out / layout.in_prep(layout.INDEX)) as path:
+        write_serving_index(path, prepared, baselines["global_mean"]["value"])
     timer.seconds["total"] = round(time.perf_counter() - started, 3)
+    warnings = training_set_warnings(train_rows=len(train_rows), num_customers=prepared.num_customers)
+    for warning in warnings:
+        log(f"warning: {warning}")
+    manifest = _manifest(
+        reviews=reviews,
+        prepared=prepared,
+        config=config,
+        baselines=baselines,
+        shard_rows=shard_rows,
+        corpus_lines=corpus_lines,
+        timings=timer.seconds,
+        warnings=warnings,
+    )
+    # Last, and atomically: the manifest is what makes the folder a run.
+    with destination.writing(out / layout.in_prep(layout.MANIFEST)) as path:
+        write_json_atomically(path, manifest)
+    log(
+        f"done: N={prepared.num_customers} M={prepared.num_products} feature_dim={prepared.feature_dim} "
+        f"train={len(train_rows)} test={len(test_rows)} in {timer.seconds['total']:.1f} s"
+    )
+    return manifest
 
+
+def _manifest(
+    *,
+    reviews: Reviews,
+    prepared: Prepared,
+    config: PrepConfig,
+    baselines: Baselines,
+    shard_rows: list[int],
+    corpus_lines: int,
+    timings: dict[str, float],
+    warnings: list[str],
+) -> Manifest:
+    train_rows, test_rows = int(prepared.is_train.sum()), int(prepared.is_test.sum())
+    n_shards = config.train_shards
     manifest: Manifest = {
         "schema_version": MANIFEST_SCHEMA_VERSION,
         "inputs": [f.to_json() for f in reviews.files],
+        "empty_inputs": reviews.empty_files,
+        "warnings": warnings,
         "counts": {
             "rows_read": reviews.rows_read,
             "bad_rows": reviews.bad_rows,
             "rows_usable": reviews.rows_usable,
             "rows_kept": prepared.rows_kept,
-            "train_rows": len(train_rows),
-            "test_rows": len(test_rows),
+            "train_rows": train_rows,
+            "test_rows": test_rows,
             "corpus_lines": corpus_lines,
+            "empty_files": len(reviews.empty_files),
         },
         "num_customers": prepared.num_customers,
         "num_products": prepared.num_products,
@@ -208,11 +291,6 @@ def run_prep(
         "highest rating); train: the other rows minus the test row's (customer, product) pair",
         "seed": config.seed,
         "rating_range": list(RATING_RANGE),
-        "timings_s": timer.seconds,
+        "timings_s": timings,
     }
-    write_json_atomically(output_dir / layout.in_prep(layout.MANIFEST), manifest)
-    log(
-        f"done: N={prepared.num_customers} M={prepared.num_products} feature_dim={prepared.feature_dim} "
-        f"train={len(train_rows)} test={len(test_rows)} in {timer.seconds['total']:.1f} s"
-    )
     return manifest

@@ -1,17 +1,21 @@
 """Reading review files: the five columns the job needs, bad rows counted by reason, ids turned into codes.
 
 The input is the Amazon Customer Reviews TSV schema: 15 tab-separated columns, a header line, no quoting
-and no escapes (a `"` is an ordinary character), as `.tsv` or `.tsv.gz`. The reader streams each file
-through pyarrow's CSV reader with quoting off, which inflates gzip and parses blocks in native code on its
-own threads; only the five needed columns are converted (the review text, most of every row, is never
-materialized), and each block is checked and reduced to compact columns before the next one is taken, so
-memory holds the kept columns of the rows, not the file. The raw bytes are hashed on the way through.
-"""
+and no escapes (a `"` is an ordinary character), rows ending with LF (CRLF too; any other CR is part of
+its field), as `.tsv` or `.tsv.gz`. The reader streams each file through pyarrow's CSV reader with
+quoting off, which parses blocks in native code on its own threads, behind jobs.prep.rows.RowStream,
+which finds where rows end as the schema says (pyarrow would also end a row at a bare CR, and fail on a
+row longer than its block); only the five needed columns are converted (the review text, most of every
+row, is never materialized), and each block is checked and reduced to compact columns before the next
+one is taken, so memory holds the kept columns of the rows, not the file. The raw bytes are hashed on
+the way through. Empty files (no text at all) are skipped."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -22,11 +26,13 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from contract import layout
-from jobs.prep.failure import PrepError, fmt_count
+from jobs.prep.failure import PrepError, fmt_count, name_list, os_cause
+from jobs.prep.rows import MAX_ROW_BYTES, PIECE_BYTES, HeaderTooLongError, RowStream
 
 NEEDED_COLUMNS = ("customer_id", "product_id", "product_title", "star_rating", "review_date")
 # Every bad row is counted once, under the first reason that applies, in this order.
 BAD_ROW_REASONS = (
+    "row_too_long",  # longer than jobs.prep.rows.MAX_ROW_BYTES (64 MiB): skipped, not held in memory
     "wrong_field_count",  # not 15 tab-separated fields (the real file has lines of 22)
     "undecodable_bytes",  # a needed field is not valid UTF-8
     "empty_id",  # customer_id or product_id is empty
@@ -71,6 +77,7 @@ class Reviews:
     product_ids: pa.Array  # one per product code: string, or int64 as customer_ids
     product_titles: pa.Table  # (product: int32 code, title: string, n: int64): rows per title per product
     files: list[InputFile]
+    empty_files: list[str] = field(default_factory=list)  # skipped: no text at all (zero-byte objects)
 
     @property
     def rows_read(self) -> int:
@@ -89,13 +96,21 @@ class Reviews:
 
 
 def find_input_files(folder: Path) -> list[Path]:
-    """The .tsv and .tsv.gz files under `folder` (recursively), in name order."""
+    """The .tsv and .tsv.gz files under `folder` (recursively, not into linked folders), in name order; a
+    folder that cannot be listed is an error, not a folder skipped."""
     if not folder.is_dir():
         raise PrepError(f"input folder {folder} does not exist or is not a folder")
+
+    def refuse(error: OSError) -> None:
+        raise PrepError(f"input folder {folder}: cannot list {error.filename}: {os_cause(error)}")
+
     files = sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file() and p.name.endswith(layout.RAW_INPUT_SUFFIXES) and not p.name.startswith(".")
+        Path(root) / name
+        for root, _, names in os.walk(folder, onerror=refuse)
+        for name in names
+        if name.endswith(layout.RAW_INPUT_SUFFIXES)
+        and not name.startswith(".")
+        and (Path(root) / name).is_file()
     )
     if not files:
         raise PrepError(f"no input files: no .tsv or .tsv.gz file under {folder}")
@@ -133,29 +148,9 @@ class _HashingReader:
             pass
 
 
-def _open_text(path: Path, raw: Any) -> pa.NativeFile:
-    stream = pa.PythonFile(raw, mode="r")
-    return pa.CompressedInputStream(stream, "gzip") if path.name.endswith(".gz") else stream
-
-
-def _read_header(path: Path, name: str) -> list[str]:
-    """The header's column names; a clear error for an empty, unreadable or undecodable header."""
-    head = b""
-    try:
-        with _open_text(path, path.open("rb")) as stream:
-            while b"\n" not in head and len(head) < (1 << 20):
-                block = stream.read(1 << 12)
-                if not block:
-                    break
-                head += block
-    except OSError as e:
-        what = "gzip stream" if path.name.endswith(".gz") else "file"
-        raise PrepError(
-            f"input {name}: the {what} is truncated or corrupt before the end of its header ({e})"
-        ) from e
-    if not head.strip():
-        raise PrepError(f"input {name} is empty: no header line")
-    line = head.split(b"\n", 1)[0].rstrip(b"\r")
+def _decode_header(name: str, line: bytes) -> list[str]:
+    if not line.strip():
+        raise PrepError(f"input {name}: the first line, the header, is empty")
     try:
         text = line.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -296,18 +291,8 @@ class _Chunks:
             self.title_rows = merged.num_rows
 
 
-def _read_file(path: Path, name: str, chunks: _Chunks) -> InputFile:
-    _check_header(name, _read_header(path, name))
-    bad: Counter[str] = Counter()
-
-    def on_invalid_row(row: pcsv.InvalidRow) -> str:
-        bad["wrong_field_count"] += 1
-        return "skip"
-
-    binary = pa.binary()
-    low_cardinality = pa.dictionary(pa.int32(), pa.binary())
-    read_options = pcsv.ReadOptions(block_size=BLOCK_SIZE, use_threads=True)
-    parse_options = pcsv.ParseOptions(
+def _parse_options(on_invalid_row: Callable[[pcsv.InvalidRow], str]) -> pcsv.ParseOptions:
+    return pcsv.ParseOptions(
         delimiter="\t",
         quote_char=False,
         escape_char=False,
@@ -315,7 +300,12 @@ def _read_file(path: Path, name: str, chunks: _Chunks) -> InputFile:
         newlines_in_values=False,
         invalid_row_handler=on_invalid_row,
     )
-    convert_options = pcsv.ConvertOptions(
+
+
+def _convert_options() -> pcsv.ConvertOptions:
+    binary = pa.binary()
+    low_cardinality = pa.dictionary(pa.int32(), pa.binary())
+    return pcsv.ConvertOptions(
         include_columns=list(NEEDED_COLUMNS),
         column_types={
             "customer_id": binary,
@@ -329,25 +319,100 @@ def _read_file(path: Path, name: str, chunks: _Chunks) -> InputFile:
         null_values=[],
         check_utf8=False,
     )
-    raw = _HashingReader(path)
-    good_rows = 0
+
+
+def _rows_aside_batch(rows: list[bytes], names: list[str], bad: Counter[str]) -> pa.RecordBatch | None:
+    """The rows RowStream set aside (a bare CR, or not UTF-8), split on tabs as pyarrow splits the others: the
+    needed columns of those with the header's field count; the others are counted."""
+    positions = [names.index(c) for c in NEEDED_COLUMNS]
+    columns: list[list[bytes]] = [[] for _ in NEEDED_COLUMNS]
+    for row in rows:
+        fields = row.split(b"\t")
+        if len(fields) != len(names):
+            bad["wrong_field_count"] += 1
+            continue
+        for column, position in zip(columns, positions, strict=True):
+            column.append(fields[position])
+    if not columns[0]:
+        return None
+    return pa.record_batch([pa.array(c, pa.binary()) for c in columns], names=list(NEEDED_COLUMNS))
+
+
+@dataclass(frozen=True)
+class RowLimits:
+    """How RowStream cuts the text (jobs.prep.rows); tests make them small to reach piece boundaries."""
+
+    piece_bytes: int = PIECE_BYTES
+    max_row_bytes: int = MAX_ROW_BYTES
+
+
+def _open_rows(
+    path: Path, name: str, raw: _HashingReader, limits: RowLimits
+) -> tuple[RowStream, list[str]] | None:
+    """The file's rows after its checked header, and the header's names; None for a file without text."""
+    read = pa.CompressedInputStream(pa.PythonFile(raw, mode="r"), "gzip").read if _gzipped(path) else raw.read
+    rows = RowStream(read, piece_bytes=limits.piece_bytes, max_row_bytes=limits.max_row_bytes)
     try:
-        with _open_text(path, raw) as stream:
+        header = rows.header()
+    except HeaderTooLongError as e:
+        raise PrepError(f"input {name}: no header line: {e}") from None
+    except OSError as e:
+        if e.errno is not None:  # the file system's refusal, not the stream's content
+            raise
+        raise PrepError(
+            f"input {name}: the gzip stream is truncated or corrupt before the end of its header ({e})"
+        ) from None
+    if header is None:
+        return None
+    names = _decode_header(name, header)
+    _check_header(name, names)
+    return rows, names
+
+
+def _read_file(path: Path, name: str, chunks: _Chunks, limits: RowLimits) -> InputFile | None:
+    """Read one file into `chunks`; None when it holds no text at all (skipped)."""
+    try:
+        raw = _HashingReader(path)
+    except OSError as e:
+        raise PrepError(f"input {name}: cannot read it: {os_cause(e)}") from None
+    bad: Counter[str] = Counter()
+    good_rows = 0
+
+    def on_invalid_row(row: pcsv.InvalidRow) -> str:
+        bad["wrong_field_count"] += 1
+        return "skip"
+
+    def take_rows_aside() -> int:
+        aside = _rows_aside_batch(rows.take_rows_aside(), names, bad)
+        return 0 if aside is None else _take_batch(aside, bad, chunks)
+
+    try:
+        opened = _open_rows(path, name, raw, limits)
+        if opened is None:
+            return None
+        rows, names = opened
+        if rows.has_rows():
+            # The header is consumed; pyarrow gets unique names (only the needed columns' matter).
+            column_names = [c if c in NEEDED_COLUMNS else f"unused {i}" for i, c in enumerate(names)]
             reader = pcsv.open_csv(
-                stream,
-                read_options=read_options,
-                parse_options=parse_options,
-                convert_options=convert_options,
+                pa.PythonFile(rows, mode="r"),
+                read_options=pcsv.ReadOptions(
+                    block_size=BLOCK_SIZE, use_threads=True, column_names=column_names
+                ),
+                parse_options=_parse_options(on_invalid_row),
+                convert_options=_convert_options(),
             )
             for batch in reader:
-                good_rows += _take_batch(batch, bad, chunks)
-            raw.drain()
-    except (OSError, pa.ArrowInvalid) as e:
-        rows = good_rows + sum(bad.values())
-        what = "gzip stream" if path.name.endswith(".gz") else "file"
-        raise PrepError(
-            f"input {name}: the {what} is truncated or corrupt ({e}); {fmt_count(rows)} rows read before"
-        ) from e
+                good_rows += _take_batch(batch, bad, chunks) + take_rows_aside()
+        good_rows += take_rows_aside()
+        bad["row_too_long"] += rows.rows_too_long
+        raw.drain()
+    except OSError as e:
+        read_before = f"{fmt_count(good_rows + sum(bad.values()))} rows read before"
+        if e.errno is not None:  # the file system's refusal (EIO, ...), not the stream's content
+            raise PrepError(f"input {name}: cannot read it: {os_cause(e)}; {read_before}") from None
+        what = "gzip stream" if _gzipped(path) else "file"
+        raise PrepError(f"input {name}: the {what} is truncated or corrupt ({e}); {read_before}") from None
     finally:
         raw.close()
     return InputFile(
@@ -357,6 +422,10 @@ def _read_file(path: Path, name: str, chunks: _Chunks) -> InputFile:
         rows_read=good_rows + sum(bad.values()),
         bad_rows={r: bad[r] for r in BAD_ROW_REASONS if bad[r]},
     )
+
+
+def _gzipped(path: Path) -> bool:
+    return path.name.endswith(".gz")
 
 
 def _take_batch(batch: pa.RecordBatch, bad: Counter[str], chunks: _Chunks) -> int:
@@ -422,14 +491,22 @@ def _take_batch(batch: pa.RecordBatch, bad: Counter[str], chunks: _Chunks) -> in
     return kept
 
 
-def read_reviews(paths: list[Path], root: Path | None = None) -> Reviews:
-    """Read every file; raise PrepError on a file that cannot be read at all (empty, truncated gzip,
-    header without a needed column). Bad rows are counted, not raised: the caller applies the limit."""
+def read_reviews(paths: list[Path], root: Path | None = None, limits: RowLimits = RowLimits()) -> Reviews:
+    """Read every file; skip the empty ones (no text at all: S3 prefixes hold zero-byte marker objects);
+    raise PrepError on a file that cannot be read at all (truncated gzip, header without a needed column)
+    or when every file is empty. Bad rows are counted, not raised: the caller applies the limit."""
     chunks = _Chunks()
-    files = []
+    files: list[InputFile] = []
+    empty: list[str] = []
     for path in paths:
         name = str(path.relative_to(root)) if root is not None else path.name
-        files.append(_read_file(path, name, chunks))
+        read = _read_file(path, name, chunks, limits)
+        if read is None:
+            empty.append(name)
+        else:
+            files.append(read)
+    if not files:
+        raise PrepError(f"no usable input: every input file is empty ({name_list(empty)})")
 
     customer, customer_ids = chunks.customer.encode()
     product, product_ids = chunks.product.encode()
@@ -463,4 +540,5 @@ def read_reviews(paths: list[Path], root: Path | None = None) -> Reviews:
         product_ids=product_ids,
         product_titles=product_titles,
         files=files,
+        empty_files=empty,
     )

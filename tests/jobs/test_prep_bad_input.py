@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import gzip
+import os
 import random
 import shutil
 from pathlib import Path
 
 import pytest
 
+from contract.documents import Manifest
 from jobs.prep.failure import PrepError
 from jobs.prep.job import PrepConfig, run_prep
 from jobs.prep.prepare import Thresholds
-from tests.jobs.test_prep_support import HEADER, ROWS, line, tsv_bytes, write_tsv
+from tests.jobs.test_prep_support import HEADER, ROWS, line, many_rows, tsv_bytes, write_tsv
 
 LOW = Thresholds(min_customer_reviews=2, min_product_reviews=2)
 
@@ -21,7 +23,7 @@ def _quiet(_: str) -> None:
     pass
 
 
-def prep(tmp_path: Path, config: PrepConfig | None = None) -> dict[str, object]:
+def prep(tmp_path: Path, config: PrepConfig | None = None) -> Manifest:
     return run_prep(
         tmp_path / "in",
         tmp_path / "out",
@@ -75,10 +77,9 @@ def test_bad_rows_are_skipped_and_counted_by_reason(tmp_path: Path) -> None:
     write_tsv(tmp_path / "in" / "reviews.tsv", tsv_bytes(ROWS, BAD_LINES))
     manifest = prep(tmp_path, PrepConfig(thresholds=LOW, fm_instance_count=1, max_bad_row_fraction=1.0))
     counts = manifest["counts"]
-    assert isinstance(counts, dict)
     assert counts["bad_rows"] == BAD_COUNTS
     assert (counts["rows_read"], counts["rows_usable"], counts["rows_kept"]) == (9 + 18, 9, 7)
-    assert manifest["inputs"][0]["bad_rows"] == BAD_COUNTS  # type: ignore[index]
+    assert manifest["inputs"][0]["bad_rows"] == BAD_COUNTS
     assert manifest["feature_dim"] == 6
 
 
@@ -145,11 +146,43 @@ def test_not_gzip_although_named_so(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize("name", ["empty.tsv", "empty.tsv.gz"])
-def test_empty_file(tmp_path: Path, name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [("empty.tsv", b""), ("empty.tsv.gz", b""), ("empty.tsv.gz", gzip.compress(b""))],
+    ids=["zero-byte", "zero-byte-gz", "gzip-of-nothing"],
+)
+def test_empty_files_are_skipped_and_logged(tmp_path: Path, name: str, data: bytes) -> None:
     write_tsv(tmp_path / "in" / "a.tsv", tsv_bytes(ROWS))
-    write_tsv(tmp_path / "in" / name, b"")
-    assert fails(tmp_path) == f"input {name} is empty: no header line"
+    (tmp_path / "in" / "more").mkdir()
+    (tmp_path / "in" / "more" / name).write_bytes(data)
+    log: list[str] = []
+    manifest = run_prep(
+        tmp_path / "in", tmp_path / "out", PrepConfig(thresholds=LOW, fm_instance_count=1), log=log.append
+    )
+    assert f"skipped 1 empty input file(s): more/{name}" in log
+    assert [f["name"] for f in manifest["inputs"]] == ["a.tsv"]
+    assert manifest["empty_inputs"] == [f"more/{name}"]
+    assert (manifest["counts"]["rows_read"], manifest["counts"]["empty_files"]) == (9, 1)
+
+
+def test_only_empty_files_fail_naming_them(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.tsv").write_bytes(b"")
+    (tmp_path / "in" / "b.tsv.gz").write_bytes(gzip.compress(b""))
+    assert fails(tmp_path) == "no usable input: every input file is empty (a.tsv, b.tsv.gz)"
+
+
+def test_header_only_and_empty_files(tmp_path: Path) -> None:
+    write_tsv(tmp_path / "in" / "a.tsv", (HEADER + "\n").encode())
+    (tmp_path / "in" / "b.tsv").write_bytes(b"")
+    assert fails(tmp_path) == (
+        "no usable rows: 0 rows read from a.tsv, 0 bad (none); empty files skipped: b.tsv"
+    )
+
+
+def test_a_blank_first_line_is_no_header(tmp_path: Path) -> None:
+    write_tsv(tmp_path / "in" / "a.tsv", b"\r\n" + tsv_bytes(ROWS))
+    assert fails(tmp_path) == "input a.tsv: the first line, the header, is empty"
 
 
 def test_missing_header_column(tmp_path: Path) -> None:
@@ -187,3 +220,65 @@ def test_fewer_train_rows_than_shards(tmp_path: Path) -> None:
     assert fails(tmp_path, PrepConfig(thresholds=LOW, fm_instance_count=2, shards_per_instance=2)) == (
         "too few training rows: 3 train rows for 4 shards (--fm-instance-count 2 x --shards-per-instance 2)"
     )
+
+
+def test_unreadable_input_file(tmp_path: Path) -> None:
+    path = write_tsv(tmp_path / "in" / "reviews.tsv", tsv_bytes(ROWS))
+    path.chmod(0o000)
+    try:
+        if os.access(path, os.R_OK):
+            pytest.skip("permission bits do not stop this user (root) from reading")
+        assert fails(tmp_path) == "input reviews.tsv: cannot read it: permission denied (EACCES)"
+    finally:
+        path.chmod(0o644)
+
+
+# ------------------------------------------------------------------------------------ warnings
+
+ONE_REVIEW_CUSTOMER = ("56", "B2", "Beta Film", "3", "2015-01-05")
+
+
+def test_a_tiny_training_set_is_warned_about(tmp_path: Path) -> None:
+    # Thresholds 1/1 keep all 10 rows; 5 customers give 5 test rows; train = 7's B2, 100's B2, 20's B1
+    # and B2 (the test rows' pairs removed), 55 and 56 none: 4 rows.
+    write_tsv(tmp_path / "in" / "reviews.tsv", tsv_bytes([*ROWS, ONE_REVIEW_CUSTOMER]))
+    log: list[str] = []
+    manifest = run_prep(
+        tmp_path / "in",
+        tmp_path / "out",
+        PrepConfig(thresholds=Thresholds(1, 1), fm_instance_count=1),
+        log=log.append,
+    )
+    assert (manifest["counts"]["train_rows"], manifest["counts"]["test_rows"]) == (4, 5)
+    expected = [
+        "small training set: 4 train rows, fewer than 1,000 (one FM mini-batch at the default "
+        "mini_batch_size): the run's figures mean little",
+        "fewer train rows than customers: 4 train rows for 5 customers (each customer's latest review is a "
+        "test row): most customers have no training row; raise --min-customer-reviews",
+    ]
+    assert manifest["warnings"] == expected
+    assert [m for m in log if m.startswith("warning: ")] == [f"warning: {w}" for w in expected]
+
+
+def test_a_healthy_training_set_has_no_warning(tmp_path: Path) -> None:
+    write_tsv(tmp_path / "in" / "reviews.tsv", tsv_bytes(many_rows(3000, customers=200, products=40)))
+    manifest = run_prep(
+        tmp_path / "in", tmp_path / "out", PrepConfig(thresholds=LOW, fm_instance_count=1), log=_quiet
+    )
+    assert manifest["counts"]["train_rows"] >= 1_000 > manifest["num_customers"]
+    assert manifest["warnings"] == []
+
+
+def test_unlistable_input_folder(tmp_path: Path) -> None:
+    write_tsv(tmp_path / "in" / "a.tsv", tsv_bytes(ROWS))
+    locked = tmp_path / "in" / "more"
+    write_tsv(locked / "b.tsv", tsv_bytes(ROWS))
+    locked.chmod(0o000)
+    try:
+        if os.access(locked, os.R_OK):
+            pytest.skip("permission bits do not stop this user (root) from listing")
+        assert fails(tmp_path) == (
+            f"input folder {tmp_path / 'in'}: cannot list {locked}: permission denied (EACCES)"
+        )
+    finally:
+        locked.chmod(0o755)

@@ -8,30 +8,14 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 from jobs.prep.failure import MESSAGE_LIMIT_BYTES, write_failure_message
-from tests.jobs.test_prep_support import ROWS, tsv_bytes, write_tsv
+from tests.jobs.test_prep_support import REPO, ROWS, run_cli, tsv_bytes, write_tsv
 
-REPO = Path(__file__).resolve().parents[2]
 PREP = REPO / "jobs" / "prep"
-
-
-def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
-    return subprocess.run(
-        [sys.executable, "-m", "jobs.prep", *map(str, args)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
 
 
 def test_cli_writes_a_run(tmp_path: Path) -> None:
@@ -176,3 +160,21 @@ def test_dockerfile_builds_the_entrypoint_from_the_repository_context() -> None:
                 if not src.startswith("--"):
                     assert (context / src).exists(), f"COPY {src}: not in the build context"
     assert "pip install" in text and "-r" in text and "--no-cache-dir" in text
+
+
+def test_an_unwritable_failure_message_file_is_one_more_line(tmp_path: Path) -> None:
+    write_tsv(tmp_path / "in" / "reviews.tsv", tsv_bytes(ROWS))
+    (tmp_path / "opt").write_text("a file where /opt/ml/output should be")
+    result = run_cli(
+        "--input", tmp_path / "in", "--output", tmp_path / "out",
+        "--failure-message", tmp_path / "opt" / "message",
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-2:] == [
+        "prep failed: nothing survives the filters: 0 of 4 customers have >= 5 reviews "
+        "(--min-customer-reviews) and 0 of 3 products have >= 10 reviews (--min-product-reviews), but no "
+        "review among 9 usable rows has both",
+        f"prep: cannot write the failure message to {tmp_path / 'opt' / 'message'}: "
+        "a file or folder of that name is in the way (EEXIST)",
+    ]

@@ -22,11 +22,11 @@ import hashlib
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
+from contract.documents import Manifest
 from contract.index import load_index
 from fm.recordio import read_sparse_records
 from jobs.prep.baselines import BiasSettings, compute_baselines
@@ -81,14 +81,14 @@ def assert_rows(
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Manifest]:
     root = tmp_path_factory.mktemp("semantics")
     write_tsv(root / "in" / "reviews.tsv", tsv_bytes(ROWS))
     manifest = run_prep(root / "in", root / "out", CONFIG, log=_quiet)
     return root / "out", manifest
 
 
-def test_keys_and_feature_dim(run: tuple[Path, dict[str, Any]]) -> None:
+def test_keys_and_feature_dim(run: tuple[Path, Manifest]) -> None:
     out, manifest = run
     assert (manifest["num_customers"], manifest["num_products"], manifest["feature_dim"]) == (3, 2, 6)
     index = load_index(out / "index")
@@ -102,12 +102,12 @@ def test_keys_and_feature_dim(run: tuple[Path, dict[str, Any]]) -> None:
     assert index.global_mean == pytest.approx(10 / 3)
 
 
-def test_test_rows_are_the_latest_review_per_customer(run: tuple[Path, dict[str, Any]]) -> None:
+def test_test_rows_are_the_latest_review_per_customer(run: tuple[Path, Manifest]) -> None:
     out, _ = run
     assert_rows(rows_of(out / "test" / "part-00000.rio"), EXPECTED_TEST)
 
 
-def test_train_rows_drop_the_test_pair(run: tuple[Path, dict[str, Any]]) -> None:
+def test_train_rows_drop_the_test_pair(run: tuple[Path, Manifest]) -> None:
     out, manifest = run
     assert sorted(p.name for p in (out / "train").iterdir()) == ["part-00000.rio"]
     assert_rows(sorted(rows_of(out / "train" / "part-00000.rio")), EXPECTED_TRAIN)
@@ -120,17 +120,18 @@ def test_train_rows_drop_the_test_pair(run: tuple[Path, dict[str, Any]]) -> None
         "train_rows": 3,
         "test_rows": 3,
         "corpus_lines": 3,
+        "empty_files": 0,
     }
 
 
-def test_corpus_lists_titles_in_date_order(run: tuple[Path, dict[str, Any]]) -> None:
+def test_corpus_lists_titles_in_date_order(run: tuple[Path, Manifest]) -> None:
     out, _ = run
     assert (out / "corpus" / "corpus.txt").read_text() == (
         "alpha-show beta--film alpha-show\nbeta--film alpha-show\nalpha-show beta--film\n"
     )
 
 
-def test_baselines_by_hand(run: tuple[Path, dict[str, Any]]) -> None:
+def test_baselines_by_hand(run: tuple[Path, Manifest]) -> None:
     # train (u0,B2,4) (u1,B2,4) (u2,B1,2): mu = 10/3; test ratings 3, 5, 1 -> global mean RMSE 5/3.
     # One sweep, reg 1: b_u = (1/3, 1/3, -2/3); b_B1 = -1/3, b_B2 = 2/9; test predictions 10/3, 10/3, 26/9.
     _, manifest = run
@@ -141,7 +142,7 @@ def test_baselines_by_hand(run: tuple[Path, dict[str, Any]]) -> None:
     assert (baselines["bias"]["reg_user"], baselines["bias"]["sweeps"]) == (1.0, 1)
 
 
-def test_manifest_records_inputs_and_settings(run: tuple[Path, dict[str, Any]]) -> None:
+def test_manifest_records_inputs_and_settings(run: tuple[Path, Manifest]) -> None:
     out, manifest = run
     data = tsv_bytes(ROWS)
     assert manifest["inputs"] == [
@@ -154,6 +155,9 @@ def test_manifest_records_inputs_and_settings(run: tuple[Path, dict[str, Any]]) 
         }
     ]
     assert json.loads((out / "manifest.json").read_text()) == manifest
+    assert manifest["empty_inputs"] == []
+    # 3 train rows: fewer than 1,000, and as many as the 3 customers (not fewer).
+    assert [w.split(":")[0] for w in manifest["warnings"]] == ["small training set"]
     assert manifest["time_transform"] == {
         "kind": "log1p_ratio",
         "scale_days": 60,
@@ -176,7 +180,7 @@ def test_manifest_records_inputs_and_settings(run: tuple[Path, dict[str, Any]]) 
     assert set(manifest["timings_s"]) >= {"read", "prepare", "write_train", "total"}
 
 
-def test_split_across_files_gives_the_same_output(run: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+def test_split_across_files_gives_the_same_output(run: tuple[Path, Manifest], tmp_path: Path) -> None:
     """The result depends on the rows, not on their order or on how they are split into files."""
     out, _ = run
     shuffled = [ROWS[i] for i in (8, 3, 6, 0, 5, 1, 7, 2, 4)]

@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 import gzip
-from collections.abc import Sequence
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
 
 HEADER = (
     "marketplace\tcustomer_id\treview_id\tproduct_id\tproduct_parent\tproduct_title\tproduct_category\t"
@@ -66,3 +77,78 @@ def write_tsv(path: Path, data: bytes) -> Path:
     else:
         path.write_bytes(data)
     return path
+
+
+def many_rows(n: int, customers: int = 500, products: int = 50, seed: int = 3) -> list[tuple[str, ...]]:
+    """n distinct-enough reviews over a few customers and products, for inputs that must be large."""
+    rng = random.Random(seed)
+    return [
+        (
+            str(rng.randrange(customers)),
+            f"P{rng.randrange(products)}",
+            f"Title {rng.randrange(products)}",
+            str(rng.randint(1, 5)),
+            f"2015-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+        )
+        for _ in range(n)
+    ]
+
+
+def can_mount() -> bool:
+    """Whether this process may mount file systems (root with CAP_SYS_ADMIN, a mount binary)."""
+    return os.geteuid() == 0 and shutil.which("mount") is not None
+
+
+def mount_tmpfs(folder: Path, *, size: str, read_only: bool = False) -> bool:
+    """Mount a tmpfs of `size` (mount's syntax: 64k, 4m) on folder; False when this sandbox forbids it."""
+    if not can_mount():
+        return False
+    folder.mkdir(parents=True, exist_ok=True)
+    options = f"size={size},mode=0755" + (",ro" if read_only else "")
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "loftrec-test", str(folder)],
+        capture_output=True,
+        check=False,
+    )
+    return result.returncode == 0
+
+
+def remount(folder: Path, options: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,{options}", str(folder)], check=True, capture_output=True)
+
+
+def unmount(folder: Path) -> None:
+    subprocess.run(["umount", str(folder)], check=False, capture_output=True)
+
+
+@contextmanager
+def tmpfs(folder: Path, *, size: str, read_only: bool = False) -> Iterator[Path]:
+    """A real small file system on folder for the test's duration; skips the test where mounts are
+    not allowed."""
+    if not mount_tmpfs(folder, size=size, read_only=read_only):
+        pytest.skip("cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN)")
+    try:
+        yield folder
+    finally:
+        unmount(folder)
+
+
+def run_cli(*args: str | Path, file_size_limit: int | None = None) -> subprocess.CompletedProcess[str]:
+    """python -m jobs.prep as the container runs it; `file_size_limit`: RLIMIT_FSIZE in bytes, so that a
+    write past it fails with EFBIG (Python ignores SIGXFSZ)."""
+
+    def limit() -> None:  # in the child, before exec
+        if file_size_limit is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    return subprocess.run(
+        [sys.executable, "-m", "jobs.prep", *map(str, args)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        preexec_fn=limit if file_size_limit is not None else None,
+    )
