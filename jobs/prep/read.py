@@ -428,6 +428,15 @@ def _gzipped(path: Path) -> bool:
     return path.name.endswith(".gz")
 
 
+def _trimmed_ids(ids: pa.Array, decodable: np.ndarray) -> pa.Array:
+    """contract.index.normalize_id on a column: whitespace around an id is not part of it (pyarrow's
+    utf8_trim_whitespace trims the characters str.strip does; a test in tests/contract holds them equal).
+    Rows that are not UTF-8 are blanked first: they are counted as undecodable, not kept."""
+    usable = pc.if_else(pa.array(decodable), ids, pa.scalar(b"", pa.binary()))
+    trimmed: pa.Array = pc.utf8_trim_whitespace(usable.cast(pa.string())).cast(pa.binary())
+    return trimmed
+
+
 def _take_batch(batch: pa.RecordBatch, bad: Counter[str], chunks: _Chunks) -> int:
     """Check one parsed block, count its bad rows, keep its good rows' columns. Returns rows kept."""
     n = batch.num_rows
@@ -441,6 +450,7 @@ def _take_batch(batch: pa.RecordBatch, bad: Counter[str], chunks: _Chunks) -> in
 
     decodable = _valid_utf8(customer) & _valid_utf8(product) & _valid_utf8(title)
     decodable &= _valid_utf8(rating_dict)[rating_idx] & _valid_utf8(date_dict)[date_idx]
+    customer, product = _trimmed_ids(customer, decodable), _trimmed_ids(product, decodable)
     nonempty_id = pc.and_(
         pc.greater(pc.binary_length(customer), 0), pc.greater(pc.binary_length(product), 0)
     ).to_numpy(zero_copy_only=False)

@@ -44,6 +44,7 @@ PREP_OPTIONS_NOT_TAKEN = {
     "--input": "the local run's own: the raw files (the run's prep/ is the output)",
     "--output": "the local run's own: the output root, under which the run folder is",
     "--failure-message": "SageMaker Processing's ExitMessage file; the local run prints the reason",
+    "--in-place": "the Processing container's mount; the local run writes beside and renames into place",
 }
 SEED_HELP = "seed of the train row shuffle, the bootstrap intervals and the cold-start hold-out (%(default)s)"
 

@@ -25,6 +25,7 @@ import pyarrow as pa
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from contract.index import normalize_id
 from jobs.prep.failure import PrepError
 from jobs.prep.job import PrepConfig, run_prep, training_set_warnings
 from jobs.prep.prepare import Thresholds
@@ -63,7 +64,11 @@ def _row_verdict(  # noqa: PLR0911 (one return per reason, in the order the reas
         text = [v.decode("utf-8") for v in (customer, product, title, rating, date)]
     except UnicodeDecodeError:
         return "undecodable_bytes"
-    if not customer or not product:
+    text[0], text[1] = (
+        normalize_id(text[0]),
+        normalize_id(text[1]),
+    )  # whitespace around an id is not part of it
+    if not text[0] or not text[1]:
         return "empty_id"
     if not title:
         return "empty_title"

@@ -17,6 +17,7 @@ The input (tests/jobs/test_prep_support.py ROWS), thresholds 2 customers / 2 pro
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import json
@@ -241,3 +242,19 @@ def test_bias_baseline_gives_unseen_users_and_items_zero_bias() -> None:
         settings=BiasSettings(reg_user=0.0, reg_item=0.0, sweeps=3),
     )
     assert result["bias"]["rmse"] == 2.0  # predicts mu = 4 for the unseen pair
+
+
+def test_whitespace_around_an_id_is_not_part_of_it(tmp_path: Path) -> None:
+    """The rule the shims apply to requests (contract.index.normalize_id), applied to the raw rows."""
+    padded = [
+        (f" {c}\u3000", f"{p} ", title, rating, date) if n % 2 else (c, p, title, rating, date)
+        for n, (c, p, title, rating, date) in enumerate(ROWS)
+    ]
+    write_tsv(tmp_path / "in" / "reviews.tsv", tsv_bytes([*padded, (" \u00a0 ", *ROWS[0][1:])]))
+    lenient = dataclasses.replace(CONFIG, max_bad_row_fraction=0.2)
+    manifest = run_prep(tmp_path / "in", tmp_path / "out", lenient, log=_quiet)
+    write_tsv(tmp_path / "plain" / "reviews.tsv", tsv_bytes(ROWS))
+    run_prep(tmp_path / "plain", tmp_path / "out-plain", CONFIG, log=_quiet)
+    assert manifest["counts"]["bad_rows"] == {"empty_id": 1}
+    for name in ("index/customers.tsv", "index/products.tsv", "train/part-00000.rio", "test/part-00000.rio"):
+        assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "out-plain" / name).read_bytes(), name
