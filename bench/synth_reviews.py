@@ -10,14 +10,18 @@ prep job's benchmark and tests run on files made here, in the same 15-column sch
   reviews whose text opens a quotation and never closes it (harmless without quoting, but a CSV parser
   with quoting on swallows the following lines).
 
-Ratings follow a user bias + item bias + noise model, so that a bias baseline has something to find.
+Ratings follow a user bias + item bias + noise model, so that a bias baseline has something to find. With
+`--signal K` they also hold a rank-K interaction <p_u, q_i>, the structure a factorization machine can find
+and a bias model cannot; each product's latent vector then comes from a "series" (its cluster), and the
+series names the first word of the title, so that titles carry signal for a cold start as well.
 
-Usage: python -m bench.synth_reviews OUT.tsv[.gz] [--rows N] [--seed S] [--clean]
+Usage: python -m bench.synth_reviews OUT.tsv[.gz] [--rows N] [--seed S] [--clean] [--signal K]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gzip
 import shutil
 import subprocess
@@ -77,6 +81,9 @@ class Shape:
     # Rows oldest-first with distinct dates within each customer, so that "last in file order" (the
     # notebook's test row) and "latest by date" (ours) pick the same row.
     ascending_distinct_dates: bool = False
+    # Latent dimensions of the customer x product interaction (0: biases only), and its standard deviation.
+    signal: int = 0
+    signal_strength: float = 0.7
 
 
 def _counts(quantiles: tuple[tuple[float, float], ...], total: int, rng: np.random.Generator) -> np.ndarray:
@@ -121,12 +128,16 @@ class _Catalog:
     variant: np.ndarray  # bool per product: sold under a second title on some rows
 
 
-def _catalog(rng: np.random.Generator, n_cust: int, n_prod: int, shape: Shape) -> _Catalog:
+def _catalog(
+    rng: np.random.Generator, n_cust: int, n_prod: int, shape: Shape, series: np.ndarray | None = None
+) -> _Catalog:
     cust_ids = rng.choice(np.arange(10_000, 53_100_000), size=n_cust, replace=False)
     prod_num = rng.choice(36**7, size=n_prod, replace=False)
     prod_ids = ["B00" + np.base_repr(int(x), 36).rjust(7, "0") for x in prod_num]
     parents = rng.integers(100_000_000, 999_999_999, n_prod)
     tw = rng.integers(0, len(_TITLE_WORDS), (n_prod, 3))
+    if series is not None:  # the first word of the title names the product's series
+        tw[:, 0] = series
     kinds = rng.integers(0, 4, n_prod)
     seasons = rng.integers(1, 12, n_prod)
     titles = []
@@ -153,12 +164,29 @@ def _catalog(rng: np.random.Generator, n_cust: int, n_prod: int, shape: Shape) -
 
 
 def _ratings(
-    rng: np.random.Generator, cust: np.ndarray, prod: np.ndarray, n_cust: int, n_prod: int
+    rng: np.random.Generator,
+    *,
+    cust: np.ndarray,
+    prod: np.ndarray,
+    n_cust: int,
+    n_prod: int,
+    shape: Shape,
+    series: np.ndarray | None,
 ) -> np.ndarray:
-    """Global mean + user bias + item bias + noise, rounded into 1..5."""
+    """Global mean + user bias + item bias (+ <p_u, q_i>) + noise, rounded into 1..5."""
     user_bias = rng.normal(0.0, 0.6, n_cust)
     item_bias = rng.normal(0.0, 0.5, n_prod)
     score = 4.2 + user_bias[cust] + item_bias[prod] + rng.normal(0.0, 0.8, len(cust))
+    if shape.signal > 0 and series is not None:
+        k = shape.signal
+        # q_i: its series' centre plus a little of its own; <p_u, q_i> then has about signal_strength's
+        # standard deviation.
+        centres = rng.normal(0.0, 1.0, (len(_TITLE_WORDS), k))
+        items = (centres[series] + rng.normal(0.0, 0.3, (n_prod, k))) / np.sqrt(1.09 * k)
+        users = rng.normal(0.0, shape.signal_strength, (n_cust, k))
+        for lo in range(0, len(cust), 1 << 20):  # bounded temporaries at 4M rows
+            hi = lo + (1 << 20)
+            score[lo:hi] += np.einsum("rk,rk->r", users[cust[lo:hi]], items[prod[lo:hi]])
     rating: np.ndarray = np.clip(np.rint(score), 1, 5).astype(np.int64)
     return rating
 
@@ -191,8 +219,9 @@ def _rows(shape: Shape) -> Iterator[str]:
     n_cust, n_prod = len(cust_counts), len(prod_counts)
     cust = rng.permutation(np.repeat(np.arange(n_cust), cust_counts))
     prod = rng.permutation(np.repeat(np.arange(n_prod), prod_counts))
-    catalog = _catalog(rng, n_cust, n_prod, shape)
-    rating = _ratings(rng, cust, prod, n_cust, n_prod)
+    series = rng.integers(0, len(_TITLE_WORDS), n_prod) if shape.signal > 0 else None
+    catalog = _catalog(rng, n_cust, n_prod, shape, series)
+    rating = _ratings(rng, cust=cust, prod=prod, n_cust=n_cust, n_prod=n_prod, shape=shape, series=series)
     day, file_order = _dates(rng, cust, shape)
 
     bodies = _sentences(rng, 20_000, 17.0)
@@ -300,8 +329,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=FULL_ROWS)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--clean", action="store_true", help="no quotes, no wide lines (see clean_shape)")
+    parser.add_argument(
+        "--signal", type=int, default=0, help="latent dimensions of a customer x product interaction (0)"
+    )
     args = parser.parse_args()
     shape = clean_shape(args.rows, args.seed) if args.clean else Shape(rows=args.rows, seed=args.seed)
+    shape = dataclasses.replace(shape, signal=args.signal)
     generate(args.out, shape)
 
 
