@@ -19,7 +19,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from contract.hyperparameters import HyperparameterError, check_blazingtext, check_fm
+from contract.hyperparameters import (
+    HyperparameterError,
+    check_blazingtext,
+    check_blazingtext_instance_count,
+    check_fm,
+)
 from contract.hyperparameters import Value as HyperparameterValue
 
 T = TypeVar("T")
@@ -280,6 +285,14 @@ def _hyperparameters(
         raise ConfigError(str(error)) from None
 
 
+def _blazingtext_instance_count(value: object, mode: object) -> int:
+    """The contract's rule for the mode the table sets (the same that "Start run" applies)."""
+    try:
+        return check_blazingtext_instance_count(value, mode if mode is not None else "skipgram")
+    except HyperparameterError as error:
+        raise ConfigError(str(error)) from None
+
+
 def _merge_dotted(context: Mapping[str, Any]) -> dict[str, Any]:
     """Apply `table.entry=value` keys from the command line onto their tables."""
     merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in context.items() if "." not in k}
@@ -373,12 +386,8 @@ def load_config(context: Mapping[str, Any]) -> Config:
         fm_instance_count=count("fm_instance_count"),
         fm_hyperparameters=fm,
         blazingtext_instance_type=instance("blazingtext_instance_type", "TrainingInstanceType"),
-        # BlazingText's skipgram and cbow modes train on one instance; only batch_skipgram distributes.
         blazingtext_instance_count=get(
-            "blazingtext_instance_count",
-            lambda k, v: _int(
-                k, v, minimum=1, maximum=1 if bt.get("mode", "skipgram") != "batch_skipgram" else 64
-            ),
+            "blazingtext_instance_count", lambda _k, v: _blazingtext_instance_count(v, bt.get("mode"))
         ),
         blazingtext_volume_size_gb=get(
             "blazingtext_volume_size_gb", lambda k, v: _int(k, v, minimum=1, maximum=16384)
