@@ -38,6 +38,7 @@ class StartRunStep(LambdaStep):
             "fm_instance_count": config.fm_instance_count,
             "fm_hyperparameters": dict(config.fm_hyperparameters),
             "blazingtext_instance_type": config.blazingtext_instance_type,
+            "blazingtext_instance_count": config.blazingtext_instance_count,
             "blazingtext_hyperparameters": dict(config.blazingtext_hyperparameters),
         }
         super().__init__(

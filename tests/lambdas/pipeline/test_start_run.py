@@ -13,6 +13,7 @@ from contract.documents import RunPlan
 from lambdas.kit.errors import InvalidRunInputError
 from lambdas.pipeline import start_run
 from lambdas.pipeline.start_run import derive_run_id, plan_run
+from stacks.config import ConfigError, cdk_json_context, load_config
 
 # SageMaker's name rule for jobs, models, endpoint configurations.
 SAGEMAKER_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
@@ -22,6 +23,7 @@ DEFAULTS: dict[str, Any] = {
     "fm_instance_count": 4,
     "fm_hyperparameters": {"num_factors": 256, "epochs": 3, "mini_batch_size": 1000},
     "blazingtext_instance_type": "ml.p3.2xlarge",
+    "blazingtext_instance_count": 1,
     "blazingtext_hyperparameters": {
         "mode": "skipgram",
         "vector_dim": 100,
@@ -98,7 +100,7 @@ def test_an_explicit_run_id_is_used_as_is() -> None:
     assert run["run_prefix"] == "runs/backfill-2024-05/"
 
 
-def test_overrides_merge_with_the_defaults_as_strings_and_fm_predicts_ratings() -> None:
+def test_overrides_merge_with_the_defaults_as_the_sdks_strings_and_fm_predicts_ratings() -> None:
     run = plan(
         {
             "trigger": "manual",
@@ -123,7 +125,7 @@ def test_overrides_merge_with_the_defaults_as_strings_and_fm_predicts_ratings() 
     }
     assert run["blazingtext"] == {
         "instance_type": "ml.g5.xlarge",
-        "hyperparameters": {"mode": "cbow", "vector_dim": "50", "subwords": "false", "evaluation": "false"},
+        "hyperparameters": {"mode": "cbow", "vector_dim": "50", "subwords": "False", "evaluation": "False"},
     }
 
 
@@ -137,7 +139,9 @@ def test_defaults_alone_give_the_configured_run() -> None:
         "mini_batch_size": "1000",
         "predictor_type": "regressor",
     }
-    assert run["blazingtext"]["hyperparameters"]["subwords"] == "true"
+    # As the SageMaker Python SDK sends them: str() of the value (sagemaker.utils.to_string).
+    assert run["blazingtext"]["hyperparameters"]["subwords"] == "True"
+    assert run["blazingtext"]["hyperparameters"]["evaluation"] == "False"
 
 
 @pytest.mark.parametrize(
@@ -200,3 +204,71 @@ def test_handler_reads_its_defaults_and_bucket_from_the_environment(monkeypatch:
     run = start_run.handler(event, None)
     assert run["run_uri"].startswith("s3://loftrec-data/runs/20240501-123456-weekly-1-")
     assert run["fm"]["instance_count"] == 4
+
+
+# One value per kind of rule of contract.hyperparameters: each refused at synth (cdk.json, -c) and in a run's
+# input with the same message.
+SYNTH_AND_RUN_REFUSALS = [
+    ("fm_hyperparameters", "epochs", 0),
+    ("fm_hyperparameters", "factors_lr", -0.5),
+    ("fm_hyperparameters", "bias_init_method", "uniform"),
+    ("fm_hyperparameters", "predictor_type", "binary_classifier"),
+    ("fm_hyperparameters", "learning_rate", 0.1),
+    ("blazingtext_hyperparameters", "vector_dim", 1001),
+    ("blazingtext_hyperparameters", "subwords", "yes"),
+    ("blazingtext_hyperparameters", "sampling_threshold", 1.5),
+    ("blazingtext_hyperparameters", "mode", "supervised"),
+    ("blazingtext_hyperparameters", "word_ngrams", 2),
+    ("blazingtext_hyperparameters", "min_char", 12),  # above the configured max_char 10
+]
+
+
+@pytest.mark.parametrize(("table", "entry", "value"), SYNTH_AND_RUN_REFUSALS)
+def test_a_value_synth_refuses_is_refused_in_the_input_with_the_same_message(
+    table: str, entry: str, value: object
+) -> None:
+    with pytest.raises(ConfigError) as at_synth:
+        load_config({**cdk_json_context(), f"{table}.{entry}": value})
+    defaults = _defaults_from_cdk_json()
+    with pytest.raises(InvalidRunInputError) as at_run:
+        plan_run({table: {entry: value}}, execution_name="x", start_time=START, defaults=defaults, bucket="b")
+    assert str(at_run.value) == str(at_synth.value)
+    assert str(at_run.value).startswith(f"{table}.{entry}=")
+
+
+def test_a_mode_that_trains_on_one_instance_is_refused_for_a_distributed_configuration() -> None:
+    context = {**cdk_json_context(), "blazingtext_instance_count": 4}
+    context["blazingtext_hyperparameters"] = {
+        **context["blazingtext_hyperparameters"],
+        "mode": "batch_skipgram",
+        "subwords": False,
+    }
+    config = load_config(context)
+    defaults = {**_defaults_from_cdk_json(), "blazingtext_instance_count": config.blazingtext_instance_count}
+    defaults["blazingtext_hyperparameters"] = dict(config.blazingtext_hyperparameters)
+    with pytest.raises(InvalidRunInputError) as at_run:
+        plan_run(
+            {"blazingtext_hyperparameters": {"mode": "skipgram"}},
+            execution_name="x",
+            start_time=START,
+            defaults=defaults,
+            bucket="b",
+        )
+    with pytest.raises(ConfigError) as at_synth:
+        load_config({**context, "blazingtext_hyperparameters.mode": "skipgram"})
+    assert (
+        str(at_run.value)
+        == str(at_synth.value)
+        == ("blazingtext_instance_count=4 is not allowed: an integer >= 1 and <= 1")
+    )
+
+
+def _defaults_from_cdk_json() -> dict[str, Any]:
+    """The defaults the stack gives "Start run" for cdk.json's configuration."""
+    config = load_config(cdk_json_context())
+    return {
+        **DEFAULTS,
+        "fm_hyperparameters": dict(config.fm_hyperparameters),
+        "blazingtext_hyperparameters": dict(config.blazingtext_hyperparameters),
+        "blazingtext_instance_count": config.blazingtext_instance_count,
+    }

@@ -375,6 +375,22 @@ def test_a_first_run_creates_both_endpoints_and_records_the_run(
             "feature_dim": str(FEATURE_DIM),
         }
         assert fm_job["ResourceConfig"]["InstanceCount"] == 4
+        bt_job = cloud.sagemaker.describe_training_job(TrainingJobName=f"loftrec-{run_id}-bt")
+        # cdk.json's table as the SageMaker Python SDK sends it: str() of each value, booleans "True"/"False".
+        assert bt_job["HyperParameters"] == {
+            "mode": "skipgram",
+            "epochs": "10",
+            "min_count": "5",
+            "sampling_threshold": "0.0001",
+            "learning_rate": "0.05",
+            "window_size": "5",
+            "vector_dim": "100",
+            "negative_samples": "5",
+            "min_char": "5",
+            "max_char": "10",
+            "subwords": "True",
+            "evaluation": "False",
+        }
         assert [c["DataSource"]["S3DataSource"]["S3Uri"] for c in fm_job["InputDataConfig"]] == [
             f"{run_uri}prep/train/",
             f"{run_uri}prep/test/",
