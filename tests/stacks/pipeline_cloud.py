@@ -27,7 +27,10 @@ what stands in for it (test-side patches of moto; none changes what the definiti
    the script makes one go Failed (or an update roll back); that endpoint's CreateEndpoint (UpdateEndpoint)
    answers once the other endpoint's branch has finished, so that the rollback meets a settled world (in
    AWS a deployment takes minutes to fail; here everything is instant and the order of the two branches
-   would otherwise be left to thread timing).
+   would otherwise be left to thread timing). A failing FM job likewise stays InProgress until the
+   BlazingText branch has left its last state: a Parallel that aborts a branch in the middle of a Lambda
+   task races moto's interpreter ("'dict' object has no attribute 'region'"), which Step Functions, whose
+   jobs take minutes, would not meet either.
 6. moto's aws-sdk integration returns S3 GetObject's Body as a stream; Step Functions gives its text.
 7. moto refuses to raise Step Functions' own error names (States.TaskFailed) from a failed Parallel
    branch, which crashes the execution instead of reaching the Parallel's Catch: the branch's error is
@@ -50,7 +53,7 @@ import threading
 import time
 import traceback
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -307,11 +310,19 @@ def _model_tar(files: dict[str, str]) -> bytes:
 class ScriptedSageMaker:
     """Hooks around moto's SageMaker backend that play the algorithms and endpoints of a `Script`."""
 
-    def __init__(self, script: Script, endpoint_names: dict[str, str], s3: Any) -> None:
+    def __init__(
+        self,
+        script: Script,
+        endpoint_names: dict[str, str],
+        s3: Any,
+        state_exited: Callable[[str], bool],
+    ) -> None:
         self.script = script
         self.endpoint_names = endpoint_names
         self.s3 = s3  # created once: the hooks run in the interpreter's threads
+        self.state_exited = state_exited  # whether the running execution has left a state of this name
         self.busy: dict[str, tuple[str, int]] = {}  # endpoint -> (status, DescribeEndpoint answers left)
+        self.failing_jobs: dict[str, str] = {}  # training job -> FailureReason, reported once others finish
         self.create_processing_job = sagemaker_models.SageMakerModelBackend.create_processing_job
         self.create_training_job = sagemaker_models.SageMakerModelBackend.create_training_job
         self.create_endpoint = sagemaker_models.SageMakerModelBackend.create_endpoint
@@ -322,6 +333,9 @@ class ScriptedSageMaker:
             backend, "create_processing_job", self._processing_job(self.create_processing_job)
         )
         monkeypatch.setattr(backend, "create_training_job", self._training_job(self.create_training_job))
+        monkeypatch.setattr(
+            backend, "describe_training_job", self._describe_training_job(backend.describe_training_job)
+        )
         monkeypatch.setattr(backend, "create_endpoint", self._endpoint(self.create_endpoint))
         monkeypatch.setattr(backend, "describe_endpoint", self._describe(backend.describe_endpoint))
         monkeypatch.setattr(backend, "update_endpoint", self._update_hook(), raising=False)
@@ -365,8 +379,8 @@ class ScriptedSageMaker:
             job = create(backend, **kwargs)
             if kwargs["training_job_name"].endswith("-fm"):
                 if script.fm_training_failure is not None:
-                    job.training_job_status = job.secondary_status = "Failed"
-                    job.failure_reason = script.fm_training_failure
+                    job.training_job_status = job.secondary_status = "InProgress"
+                    self.failing_jobs[kwargs["training_job_name"]] = script.fm_training_failure
                 else:
                     job.final_metric_data_list = [
                         {
@@ -379,6 +393,21 @@ class ScriptedSageMaker:
                 tar = _model_tar({"vectors.txt": "\n".join(VECTORS) + "\n", "vectors.bin": ""})
                 self._put(job.model_artifacts["S3ModelArtifacts"], tar)
             return job
+
+        return hook
+
+    def _describe_training_job(self, describe: Any) -> Any:
+        """A failing job goes Failed once the BlazingText branch has left its last state."""
+
+        @functools.wraps(describe)
+        def hook(backend: Any, training_job_name: str) -> Any:
+            reason = self.failing_jobs.get(training_job_name)
+            if reason is not None and self.state_exited("BlazingText ready"):
+                job = backend.training_jobs[training_job_name]
+                job.training_job_status = job.secondary_status = "Failed"
+                job.failure_reason = reason
+                del self.failing_jobs[training_job_name]
+            return describe(backend, training_job_name)
 
         return hook
 
@@ -541,6 +570,7 @@ class PipelineCloud:
         arn = self.sfn.start_execution(
             stateMachineArn=self.state_machine_arn, name=name, input=json.dumps(execution_input or {})
         )["executionArn"]
+        self.execution_arn = arn
         deadline = time.monotonic() + timeout
         while (described := self.sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
             assert time.monotonic() < deadline, f"execution {name} still running after {timeout} s"
@@ -566,6 +596,14 @@ class PipelineCloud:
             cause=failed.get("cause"),
             errors=errors,
         )
+
+    def state_exited(self, state: str) -> bool:
+        """Whether the execution running now has left a state of this name (a Parallel branch's too)."""
+        arn = getattr(self, "execution_arn", None)
+        if arn is None:
+            return False
+        events = self.sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+        return any(e.get("stateExitedEventDetails", {}).get("name") == state for e in events)
 
     # ---- what exists afterwards
 
@@ -640,6 +678,6 @@ def pipeline_cloud(
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         _cold_start()
         cloud = PipelineCloud(document, script, endpoint_names)
-        ScriptedSageMaker(script, endpoint_names, cloud.s3).install(monkeypatch)
+        ScriptedSageMaker(script, endpoint_names, cloud.s3, cloud.state_exited).install(monkeypatch)
         yield cloud
         _cold_start()

@@ -530,9 +530,6 @@ def _rejected_run_id(cloud: PipelineCloud) -> str:
     return gate_key.split("/")[1]
 
 
-# When FM's job fails, moto stops the BlazingText branch in the middle of its .sync task; the helper thread
-# moto runs beside every .sync task then sometimes dies on the torn-down state (moto's, not ours).
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_training_failure_is_notified_with_the_failing_state_and_creates_nothing(
     monkeypatch: pytest.MonkeyPatch, document: dict[str, Any], machine: dict[str, Any]
 ) -> None:
