@@ -21,7 +21,7 @@ from typing import Any
 
 from contract import layout
 from contract.algorithms import resource_names
-from contract.documents import BlazingTextSettings, FmSettings, RunPlan
+from contract.documents import BlazingTextSettings, FmSettings, RunPlan, TrainingResources
 from contract.hyperparameters import (
     BLAZINGTEXT_TABLE,
     FM_TABLE,
@@ -32,6 +32,7 @@ from contract.hyperparameters import (
     check_fm,
     sagemaker_strings,
 )
+from contract.instances import has_local_storage
 from lambdas.kit import settings as kit_settings
 from lambdas.kit.errors import InvalidRunInputError
 from lambdas.kit.invocation import lambda_handler
@@ -57,6 +58,7 @@ class StartRunSettings:
 
     run_defaults: dict[str, Any] = variable("RUN_DEFAULTS", json_object("the run's default settings"))
     data_bucket: str = variable("DATA_BUCKET", non_empty("the data bucket's name"))
+    volume_kms_key: str = variable("VOLUME_KMS_KEY", non_empty("the KMS key ARN of the training volumes"))
 
 
 @functools.cache
@@ -80,7 +82,28 @@ def _instance_type(field: str, value: object) -> str:
         raise InvalidRunInputError(
             f"{field}={value!r}: expected a SageMaker instance type, e.g. ml.c5.2xlarge"
         )
+    try:
+        has_local_storage(value)
+    except ValueError:
+        raise InvalidRunInputError(
+            f"{field}={value!r}: expected a SageMaker instance type, e.g. ml.c5.2xlarge"
+        ) from None
     return value
+
+
+def _resources(instance_type: str, count: int, volume_size_gb: int, volume_key: str) -> TrainingResources:
+    """The job's ResourceConfig: its volume encrypted with the data key, unless the instance type has local
+    storage, which SageMaker encrypts itself and refuses a key for ("You can't request a VolumeKmsKeyId when
+    using an instance type with local storage":
+    https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ResourceConfig.html)."""
+    resources: TrainingResources = {
+        "InstanceCount": count,
+        "InstanceType": instance_type,
+        "VolumeSizeInGB": volume_size_gb,
+    }
+    if not has_local_storage(instance_type):
+        resources["VolumeKmsKeyId"] = volume_key
+    return resources
 
 
 def _count(field: str, value: object, maximum: int) -> int:
@@ -121,8 +144,10 @@ def plan_run(
     start_time: str,
     defaults: dict[str, Any],
     bucket: str,
+    volume_key: str,
 ) -> RunPlan:
-    """The run's id, names, output location and effective training settings."""
+    """The run's id, names, output location and effective training settings; `volume_key` is the KMS key
+    of the training volumes."""
     if not isinstance(execution_input, dict):
         raise InvalidRunInputError("the execution input must be a JSON object")
     unknown = sorted(set(execution_input) - ALLOWED)
@@ -137,22 +162,28 @@ def plan_run(
         )
     get = execution_input.get
     fm_table, bt_table = _hyperparameters(defaults, execution_input)
+    fm_type = _instance_type("fm_instance_type", get("fm_instance_type", defaults["fm_instance_type"]))
+    fm_count = _count("fm_instance_count", get("fm_instance_count", defaults["fm_instance_count"]), 100)
     fm: FmSettings = {
-        "instance_type": _instance_type(
-            "fm_instance_type", get("fm_instance_type", defaults["fm_instance_type"])
-        ),
-        "instance_count": _count(
-            "fm_instance_count", get("fm_instance_count", defaults["fm_instance_count"]), 100
-        ),
+        "instance_type": fm_type,
+        "instance_count": fm_count,
         # SageMaker takes every hyperparameter as a string: the SDK's strings ("True", not "true").
         "hyperparameters": {**sagemaker_strings(fm_table), "predictor_type": "regressor"},
+        "resource_config": _resources(fm_type, fm_count, defaults["fm_volume_size_gb"], volume_key),
+        "inter_container_encryption": fm_count > 1,
     }
+    bt_type = _instance_type(
+        "blazingtext_instance_type", get("blazingtext_instance_type", defaults["blazingtext_instance_type"])
+    )
     blazingtext: BlazingTextSettings = {
-        "instance_type": _instance_type(
-            "blazingtext_instance_type",
-            get("blazingtext_instance_type", defaults["blazingtext_instance_type"]),
-        ),
+        "instance_type": bt_type,
         "hyperparameters": sagemaker_strings(bt_table),
+        "resource_config": _resources(
+            bt_type,
+            defaults["blazingtext_instance_count"],
+            defaults["blazingtext_volume_size_gb"],
+            volume_key,
+        ),
     }
     return {
         "run_id": run_id,
@@ -174,4 +205,5 @@ def handler(event: dict[str, Any], _context: object) -> RunPlan:
         start_time=event["start_time"],
         defaults=environment.run_defaults,
         bucket=environment.data_bucket,
+        volume_key=environment.volume_kms_key,
     )

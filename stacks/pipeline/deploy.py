@@ -11,6 +11,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from contract.algorithms import LABELS, MODELS, SCALABLE_DIMENSION, VARIANT_NAME, scalable_resource_id
+from contract.instances import has_local_storage
 from stacks.pipeline import asl, paths
 from stacks.pipeline.images import algorithm_image
 from stacks.pipeline.shared import (
@@ -34,6 +35,13 @@ BLUE_GREEN_UPDATE = {
     "MaximumExecutionTimeoutInSeconds": 3600,
 }
 AUTOSCALING_SERVICE = "sagemaker.application-autoscaling.amazonaws.com"
+
+
+def _storage_key(instance_type: str, key_arn: str) -> dict[str, str]:
+    """CreateEndpointConfig's KmsKeyId ("If you specify a value for KmsKeyId when using any nitro-based
+    instances with local storage, the call to CreateEndpointConfig fails":
+    https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateEndpointConfig.html)."""
+    return {} if has_local_storage(instance_type) else {"KmsKeyId": key_arn}
 
 
 class PlanEndpointStep(LambdaStep):
@@ -105,7 +113,8 @@ class DeployModel(sfn.StateMachineFragment):
             asl.integration("sagemaker:createEndpointConfig"),
             {
                 "EndpointConfigName.$": config_name,
-                "KmsKeyId": shared.storage.key.key_arn,
+                # The instances' storage volume; local storage takes no key (contract.instances).
+                **_storage_key(config.endpoint_instance_type, shared.storage.key.key_arn),
                 "ProductionVariants": [
                     {
                         "VariantName": VARIANT_NAME,

@@ -18,6 +18,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from contract.algorithms import RESOURCE_PREFIX, resource_pattern
+from contract.instances import has_local_storage
 from stacks.config import Config
 from stacks.nag import acknowledge, wildcard_finding
 from stacks.storage import DataStorage
@@ -49,6 +50,15 @@ Fallible = sfn.CustomState | sfn.Parallel
 """A state whose uncaught errors the pipeline routes to its failure handling (a Pass cannot catch)."""
 TAGS = [{"Key": "project", "Value": RESOURCE_PREFIX}]
 """The tags of every SageMaker resource a run creates, as app.py tags the stack's."""
+FM_VOLUME_SIZE_GB = 30
+"""FM's training volume per instance: the shards of one host and the model."""
+
+
+def volume_key(instance_type: str, key_arn: str) -> dict[str, str]:
+    """The request member that names a volume's KMS key, when the instance type fixed at synth has no local
+    storage (contract.instances: SageMaker refuses a key for local storage, which it encrypts itself); types
+    a run may override are decided by "Start run"."""
+    return {} if has_local_storage(instance_type) else {"VolumeKmsKeyId": key_arn}
 
 
 def sagemaker_arn(resource: str) -> str:

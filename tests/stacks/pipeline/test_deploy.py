@@ -112,3 +112,23 @@ def test_the_state_machine_may_deploy_and_scale_loftrecs_endpoints_only(alone: A
         for kind in ("invocation-5xx", "model-latency-p99")
     )
     assert "s3:PutObject" not in grants and "sns:Publish" not in grants
+
+
+def _deploy(stack: Any, shared: Any) -> DeployModels:
+    alarms = EndpointAlarms(stack, "Alarms", endpoint_names=shared.endpoint_names, topic=shared.topic)
+    return DeployModels(stack, "Deploy", shared=shared, rollback_alarms=alarms.alarms)
+
+
+def test_endpoint_storage_is_encrypted_with_the_data_key_unless_the_type_has_local_storage(
+    alone: Alone[DeployModels],
+) -> None:
+    key = asl.resource_arn(alone.document, alone.logical_id("AWS::KMS::Key", "StorageDataKey"))
+    assert alone.state("Create FM endpoint config")["Parameters"]["KmsKeyId"] == key
+    # "If you specify a value for KmsKeyId when using any nitro-based instances with local storage, the call
+    # to CreateEndpointConfig fails" (contract.instances).
+    local = build(_deploy, endpoint_instance_type="ml.g4dn.xlarge")
+    for label in ("FM", "BlazingText"):
+        create = local.state(f"Create {label} endpoint config")
+        assert "KmsKeyId" not in create["Parameters"]
+        assert create["Parameters"]["ProductionVariants"][0]["InstanceType"] == "ml.g4dn.xlarge"
+        assert asl.request_errors(create) == ""
