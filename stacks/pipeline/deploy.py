@@ -19,6 +19,7 @@ from stacks.pipeline.shared import (
     Fallible,
     SharedResources,
     allow,
+    allow_autoscaling_validation,
     endpoint_arns,
     run_resources,
     start_sagemaker_work,
@@ -345,6 +346,7 @@ class DeployModels(sfn.StateMachineFragment):
             ["*"],
             reason="Application Auto Scaling's scalable-target actions take no resource ARN for variants.",
         )
+        allow_autoscaling_validation(role)
         allow(
             role,
             ["iam:CreateServiceLinkedRole"],

@@ -100,6 +100,42 @@ def allow(
         acknowledge(role, finding, reason)
 
 
+AUTOSCALING_VALIDATION = (
+    "https://docs.aws.amazon.com/autoscaling/application/userguide/security_iam_permission_validation.html"
+)
+
+
+def allow_autoscaling_validation(role: iam.IRole) -> None:
+    """What Application Auto Scaling checks the caller of RegisterScalableTarget, PutScalingPolicy and
+    DeregisterScalableTarget may do before it proceeds ("Making authorized requests to Application Auto
+    Scaling API actions requires that the API caller has permissions to access AWS resources in the target
+    service and in CloudWatch": AUTOSCALING_VALIDATION), for SageMaker endpoints the actions of the
+    "SageMaker endpoints" policy of
+    https://docs.aws.amazon.com/autoscaling/application/userguide/security_iam_id-based-policy-examples.html.
+
+    Scoped to this account and region, any name: the checks are requests "with invalid parameters" (the
+    page's example sends an empty instance ID) whose resource names AWS does not document, so no name of
+    ours can be relied on; AWS's own example policy grants them on "*"."""
+    allow(
+        role,
+        [
+            "sagemaker:DescribeEndpoint",
+            "sagemaker:DescribeEndpointConfig",
+            "sagemaker:UpdateEndpointWeightsAndCapacities",
+        ],
+        [sagemaker_arn("endpoint/*"), sagemaker_arn("endpoint-config/*")],
+        reason="Application Auto Scaling validates the caller's permissions with requests on resource names "
+        "it makes up: any endpoint of this account and region.",
+    )
+    allow(
+        role,
+        ["cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms", "cloudwatch:DeleteAlarms"],
+        [f"arn:{Aws.PARTITION}:cloudwatch:{Aws.REGION}:{Aws.ACCOUNT_ID}:alarm:*"],
+        reason="Application Auto Scaling validates the caller's CloudWatch permissions with requests on "
+        "alarm names it makes up: any alarm of this account and region.",
+    )
+
+
 def publish(role: iam.IRole, topic: sns.ITopic) -> None:
     """Publish notifications to the topic (encrypted with the data key: CDK's grant lets the role use it)."""
     topic.grant_publish(role)

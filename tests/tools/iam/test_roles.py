@@ -18,23 +18,12 @@ from tests.tools.iam.world import Check, default_check, role_name
 from tools.iam import documented
 from tools.iam.template import iter_states
 
-_VALIDATION = (
-    "Application Auto Scaling checks that the caller of RegisterScalableTarget/PutScalingPolicy/"
-    "DeregisterScalableTarget may use the SageMaker variant and CloudWatch alarms: "
-    + documented.AUTOSCALING_VALIDATION_URL
-)
 _ECR = (
     "SageMaker pulls the built-in algorithm's image (AWS's registry) as the execution role; the role may "
     f"pull only the prep image's repository: {documented.SAGEMAKER_ROLES_URL}"
 )
 # (role logical id without its hash, action) -> why it is missing.
 KNOWN_FINDINGS: dict[tuple[str, str], str] = {
-    ("PipelineStateMachineRole", "sagemaker:DescribeEndpointConfig"): _VALIDATION,
-    ("PipelineStateMachineRole", "sagemaker:UpdateEndpointWeightsAndCapacities"): _VALIDATION,
-    ("PipelineStateMachineRole", "cloudwatch:PutMetricAlarm"): _VALIDATION,
-    ("PipelineStateMachineRole", "cloudwatch:DescribeAlarms"): _VALIDATION
-    + " (the role may describe only the four rollback alarms; the validation describes any)",
-    ("PipelineStateMachineRole", "cloudwatch:DeleteAlarms"): _VALIDATION,
     ("PipelineRollbackFunctionServiceRole", "application-autoscaling:DeregisterScalableTarget"): (
         "Roll back serving deletes endpoints whose variants are registered for autoscaling; SageMaker "
         "deregisters them with the caller's permission: "
