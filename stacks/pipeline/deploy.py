@@ -56,7 +56,8 @@ class PlanEndpointStep(LambdaStep):
             handler="lambdas.pipeline.endpoints.plan_handler",
             description="Decides between creating and updating an endpoint",
             environment=pipeline_settings(shared),
-            extra_wildcard_reason=" application-autoscaling:DescribeScalableTargets neither.",
+            extra_wildcard_reason=" Application Auto Scaling's DescribeScalableTargets neither (no resource "
+            "ARN names an endpoint variant).",
         )
         shared.storage.grant_key(self.role)
         allow(

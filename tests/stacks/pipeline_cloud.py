@@ -15,8 +15,11 @@ what stands in for it (test-side patches of moto; none changes what the definiti
    describes the job until it is Completed (the task's result is the description, as in Step Functions)
    or Failed/Stopped (the task fails with States.TaskFailed and the description as its cause).
 3. moto's SageMaker has no UpdateEndpoint: a small implementation records each request (the blue/green
-   DeploymentConfig included), then puts the endpoint on the new configuration, or, when the script says
-   so, leaves it InService on the old one with a FailureReason (a deployment that rolled back).
+   DeploymentConfig included), refuses one that changes the instance type of a variant registered for
+   autoscaling, as SageMaker does ("If the update would change the instance type for any model that is a
+   target for auto scaling, the update fails": endpoint-scaling-update.html), then puts the endpoint on the
+   new configuration, or, when the script says so, leaves it InService on the old one with a FailureReason
+   (a deployment that rolled back).
 4. moto's aws-sdk integration hands Step Functions' SDK service name to boto3, which knows
    "applicationautoscaling" as "application-autoscaling": the interpreter's client factory maps the name.
    The factory also turns botocore's parameter validation on (moto turns it off), so every request the
@@ -474,6 +477,21 @@ class ScriptedSageMaker:
         if endpoint is None:
             raise ValidationError(message=f"Could not find endpoint '{endpoint_name}'.")
         config = backend.describe_endpoint_config(endpoint_config_name)
+        current = backend.describe_endpoint_config(endpoint.endpoint_config_name)["ProductionVariants"]
+        types = {variant["VariantName"]: variant.get("InstanceType") for variant in current}
+        scaling = autoscaling_models.applicationautoscaling_backends[ACCOUNT][REGION]
+        registered = {
+            target.resource_id for target in scaling.describe_scalable_targets("sagemaker", None, None)
+        }
+        for variant in config["ProductionVariants"]:
+            name = variant["VariantName"]
+            if f"endpoint/{endpoint_name}/variant/{name}" in registered and types.get(name) != variant.get(
+                "InstanceType"
+            ):
+                raise ValidationError(
+                    message=f"Variant {name} of endpoint {endpoint_name} is a scalable target: deregister it "
+                    "before changing its instance type."
+                )
         if endpoint_name in self.script.rolled_back_updates and request.get("DeploymentConfig"):
             self._wait_for_other_branches(endpoint_name)
             endpoint.failure_reason = "Deployment rolled back: an auto-rollback alarm went into ALARM."

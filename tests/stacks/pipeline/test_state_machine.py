@@ -627,6 +627,38 @@ def test_an_update_sagemaker_rolled_back_puts_the_other_endpoint_back_too(
         assert "EndpointRolledBack" in cloud.messages()[-1][1]
 
 
+def test_a_rollback_to_an_older_instance_type_deregisters_autoscaling_first(
+    monkeypatch: pytest.MonkeyPatch, document: dict[str, Any], machine: dict[str, Any]
+) -> None:
+    with pipeline_cloud(monkeypatch, document, Script(fm_test_rmse=1.0), ENDPOINT_NAMES) as cloud:
+        first = _first_run(cloud)
+        # The deployed run's FM endpoint runs another instance type than the stack now asks for.
+        config = sagemaker_backends[ACCOUNT][REGION].endpoint_configs[f"loftrec-{first}-fm-config"]
+        config.production_variants[0]["InstanceType"] = "ml.m5.large"
+        cloud.script.rolled_back_updates = {BT_ENDPOINT}
+
+        execution = cloud.run("bt-rolls-back")
+        _assert_no_runtime_error(execution)
+        assert execution.status == "FAILED"
+        # FM deployed on the new type (autoscaling deregistered, then registered again) before BlazingText's
+        # update rolled back; the rollback puts FM back on the older type, deregistering it first, as
+        # SageMaker refuses the update of an autoscaled variant to another instance type.
+        assert execution.path(_branch(machine, "Deploy models", 0)) == _updated("FM", deregister=True)
+        assert execution.path(_branch(machine, "Deploy models", 1))[-1] == "BlazingText update rolled back"
+        assert execution.path(machine["States"])[-3:] == ["Roll back serving", "Notify failure", "Run failed"]
+        assert cloud.endpoints() == {
+            FM_ENDPOINT: f"loftrec-{first}-fm-config",
+            BT_ENDPOINT: f"loftrec-{first}-bt-config",
+        }
+        assert cloud.script.update_requests[-1] == {
+            "EndpointName": FM_ENDPOINT,
+            "EndpointConfigName": f"loftrec-{first}-fm-config",
+            "RetainAllVariantProperties": True,
+        }
+        assert set(cloud.scalable_targets()) == {f"endpoint/{BT_ENDPOINT}/variant/AllTraffic"}
+        assert "EndpointRolledBack" in cloud.messages()[-1][1]
+
+
 def test_an_invalid_input_fails_the_run_before_any_job(
     monkeypatch: pytest.MonkeyPatch, document: dict[str, Any], machine: dict[str, Any]
 ) -> None:

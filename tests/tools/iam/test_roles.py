@@ -24,11 +24,6 @@ _ECR = (
 )
 # (role logical id without its hash, action) -> why it is missing.
 KNOWN_FINDINGS: dict[tuple[str, str], str] = {
-    ("PipelineRollbackFunctionServiceRole", "application-autoscaling:DeregisterScalableTarget"): (
-        "Roll back serving deletes endpoints whose variants are registered for autoscaling; SageMaker "
-        "deregisters them with the caller's permission: "
-        + documented.SAGEMAKER_DELETE_AUTOSCALED_ENDPOINT.url
-    ),
     ("PipelineSageMakerRole", "ecr:BatchGetImage"): _ECR,
     ("PipelineSageMakerRole", "ecr:GetDownloadUrlForLayer"): _ECR,
     ("PipelineSageMakerRole", "ecr:BatchCheckLayerAvailability"): _ECR,
