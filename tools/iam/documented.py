@@ -194,7 +194,10 @@ SAGEMAKER_ECR_PULL = Row(
     name="SageMaker pulls the container image as the execution role",
     when="CreateProcessingJob (AppSpecification.ImageUri), CreateTrainingJob (AlgorithmSpecification."
     "TrainingImage), CreateModel (PrimaryContainer.Image): ecr:GetAuthorizationToken on *, the others on "
-    "the image's repository",
+    "the image's repository, another account's too (the built-in algorithms' registries): SageMaker refuses "
+    "CreateTrainingJob unless the role 'has proper pull permissions for SageMaker: "
+    "ecr:BatchCheckLayerAvailability, ecr:BatchGetImage, ecr:GetDownloadUrlForLayer' "
+    "(https://github.com/wpilibsuite/DetectCoral/issues/37)",
     actions=(
         "ecr:GetAuthorizationToken",
         "ecr:BatchGetImage",
