@@ -38,6 +38,12 @@ what stands in for it (test-side patches of moto; none changes what the definiti
 7. moto refuses to raise Step Functions' own error names (States.TaskFailed) from a failed Parallel
    branch, which crashes the execution instead of reaching the Parallel's Catch: the branch's error is
    raised under its own name.
+8. moto turns an error that a forwarded optimized integration (sagemaker:createTrainingJob.sync, ...)
+   answers into States.Runtime; Step Functions names it as its SDK integrations do, <Service>.<error>
+   with an Exception suffix ("be sure to include the Exception suffix ... even if the suffix isn't part
+   of the error name": https://docs.aws.amazon.com/step-functions/latest/dg/supported-services-awssdk.html),
+   the service's message in the cause: SageMaker.ResourceLimitExceededException. The aws-sdk
+   integration's own naming is applied to them.
 
 The only rewrite of the definition itself: Wait states wait 0 seconds (`fast_definition`).
 """
@@ -68,11 +74,12 @@ import moto.sagemaker.models as sagemaker_models
 import moto.sagemaker.responses as sagemaker_responses
 import pytest
 from botocore.config import Config
+from botocore.exceptions import ClientError
 from botocore.response import StreamingBody
 from moto import mock_aws
 from moto.core.models import botocore_stubber
 from moto.core.responses import ActionResult
-from moto.sagemaker.exceptions import ValidationError
+from moto.sagemaker.exceptions import SagemakerClientError, ValidationError
 from moto.settings import moto_server_port
 from moto.sns.models import sns_backends
 from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
@@ -127,6 +134,10 @@ class Script:
 
     fm_test_rmse: float = 1.02
     fm_training_failure: str | None = None  # FailureReason: FM's training job fails with it
+    blazingtext_resource_limit: str | None = (
+        None  # CreateTrainingJob for BlazingText answers this quota error
+    )
+    training_requests: list[str] = field(default_factory=list)  # every CreateTrainingJob's job name
     failing_endpoints: set[str] = field(default_factory=set)  # created, then Failed
     rolled_back_updates: set[str] = field(default_factory=set)  # UpdateEndpoint ends on the old config
     busy_checks: int = 0  # DescribeEndpoint answers Creating/Updating this often after each change
@@ -379,6 +390,10 @@ class ScriptedSageMaker:
 
         @functools.wraps(create)
         def hook(backend: Any, **kwargs: Any) -> Any:
+            script.training_requests.append(kwargs["training_job_name"])
+            if kwargs["training_job_name"].endswith("-bt") and script.blazingtext_resource_limit is not None:
+                self._wait_for_state("Train FM")
+                raise ResourceLimitExceededError(script.blazingtext_resource_limit)
             job = create(backend, **kwargs)
             if kwargs["training_job_name"].endswith("-fm"):
                 if script.fm_training_failure is not None:
@@ -413,6 +428,13 @@ class ScriptedSageMaker:
             return describe(backend, training_job_name)
 
         return hook
+
+    def _wait_for_state(self, state: str) -> None:
+        """Block until the running execution has left `state` (another branch's last state)."""
+        deadline = time.monotonic() + 20
+        while not self.state_exited(state):
+            assert time.monotonic() < deadline, f"the execution never left {state}"
+            time.sleep(0.01)
 
     def _wait_for_other_branches(self, name: str) -> None:
         """Block until every other endpoint's branch has put its scaling policy (its last state)."""
@@ -507,6 +529,32 @@ class ScriptedSageMaker:
         endpoint.endpoint_status = "InService"
         self.busy[endpoint_name] = ("Updating", self.script.busy_checks)
         return str(endpoint.arn)
+
+
+class ResourceLimitExceededError(SagemakerClientError):
+    """SageMaker's quota error, as CreateTrainingJob, CreateEndpoint and UpdateEndpoint answer it."""
+
+    code = "ResourceLimitExceeded"
+
+
+# The service part of Step Functions' error names that moto's table lacks.
+SERVICE_ERROR_NAMES = {"sagemaker": "SageMaker"}
+
+
+def _forwarded_error(self: Any, env: Any, ex: Exception) -> Any:
+    """An error a forwarded optimized integration answers, named as Step Functions names it."""
+    if isinstance(ex, ClientError):
+        api = self.resource.api_name
+        service = SERVICE_ERROR_NAMES.get(
+            api
+        ) or aws_sdk.StateTaskServiceAwsSdk._normalise_service_error_name(api)
+        error = aws_sdk.StateTaskServiceAwsSdk._normalise_exception_name(service, ex)
+        cause = f"{ex.response['Error']['Message']} (Service: {service}, Status Code: 400)"
+        return aws_sdk.StateTaskServiceAwsSdk._get_task_failure_event(self, env=env, error=error, cause=cause)
+    return _original_unsupported_from_error(self, env, ex)
+
+
+_original_unsupported_from_error = unsupported.StateTaskServiceUnsupported._from_error
 
 
 def _update_endpoint_response(self: Any) -> ActionResult:
@@ -688,6 +736,7 @@ def pipeline_cloud(
     )
     monkeypatch.setattr(aws_sdk.StateTaskServiceAwsSdk, "_normalise_response", _read_streams)
     monkeypatch.setattr(branches_decl, "CustomErrorName", _branch_error_name)
+    monkeypatch.setattr(unsupported.StateTaskServiceUnsupported, "_from_error", _forwarded_error)
     for name, module in list(sys.modules.items()):
         if name.startswith("moto.stepfunctions.parser") and getattr(module, "boto_client_for", None) is (
             _original_boto_client_for

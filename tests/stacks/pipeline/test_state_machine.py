@@ -562,6 +562,54 @@ def test_a_training_failure_is_notified_with_the_failing_state_and_creates_nothi
         ]
 
 
+QUOTA = (
+    "The account-level service limit 'ml.p3.2xlarge for training job usage' is 0 Instances, with current "
+    "utilization of 0 Instances and a request delta of 1 Instances. Please use AWS Service Quotas to request "
+    "an increase for this quota."
+)
+
+
+def test_a_quota_error_fails_the_run_at_once_naming_the_quota(
+    monkeypatch: pytest.MonkeyPatch, document: dict[str, Any], machine: dict[str, Any]
+) -> None:
+    # New accounts often have no ml.p3 training quota: SageMaker refuses the job and says which quota.
+    script = Script(blazingtext_resource_limit=QUOTA)
+    with pipeline_cloud(monkeypatch, document, script, ENDPOINT_NAMES) as cloud:
+        execution = cloud.run("no-p3-quota")
+        _assert_no_runtime_error(execution)
+        assert execution.status == "FAILED"
+        assert execution.path(machine["States"])[-4:] == [
+            "Train models",
+            "Failed: Train models",
+            "Notify failure",
+            "Run failed",
+        ]
+        # Not retried: one request for each job (a retry would wait 10 s, then 20 s, 40 s and 80 s).
+        bt, fm = sorted(cloud.script.training_requests)
+        assert (bt.endswith("-bt"), fm.endswith("-fm"), bt.removesuffix("-bt")) == (
+            True,
+            True,
+            fm.removesuffix("-fm"),
+        )
+        ((subject, message),) = cloud.messages()
+        assert subject == "loftrec: retraining run failed"
+        assert (
+            'failed in state "Train models": SageMaker.ResourceLimitExceededException. Cause: ' + QUOTA
+        ) in message
+        assert (cloud.models(), cloud.endpoints()) == ([], {})
+
+
+def test_no_state_retries_a_quota_error(machine: dict[str, Any]) -> None:
+    retried = {
+        name: error
+        for name, state in asl.iter_states(machine)
+        for retry in state.get("Retry", [])
+        for error in retry["ErrorEquals"]
+        if error in ("SageMaker.ResourceLimitExceededException", "States.ALL", "States.TaskFailed")
+    }
+    assert retried == {}
+
+
 def test_a_failed_endpoint_is_rolled_back_and_the_run_fails(
     monkeypatch: pytest.MonkeyPatch, document: dict[str, Any], machine: dict[str, Any]
 ) -> None:
