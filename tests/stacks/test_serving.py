@@ -39,7 +39,7 @@ def test_stage_throttles_logs_access_and_traces(template: assertions.Template) -
     )
 
 
-def test_shims_reserved_concurrency_and_environment(template: assertions.Template) -> None:
+def test_shims_environment(template: assertions.Template) -> None:
     for handler in (
         "lambdas.serving.handlers.predict_handler",
         "lambdas.serving.handlers.similar_titles_handler",
@@ -48,7 +48,6 @@ def test_shims_reserved_concurrency_and_environment(template: assertions.Templat
             "AWS::Lambda::Function",
             {
                 "Handler": handler,
-                "ReservedConcurrentExecutions": 10,
                 "TracingConfig": {"Mode": "Active"},
                 "Environment": {
                     "Variables": {
@@ -94,7 +93,22 @@ def test_shims_may_invoke_only_loftrecs_endpoints(template: assertions.Template)
         assert resources == [":endpoint/loftrec-blazingtext", ":endpoint/loftrec-fm"]
 
 
-def test_reserved_concurrency_can_be_left_unreserved() -> None:
-    template = synth_template(serving_reserved_concurrency=None)
+def test_the_shims_use_the_unreserved_pool_by_default(template: assertions.Template) -> None:
+    # A new account's concurrency quota can be 10: reserving any of it would leave less than the minimum
+    # AWS keeps unreserved, and the deployment would fail (tools/preflight.py checks a reservation).
     for function in template.find_resources("AWS::Lambda::Function").values():
         assert "ReservedConcurrentExecutions" not in function["Properties"]
+
+
+def test_a_reservation_is_an_option() -> None:
+    template = synth_template(serving_reserved_concurrency=10)
+    functions = template.find_resources("AWS::Lambda::Function").values()
+    reserved = sorted(
+        f["Properties"]["Handler"]
+        for f in functions
+        if f["Properties"].get("ReservedConcurrentExecutions") == 10
+    )
+    assert reserved == [
+        "lambdas.serving.handlers.predict_handler",
+        "lambdas.serving.handlers.similar_titles_handler",
+    ]
