@@ -30,6 +30,8 @@ from contract.hyperparameters import Value as HyperparameterValue
 T = TypeVar("T")
 
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
+ALGORITHM_IMAGES = Path(__file__).resolve().parent / "algorithm_images.json"
+"""The built-in algorithms' registries per region (tools/generate_algorithm_images.py)."""
 STACK_NAME = "Loftrec"
 
 # The shims send at most this many rows in one FM request (lambdas/serving/config.py says why).
@@ -250,10 +252,26 @@ def _account(key: str, value: object) -> str | None:
     return text
 
 
+@functools.cache
+def supported_regions() -> tuple[str, ...]:
+    """The regions with both built-in algorithms' images: the only ones a stack can train in."""
+    registries: dict[str, Any] = json.loads(ALGORITHM_IMAGES.read_text())["registries"]
+    return tuple(sorted(registries))
+
+
 def _region(key: str, value: object) -> str | None:
     text = _optional_str(value)
     if text is not None and not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", text):
         raise _fail(key, value, "an AWS region such as eu-west-1")
+    if text is not None and text not in supported_regions():
+        # The template maps the region to the algorithms' registries: CloudFormation would refuse the
+        # missing key at deploy with a template error that names neither.
+        raise _fail(
+            key,
+            value,
+            "a region with both built-in algorithm images (stacks/algorithm_images.json): "
+            + ", ".join(supported_regions()),
+        )
     return text
 
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import Aws, CfnMapping, Fn, IgnoreMode, Stack
+from aws_cdk import Aws, CfnMapping, CfnRule, CfnRuleAssertion, Fn, IgnoreMode, Stack
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from constructs import Construct, IConstruct
@@ -29,6 +29,21 @@ def _registry(scope: IConstruct, model: str) -> str:
     mapping = stack.node.try_find_child("AlgorithmImages")
     if not isinstance(mapping, CfnMapping):
         mapping = CfnMapping(stack, "AlgorithmImages", mapping=ALGORITHM_IMAGES["registries"])
+        # An environment-agnostic stack learns its region at deploy: refuse any other region there, with one
+        # line, before CloudFormation's own error for the missing mapping key (stacks/config.py refuses it
+        # at synth when the region is configured).
+        regions = sorted(ALGORITHM_IMAGES["registries"])
+        CfnRule(
+            stack,
+            "SupportedRegion",
+            assertions=[
+                CfnRuleAssertion(
+                    assert_=Fn.condition_contains(regions, Aws.REGION),
+                    assert_description="loftrec deploys only to a region with both built-in algorithm "
+                    "images: " + ", ".join(regions),
+                )
+            ],
+        )
     return mapping.find_in_map(Aws.REGION, model)
 
 
