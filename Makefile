@@ -81,7 +81,7 @@ unit: install
 # The boto3 calls our Lambda handlers make, as the moto runs and the serving tests record them: the IAM
 # check (tests/tools/iam) reads tests/tools/iam/recorded_calls.json, and `make test` fails when it is stale.
 iam-inventory: install
-	LOFTREC_IAM_INVENTORY=write $(VENV)/bin/pytest -q tests/lambdas tests/stacks/test_state_machine.py \
+	LOFTREC_IAM_INVENTORY=write $(VENV)/bin/pytest -q tests/lambdas tests/stacks/pipeline/test_state_machine.py \
 		tests/tools/iam/test_inventory.py
 
 synth: install ## CloudFormation templates into cdk.out, offline, no credentials.

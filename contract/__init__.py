@@ -9,6 +9,7 @@ image beside the code that uses it.
 - features: the FM feature layout (user, item and time keys) and the time transform with its inverse.
 - index: the title token and the serving index format (prep/index/), one writer and one reader.
 - algorithms: the two models, their endpoint and resource names, and their hyperparameter names.
+- instances: which SageMaker instance types have local storage (and so take no volume KMS key).
 - documents: the documents that cross a process or state boundary (run plan, manifest, gate decision, run
   record) as typed structures, with the readers that check them.
 """

@@ -23,15 +23,29 @@ from contract.algorithms import ENDPOINT_NAMES, MODELS, ResourceNames
 # ---------------------------------------------------------------------------------------------- run plan
 
 
+class TrainingResources(TypedDict):
+    """A training job's ResourceConfig, member for member as CreateTrainingJob takes it: decided per run,
+    because the instance type decides whether the volume may name a KMS key (contract.instances)."""
+
+    InstanceCount: int
+    InstanceType: str
+    VolumeSizeInGB: int
+    VolumeKmsKeyId: NotRequired[str]
+
+
 class FmSettings(TypedDict):
     instance_type: str
     instance_count: int
     hyperparameters: dict[str, str]
+    resource_config: TrainingResources
+    inter_container_encryption: bool
+    """Several hosts exchange model updates: encrypt that traffic when the run has more than one."""
 
 
 class BlazingTextSettings(TypedDict):
     instance_type: str
     hyperparameters: dict[str, str]
+    resource_config: TrainingResources
 
 
 class RunPlan(TypedDict):

@@ -13,6 +13,7 @@ blazingtext_hyperparameters: Word2Vec).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 
 from contract.algorithms import (
@@ -41,6 +42,9 @@ _FM_POSITIVE = ("eps", "clip_gradient", "rescale_grad")
 _FM_INIT_METHODS = ("normal", "uniform", "constant")
 _BT_COUNTS = ("epochs", "window_size", "vector_dim", "negative_samples", "min_char", "max_char", "buckets")
 _BT_MAX_VECTOR_DIM = 1000
+BLAZINGTEXT_INSTANCE_COUNT = "blazingtext_instance_count"
+BLAZINGTEXT_DISTRIBUTED_MODE = "batch_skipgram"
+BLAZINGTEXT_MAX_DISTRIBUTED_INSTANCES = 64
 
 
 class HyperparameterError(ValueError):
@@ -162,6 +166,19 @@ def check_blazingtext(values: Mapping[str, object], *, table: str = BLAZINGTEXT_
     if checked.get("subwords", False) is True and mode == "batch_skipgram":
         raise _fail(table, "subwords", True, "false with mode batch_skipgram (it has no subwords)")
     return checked
+
+
+def check_blazingtext_instance_count(count: object, mode: object) -> int:
+    """BlazingText's instance count for a table's mode: Word2Vec's skipgram and cbow modes train on one
+    instance; only batch_skipgram distributes (blazingtext.html, "EC2 instance recommendations")."""
+    maximum = BLAZINGTEXT_MAX_DISTRIBUTED_INSTANCES if mode == BLAZINGTEXT_DISTRIBUTED_MODE else 1
+    allowed = f"an integer >= 1 and <= {maximum}"
+    number = count
+    if isinstance(count, str) and re.fullmatch(r"[+-]?\d+", count.strip()):
+        number = int(count)
+    if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= maximum:
+        raise HyperparameterError(f"{BLAZINGTEXT_INSTANCE_COUNT}={count!r} is not allowed: {allowed}")
+    return number
 
 
 def sagemaker_string(value: Value) -> str:

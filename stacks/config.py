@@ -19,12 +19,19 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from contract.hyperparameters import HyperparameterError, check_blazingtext, check_fm
+from contract.hyperparameters import (
+    HyperparameterError,
+    check_blazingtext,
+    check_blazingtext_instance_count,
+    check_fm,
+)
 from contract.hyperparameters import Value as HyperparameterValue
 
 T = TypeVar("T")
 
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
+ALGORITHM_IMAGES = Path(__file__).resolve().parent / "algorithm_images.json"
+"""The built-in algorithms' registries per region (tools/generate_algorithm_images.py)."""
 STACK_NAME = "Loftrec"
 
 # The shims send at most this many rows in one FM request (lambdas/serving/config.py says why).
@@ -245,10 +252,26 @@ def _account(key: str, value: object) -> str | None:
     return text
 
 
+@functools.cache
+def supported_regions() -> tuple[str, ...]:
+    """The regions with both built-in algorithms' images: the only ones a stack can train in."""
+    registries: dict[str, Any] = json.loads(ALGORITHM_IMAGES.read_text())["registries"]
+    return tuple(sorted(registries))
+
+
 def _region(key: str, value: object) -> str | None:
     text = _optional_str(value)
     if text is not None and not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", text):
         raise _fail(key, value, "an AWS region such as eu-west-1")
+    if text is not None and text not in supported_regions():
+        # The template maps the region to the algorithms' registries: CloudFormation would refuse the
+        # missing key at deploy with a template error that names neither.
+        raise _fail(
+            key,
+            value,
+            "a region with both built-in algorithm images (stacks/algorithm_images.json): "
+            + ", ".join(supported_regions()),
+        )
     return text
 
 
@@ -276,6 +299,14 @@ def _hyperparameters(
         raise _fail(key, value, "a JSON object of hyperparameters")
     try:
         return check({name: _scalar(raw) for name, raw in value.items()}, table=key)
+    except HyperparameterError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _blazingtext_instance_count(value: object, mode: object) -> int:
+    """The contract's rule for the mode the table sets (the same that "Start run" applies)."""
+    try:
+        return check_blazingtext_instance_count(value, mode if mode is not None else "skipgram")
     except HyperparameterError as error:
         raise ConfigError(str(error)) from None
 
@@ -373,12 +404,8 @@ def load_config(context: Mapping[str, Any]) -> Config:
         fm_instance_count=count("fm_instance_count"),
         fm_hyperparameters=fm,
         blazingtext_instance_type=instance("blazingtext_instance_type", "TrainingInstanceType"),
-        # BlazingText's skipgram and cbow modes train on one instance; only batch_skipgram distributes.
         blazingtext_instance_count=get(
-            "blazingtext_instance_count",
-            lambda k, v: _int(
-                k, v, minimum=1, maximum=1 if bt.get("mode", "skipgram") != "batch_skipgram" else 64
-            ),
+            "blazingtext_instance_count", lambda _k, v: _blazingtext_instance_count(v, bt.get("mode"))
         ),
         blazingtext_volume_size_gb=get(
             "blazingtext_volume_size_gb", lambda k, v: _int(k, v, minimum=1, maximum=16384)

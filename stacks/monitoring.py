@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import Aws, Duration
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
@@ -127,7 +127,12 @@ class OperationsDashboard(Construct):
                 label=f"{endpoint} {metric} {statistic}",
             )
 
-        self.dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name="loftrec")
+        # "All dashboards in your account are global, not region-specific"
+        # (https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-cloudwatch-dashboard.html):
+        # a fixed name would collide with the same stack's dashboard in another region of the account.
+        self.dashboard = cloudwatch.Dashboard(
+            self, "Dashboard", dashboard_name=f"{Aws.STACK_NAME}-{Aws.REGION}"
+        )
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(
                 title="Retraining executions",

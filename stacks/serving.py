@@ -1,8 +1,24 @@
 """What application teams call: two Lambda shims behind one IAM-authorized HTTPS API.
 
 One API Gateway REST API rather than Lambda function URLs: a single entry point for both calls, stage-level
-throttling (rate and burst), access logs, and SigV4 (IAM) authorization on each method. Function URLs would
-give one URL per function and neither throttling nor access logs.
+throttling (rate and burst), access and execution logs, and SigV4 (IAM) authorization on each method.
+Function URLs would give one URL per function and neither throttling nor access logs.
+
+API Gateway writes both kinds of logs as the IAM role its account setting names, one setting per account
+and region (AWS::ApiGateway::Account: "To avoid overwriting other roles, you should only have one
+AWS::ApiGateway::Account resource per region per account";
+https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-apigateway-account.html);
+without it the stage is refused ("CloudWatch Logs role ARN must be set in account settings to enable
+logging"; https://docs.aws.amazon.com/apigateway/latest/developerguide/set-up-logging.html).
+`api_gateway_cloudwatch_role` says who owns it:
+- "create": this stack creates the role (with AmazonAPIGatewayPushToCloudWatchLogs, the managed policy the
+  logging page names) and sets the account setting to it (CDK's cloud_watch_role: an
+  AWS::ApiGateway::Account the stage depends on). Both are retained when the stack is deleted, so the
+  setting never names a deleted role: API Gateway keeps logging every API of the region with it ("When you
+  delete a stack containing this resource, API Gateway can still assume the provided IAM role"). Two stacks
+  that both create it overwrite each other's setting, the last deployed winning; any of the roles works,
+  as each carries the same policy, but give the setting one owner: the others use "existing".
+- "existing": the account's role, which `make preflight` checks is set.
 """
 
 from __future__ import annotations
@@ -80,17 +96,23 @@ class ServingApi(Construct):
         self.access_logs = logs.LogGroup(
             self, "AccessLogs", retention=logs.RetentionDays.ONE_YEAR, removal_policy=RemovalPolicy.DESTROY
         )
+        owns_account_setting = config.api_gateway_cloudwatch_role == "create"
         self.api = apigateway.RestApi(
             self,
             "Api",
             rest_api_name="loftrec",
             description="loftrec: ratings and similar titles, IAM (SigV4) authorized",
             endpoint_types=[apigateway.EndpointType.REGIONAL],
-            cloud_watch_role=False,
+            cloud_watch_role=owns_account_setting,
+            cloud_watch_role_removal_policy=RemovalPolicy.RETAIN if owns_account_setting else None,
             deploy_options=apigateway.StageOptions(
                 stage_name="v1",
                 throttling_rate_limit=config.api_rate_limit,
                 throttling_burst_limit=config.api_burst_limit,
+                # Execution logs of errors only, without request and response bodies (customer ids and
+                # titles stay out of the logs).
+                logging_level=apigateway.MethodLoggingLevel.ERROR,
+                data_trace_enabled=False,
                 access_log_destination=apigateway.LogGroupLogDestination(self.access_logs),
                 access_log_format=apigateway.AccessLogFormat.json_with_standard_fields(
                     caller=True,
@@ -126,12 +148,15 @@ class ServingApi(Construct):
             "Callers are AWS principals authorized by IAM (SigV4) and throttled by the stage; a WAF web ACL "
             "can be attached by the platform team where its cost is warranted.",
         )
-        acknowledge(
-            self.api.deployment_stage,
-            "AwsSolutions-APIG6",
-            "Access logs are on; execution logging needs the account-wide API Gateway CloudWatch role, which "
-            "this stack does not own.",
-        )
+        role = self.api.node.try_find_child("CloudWatchRole")
+        if role is not None:
+            acknowledge(
+                role,
+                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                "AmazonAPIGatewayPushToCloudWatchLogs]",
+                "API Gateway's CloudWatch Logs role for the account and region: the AWS-managed policy the "
+                "API Gateway logging guide names for it; it writes the logs of every API of the region.",
+            )
         for method in self.api.methods:
             acknowledge(
                 method,

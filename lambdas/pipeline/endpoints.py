@@ -5,6 +5,14 @@
 - `rollback_handler`: after a failed deployment, put every endpoint this run touched back on the
   configuration the deployed-run record names (or delete it, when this run created it), so that serving
   never mixes a new model with an old index.
+
+Both follow SageMaker's rule for autoscaled variants: "If the update would change the instance type for any
+model that is a target for auto scaling, the update fails ... deregister the variant as a scalable target by
+calling the DeregisterScalableTarget Application Auto Scaling API action"
+(https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-scaling-update.html). Deregistering also deletes
+the target's scaling policies (API_DeregisterScalableTarget). Before a delete the rollback deregisters too,
+rather than leave it to SageMaker, which does so only with the caller's permission
+(https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-delete-with-scaling.html).
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from contract.algorithms import scalable_resource_id
+from contract.algorithms import SCALABLE_DIMENSION, scalable_resource_id
 from contract.documents import RunRecord
 from lambdas.kit import settings as kit_settings
 from lambdas.kit import storage
@@ -48,6 +56,30 @@ def describe_endpoint(sagemaker: Any, name: str) -> dict[str, Any] | None:
         raise
 
 
+def autoscaled(endpoint_name: str) -> bool:
+    """Whether the endpoint's variant is registered as a scalable target."""
+    targets = client("application-autoscaling").describe_scalable_targets(
+        ServiceNamespace="sagemaker", ResourceIds=[scalable_resource_id(endpoint_name)]
+    )["ScalableTargets"]
+    return bool(targets)
+
+
+def deregister(endpoint_name: str) -> None:
+    """Remove the variant's scalable target (and with it its scaling policies)."""
+    client("application-autoscaling").deregister_scalable_target(
+        ServiceNamespace="sagemaker",
+        ResourceId=scalable_resource_id(endpoint_name),
+        ScalableDimension=SCALABLE_DIMENSION,
+    )
+
+
+def instance_type(sagemaker: Any, config_name: str) -> str | None:
+    """The instance type of an endpoint configuration's variant."""
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
+    found: str | None = config["ProductionVariants"][0].get("InstanceType")
+    return found
+
+
 def plan(endpoint_name: str, new_instance_type: str) -> dict[str, Any]:
     sagemaker = client("sagemaker")
     endpoint = describe_endpoint(sagemaker, endpoint_name)
@@ -69,15 +101,11 @@ def plan(endpoint_name: str, new_instance_type: str) -> dict[str, Any]:
             "delete it (aws sagemaker delete-endpoint) and start the run again"
         )
     previous = endpoint["EndpointConfigName"]
-    config = sagemaker.describe_endpoint_config(EndpointConfigName=previous)
-    current_type = config["ProductionVariants"][0].get("InstanceType")
-    targets = client("application-autoscaling").describe_scalable_targets(
-        ServiceNamespace="sagemaker", ResourceIds=[scalable_resource_id(endpoint_name)]
-    )["ScalableTargets"]
+    current_type = instance_type(sagemaker, previous)
     return {
         "action": "update",
         "previous_config": previous,
-        "deregister_first": bool(targets) and current_type != new_instance_type,
+        "deregister_first": current_type != new_instance_type and autoscaled(endpoint_name),
     }
 
 
@@ -105,24 +133,40 @@ def rollback(
         status = endpoint["EndpointStatus"]
         if status in ("Creating", "Updating", "SystemUpdating", "RollingBack"):
             raise EndpointBusyError(f"endpoint {name} is {status}; rolling back once it settles")
-        if endpoint["EndpointConfigName"] != run_configs[model]:
+        current = endpoint["EndpointConfigName"]
+        if current != run_configs[model]:
             outcome[model] = "unchanged"
         elif status == "Failed":
             # DeleteEndpoint is the only operation SageMaker allows on a failed endpoint; the next run
             # creates it again.
-            sagemaker.delete_endpoint(EndpointName=name)
+            _delete(sagemaker, name)
             outcome[model] = f"deleted: it went Failed ({endpoint.get('FailureReason', 'no reason given')})"
         elif model in deployed_configs:
-            sagemaker.update_endpoint(
-                EndpointName=name,
-                EndpointConfigName=deployed_configs[model],
-                RetainAllVariantProperties=True,
+            target = deployed_configs[model]
+            # Back to another instance type: SageMaker refuses the update while the variant is autoscaled.
+            unscaled = autoscaled(name) and (
+                instance_type(sagemaker, current) != instance_type(sagemaker, target)
             )
-            outcome[model] = f"rolled back to {deployed_configs[model]}"
+            if unscaled:
+                deregister(name)
+            sagemaker.update_endpoint(
+                EndpointName=name, EndpointConfigName=target, RetainAllVariantProperties=True
+            )
+            outcome[model] = f"rolled back to {target}" + (
+                " (autoscaling deregistered for the instance type change; the next deployed run registers it)"
+                if unscaled
+                else ""
+            )
         else:
-            sagemaker.delete_endpoint(EndpointName=name)
+            _delete(sagemaker, name)
             outcome[model] = "deleted: this run created it and no run was deployed before"
     return outcome
+
+
+def _delete(sagemaker: Any, name: str) -> None:
+    if autoscaled(name):
+        deregister(name)
+    sagemaker.delete_endpoint(EndpointName=name)
 
 
 @lambda_handler

@@ -6,7 +6,9 @@ A manual start may override instance settings and hyperparameters (README, "Oper
      "fm_hyperparameters": {"epochs": 5}, "blazingtext_instance_type": "ml.p3.2xlarge",
      "blazingtext_hyperparameters": {"vector_dim": 50}}
 
-Anything else is refused with a message naming the field, before any job starts.
+The hyperparameters are checked by the same rules as the configuration at synth (contract.hyperparameters),
+merged over the configured tables. Anything else is refused with a message naming the field, before any job
+starts.
 """
 
 from __future__ import annotations
@@ -18,14 +20,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from contract import layout
-from contract.algorithms import (
-    BLAZINGTEXT_HYPERPARAMETERS,
-    BLAZINGTEXT_MODES,
-    FM_HYPERPARAMETERS,
-    FM_RESERVED,
-    resource_names,
+from contract.algorithms import resource_names
+from contract.documents import BlazingTextSettings, FmSettings, RunPlan, TrainingResources
+from contract.hyperparameters import (
+    BLAZINGTEXT_TABLE,
+    FM_TABLE,
+    HyperparameterError,
+    Value,
+    check_blazingtext,
+    check_blazingtext_instance_count,
+    check_fm,
+    sagemaker_strings,
 )
-from contract.documents import BlazingTextSettings, FmSettings, RunPlan
+from contract.instances import has_local_storage
 from lambdas.kit import settings as kit_settings
 from lambdas.kit.errors import InvalidRunInputError
 from lambdas.kit.invocation import lambda_handler
@@ -51,6 +58,7 @@ class StartRunSettings:
 
     run_defaults: dict[str, Any] = variable("RUN_DEFAULTS", json_object("the run's default settings"))
     data_bucket: str = variable("DATA_BUCKET", non_empty("the data bucket's name"))
+    volume_kms_key: str = variable("VOLUME_KMS_KEY", non_empty("the KMS key ARN of the training volumes"))
 
 
 @functools.cache
@@ -74,7 +82,28 @@ def _instance_type(field: str, value: object) -> str:
         raise InvalidRunInputError(
             f"{field}={value!r}: expected a SageMaker instance type, e.g. ml.c5.2xlarge"
         )
+    try:
+        has_local_storage(value)
+    except ValueError:
+        raise InvalidRunInputError(
+            f"{field}={value!r}: expected a SageMaker instance type, e.g. ml.c5.2xlarge"
+        ) from None
     return value
+
+
+def _resources(instance_type: str, count: int, volume_size_gb: int, volume_key: str) -> TrainingResources:
+    """The job's ResourceConfig: its volume encrypted with the data key, unless the instance type has local
+    storage, which SageMaker encrypts itself and refuses a key for ("You can't request a VolumeKmsKeyId when
+    using an instance type with local storage":
+    https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ResourceConfig.html)."""
+    resources: TrainingResources = {
+        "InstanceCount": count,
+        "InstanceType": instance_type,
+        "VolumeSizeInGB": volume_size_gb,
+    }
+    if not has_local_storage(instance_type):
+        resources["VolumeKmsKeyId"] = volume_key
+    return resources
 
 
 def _count(field: str, value: object, maximum: int) -> int:
@@ -83,26 +112,29 @@ def _count(field: str, value: object, maximum: int) -> int:
     return value
 
 
-def _hyperparameters(
-    field: str, value: object, known: frozenset[str], reserved: frozenset[str] = frozenset()
-) -> dict[str, str]:
+def _table(field: str, value: object) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise InvalidRunInputError(f"{field}: expected an object of hyperparameters")
-    table: dict[str, str] = {}
-    for name, raw in value.items():
-        if name in reserved:
-            raise InvalidRunInputError(f"{field}.{name}: set by the pipeline, not by the input")
-        if name not in known:
-            raise InvalidRunInputError(
-                f"{field}.{name}: not a hyperparameter; expected one of {', '.join(sorted(known))}"
-            )
-        if isinstance(raw, bool):
-            table[name] = "true" if raw else "false"
-        elif isinstance(raw, str | int | float):
-            table[name] = str(raw)
-        else:
-            raise InvalidRunInputError(f"{field}.{name}={raw!r}: expected a string, number or boolean")
-    return table
+        raise InvalidRunInputError(f"{field}={value!r} is not allowed: a JSON object of hyperparameters")
+    return value
+
+
+def _hyperparameters(
+    defaults: dict[str, Any], execution_input: dict[str, Any]
+) -> tuple[dict[str, Value], dict[str, Value]]:
+    """The run's FM and BlazingText tables, the configured ones with the input's entries over them, checked
+    as a whole by the contract's rules: the same checks, with the same messages, as the configuration's at
+    synth (stacks/config.py)."""
+    fm = {**defaults[FM_TABLE], **_table(FM_TABLE, execution_input.get(FM_TABLE, {}))}
+    bt = {
+        **defaults[BLAZINGTEXT_TABLE],
+        **_table(BLAZINGTEXT_TABLE, execution_input.get(BLAZINGTEXT_TABLE, {})),
+    }
+    try:
+        fm_checked, bt_checked = check_fm(fm), check_blazingtext(bt)
+        check_blazingtext_instance_count(defaults["blazingtext_instance_count"], bt_checked.get("mode"))
+    except HyperparameterError as error:
+        raise InvalidRunInputError(str(error)) from None
+    return fm_checked, bt_checked
 
 
 def plan_run(
@@ -112,8 +144,10 @@ def plan_run(
     start_time: str,
     defaults: dict[str, Any],
     bucket: str,
+    volume_key: str,
 ) -> RunPlan:
-    """The run's id, names, output location and effective training settings."""
+    """The run's id, names, output location and effective training settings; `volume_key` is the KMS key
+    of the training volumes."""
     if not isinstance(execution_input, dict):
         raise InvalidRunInputError("the execution input must be a JSON object")
     unknown = sorted(set(execution_input) - ALLOWED)
@@ -127,45 +161,29 @@ def plan_run(
             f"run_id={run_id!r}: expected lower-case letters, digits and single hyphens, at most {RUN_ID_MAX}"
         )
     get = execution_input.get
+    fm_table, bt_table = _hyperparameters(defaults, execution_input)
+    fm_type = _instance_type("fm_instance_type", get("fm_instance_type", defaults["fm_instance_type"]))
+    fm_count = _count("fm_instance_count", get("fm_instance_count", defaults["fm_instance_count"]), 100)
     fm: FmSettings = {
-        "instance_type": _instance_type(
-            "fm_instance_type", get("fm_instance_type", defaults["fm_instance_type"])
-        ),
-        "instance_count": _count(
-            "fm_instance_count", get("fm_instance_count", defaults["fm_instance_count"]), 100
-        ),
-        "hyperparameters": {
-            **_hyperparameters(
-                "defaults.fm_hyperparameters", defaults["fm_hyperparameters"], FM_HYPERPARAMETERS
-            ),
-            **_hyperparameters(
-                "fm_hyperparameters", get("fm_hyperparameters", {}), FM_HYPERPARAMETERS, FM_RESERVED
-            ),
-            "predictor_type": "regressor",
-        },
+        "instance_type": fm_type,
+        "instance_count": fm_count,
+        # SageMaker takes every hyperparameter as a string: the SDK's strings ("True", not "true").
+        "hyperparameters": {**sagemaker_strings(fm_table), "predictor_type": "regressor"},
+        "resource_config": _resources(fm_type, fm_count, defaults["fm_volume_size_gb"], volume_key),
+        "inter_container_encryption": fm_count > 1,
     }
-    bt_overrides = _hyperparameters(
-        "blazingtext_hyperparameters", get("blazingtext_hyperparameters", {}), BLAZINGTEXT_HYPERPARAMETERS
+    bt_type = _instance_type(
+        "blazingtext_instance_type", get("blazingtext_instance_type", defaults["blazingtext_instance_type"])
     )
-    # Serving needs word vectors (vectors.txt): the supervised mode trains a classifier instead.
-    if bt_overrides.get("mode", "skipgram") not in BLAZINGTEXT_MODES:
-        raise InvalidRunInputError(
-            f"blazingtext_hyperparameters.mode={bt_overrides['mode']!r}: expected one of "
-            + ", ".join(sorted(BLAZINGTEXT_MODES))
-        )
     blazingtext: BlazingTextSettings = {
-        "instance_type": _instance_type(
-            "blazingtext_instance_type",
-            get("blazingtext_instance_type", defaults["blazingtext_instance_type"]),
+        "instance_type": bt_type,
+        "hyperparameters": sagemaker_strings(bt_table),
+        "resource_config": _resources(
+            bt_type,
+            defaults["blazingtext_instance_count"],
+            defaults["blazingtext_volume_size_gb"],
+            volume_key,
         ),
-        "hyperparameters": {
-            **_hyperparameters(
-                "defaults.blazingtext_hyperparameters",
-                defaults["blazingtext_hyperparameters"],
-                BLAZINGTEXT_HYPERPARAMETERS,
-            ),
-            **bt_overrides,
-        },
     }
     return {
         "run_id": run_id,
@@ -187,4 +205,5 @@ def handler(event: dict[str, Any], _context: object) -> RunPlan:
         start_time=event["start_time"],
         defaults=environment.run_defaults,
         bucket=environment.data_bucket,
+        volume_key=environment.volume_kms_key,
     )

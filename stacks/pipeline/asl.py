@@ -17,11 +17,13 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-# Errors worth retrying: throttling and capacity. Everything else is caught and notified.
+# Errors worth retrying: throttling and transient service errors. Everything else is caught and notified at
+# once, SageMaker's quota error above all: SageMaker.ResourceLimitExceededException ("The account-level
+# service limit 'ml.p3.2xlarge for training job usage' is 0 Instances, ...") does not go away in minutes,
+# and its message, which names the quota, reaches the failure notification as the error's cause.
 RETRYABLE = [
     "ThrottlingException",
     "SageMaker.ThrottlingException",
-    "SageMaker.ResourceLimitExceededException",
     "SageMaker.AmazonSageMakerException",
     "ApplicationAutoScaling.ConcurrentUpdateException",
     "Lambda.TooManyRequestsException",

@@ -11,6 +11,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from contract.algorithms import LABELS, MODELS, SCALABLE_DIMENSION, VARIANT_NAME, scalable_resource_id
+from contract.instances import has_local_storage
 from stacks.pipeline import asl, paths
 from stacks.pipeline.images import algorithm_image
 from stacks.pipeline.shared import (
@@ -18,6 +19,7 @@ from stacks.pipeline.shared import (
     Fallible,
     SharedResources,
     allow,
+    allow_autoscaling_validation,
     endpoint_arns,
     run_resources,
     start_sagemaker_work,
@@ -36,6 +38,13 @@ BLUE_GREEN_UPDATE = {
 AUTOSCALING_SERVICE = "sagemaker.application-autoscaling.amazonaws.com"
 
 
+def _storage_key(instance_type: str, key_arn: str) -> dict[str, str]:
+    """CreateEndpointConfig's KmsKeyId ("If you specify a value for KmsKeyId when using any nitro-based
+    instances with local storage, the call to CreateEndpointConfig fails":
+    https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateEndpointConfig.html)."""
+    return {} if has_local_storage(instance_type) else {"KmsKeyId": key_arn}
+
+
 class PlanEndpointStep(LambdaStep):
     """lambdas.pipeline.endpoints.plan_handler: create or update an endpoint, and whether its autoscaling
     must be deregistered first (an instance type change)."""
@@ -47,7 +56,8 @@ class PlanEndpointStep(LambdaStep):
             handler="lambdas.pipeline.endpoints.plan_handler",
             description="Decides between creating and updating an endpoint",
             environment=pipeline_settings(shared),
-            extra_wildcard_reason=" application-autoscaling:DescribeScalableTargets neither.",
+            extra_wildcard_reason=" Application Auto Scaling's DescribeScalableTargets neither (no resource "
+            "ARN names an endpoint variant).",
         )
         shared.storage.grant_key(self.role)
         allow(
@@ -105,7 +115,8 @@ class DeployModel(sfn.StateMachineFragment):
             asl.integration("sagemaker:createEndpointConfig"),
             {
                 "EndpointConfigName.$": config_name,
-                "KmsKeyId": shared.storage.key.key_arn,
+                # The instances' storage volume; local storage takes no key (contract.instances).
+                **_storage_key(config.endpoint_instance_type, shared.storage.key.key_arn),
                 "ProductionVariants": [
                     {
                         "VariantName": VARIANT_NAME,
@@ -336,6 +347,7 @@ class DeployModels(sfn.StateMachineFragment):
             ["*"],
             reason="Application Auto Scaling's scalable-target actions take no resource ARN for variants.",
         )
+        allow_autoscaling_validation(role)
         allow(
             role,
             ["iam:CreateServiceLinkedRole"],

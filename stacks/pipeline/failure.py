@@ -17,6 +17,7 @@ from stacks.pipeline.shared import (
     Fallible,
     SharedResources,
     allow,
+    allow_autoscaling_validation,
     endpoint_arns,
     publish,
 )
@@ -29,7 +30,9 @@ ENVIRONMENT_ENDPOINTS = {FM: "FM_ENDPOINT", BLAZINGTEXT: "BLAZINGTEXT_ENDPOINT"}
 
 class RollbackStep(LambdaStep):
     """lambdas.pipeline.endpoints.rollback_handler: each endpoint back on the deployed run's configuration
-    (or deleted, when no run was deployed before)."""
+    (or deleted, when no run was deployed before), its autoscaling deregistered first where an update
+    changes the instance type and before a delete (endpoint-scaling-update.html,
+    endpoint-delete-with-scaling.html)."""
 
     def __init__(self, shared: SharedResources) -> None:
         super().__init__(
@@ -41,18 +44,32 @@ class RollbackStep(LambdaStep):
                 **pipeline_settings(shared),
                 **{ENVIRONMENT_ENDPOINTS[model]: shared.endpoint_names[model] for model in MODELS},
             },
-            extra_wildcard_reason=" application-autoscaling:DescribeScalableTargets neither.",
+            extra_wildcard_reason=" Application Auto Scaling's DescribeScalableTargets and "
+            "DeregisterScalableTarget neither (no resource ARN names an endpoint variant).",
         )
         shared.storage.grant_key(self.role)
         shared.storage.grant_read_objects(
             self.role, layout.RUN_RECORD_KEY, "Limited to the deployed-run record."
         )
         self.role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["application-autoscaling:DescribeScalableTargets"], resources=["*"])
+            iam.PolicyStatement(
+                actions=[
+                    "application-autoscaling:DescribeScalableTargets",
+                    "application-autoscaling:DeregisterScalableTarget",
+                ],
+                resources=["*"],
+            )
         )
+        # DeregisterScalableTarget checks the caller's permissions on the endpoint and CloudWatch first.
+        allow_autoscaling_validation(self.role)
         allow(
             self.role,
-            ["sagemaker:DescribeEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:DeleteEndpoint"],
+            [
+                "sagemaker:DescribeEndpoint",
+                "sagemaker:DescribeEndpointConfig",
+                "sagemaker:UpdateEndpoint",
+                "sagemaker:DeleteEndpoint",
+            ],
             endpoint_arns(shared),
             reason="Endpoint configurations are named per run at run time; all start with loftrec-.",
         )

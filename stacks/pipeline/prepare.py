@@ -14,6 +14,7 @@ from constructs import Construct
 from contract import layout
 from stacks.pipeline import asl, paths
 from stacks.pipeline.shared import (
+    FM_VOLUME_SIZE_GB,
     TAGS,
     Fallible,
     SharedResources,
@@ -21,6 +22,7 @@ from stacks.pipeline.shared import (
     follow_sagemaker_jobs,
     run_resources,
     start_sagemaker_work,
+    volume_key,
 )
 from stacks.pipeline.steps import LambdaStep
 
@@ -38,7 +40,10 @@ class StartRunStep(LambdaStep):
             "fm_instance_count": config.fm_instance_count,
             "fm_hyperparameters": dict(config.fm_hyperparameters),
             "blazingtext_instance_type": config.blazingtext_instance_type,
+            "blazingtext_instance_count": config.blazingtext_instance_count,
             "blazingtext_hyperparameters": dict(config.blazingtext_hyperparameters),
+            "fm_volume_size_gb": FM_VOLUME_SIZE_GB,
+            "blazingtext_volume_size_gb": config.blazingtext_volume_size_gb,
         }
         super().__init__(
             shared,
@@ -48,6 +53,8 @@ class StartRunStep(LambdaStep):
             environment={
                 "RUN_DEFAULTS": json.dumps(defaults, sort_keys=True),
                 "DATA_BUCKET": shared.storage.bucket.bucket_name,
+                # Named in the training jobs' ResourceConfig when their instance types take a volume key.
+                "VOLUME_KMS_KEY": shared.storage.key.key_arn,
             },
         )
 
@@ -114,7 +121,7 @@ class PrepareData(sfn.StateMachineFragment):
                         "InstanceCount": 1,
                         "InstanceType": config.prep_instance_type,
                         "VolumeSizeInGB": config.prep_volume_size_gb,
-                        "VolumeKmsKeyId": key.key_arn,
+                        **volume_key(config.prep_instance_type, key.key_arn),
                     }
                 },
                 "ProcessingInputs": [

@@ -20,7 +20,7 @@ from stacks.nag import acknowledge, arn_finding
 from stacks.pipeline.deploy import DeployModels
 from stacks.pipeline.failure import FailureHandling
 from stacks.pipeline.gate import QualityGate
-from stacks.pipeline.images import prep_image
+from stacks.pipeline.images import grant_algorithm_pulls, prep_image
 from stacks.pipeline.prepare import PrepareData
 from stacks.pipeline.record import RecordRun
 from stacks.pipeline.shared import (
@@ -56,6 +56,7 @@ class RetrainingPipeline(Construct):
         self.sagemaker_role = sagemaker_role(self, "SageMakerRole", config=config, storage=storage)
         self.prep_image = prep_image(self, "PrepImage")
         self.prep_image.repository.grant_pull(self.sagemaker_role)
+        grant_algorithm_pulls(self.sagemaker_role)
         shared = SharedResources(
             config=config,
             storage=storage,

@@ -18,6 +18,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from contract.algorithms import RESOURCE_PREFIX, resource_pattern
+from contract.instances import has_local_storage
 from stacks.config import Config
 from stacks.nag import acknowledge, wildcard_finding
 from stacks.storage import DataStorage
@@ -49,6 +50,15 @@ Fallible = sfn.CustomState | sfn.Parallel
 """A state whose uncaught errors the pipeline routes to its failure handling (a Pass cannot catch)."""
 TAGS = [{"Key": "project", "Value": RESOURCE_PREFIX}]
 """The tags of every SageMaker resource a run creates, as app.py tags the stack's."""
+FM_VOLUME_SIZE_GB = 30
+"""FM's training volume per instance: the shards of one host and the model."""
+
+
+def volume_key(instance_type: str, key_arn: str) -> dict[str, str]:
+    """The request member that names a volume's KMS key, when the instance type fixed at synth has no local
+    storage (contract.instances: SageMaker refuses a key for local storage, which it encrypts itself); types
+    a run may override are decided by "Start run"."""
+    return {} if has_local_storage(instance_type) else {"VolumeKmsKeyId": key_arn}
 
 
 def sagemaker_arn(resource: str) -> str:
@@ -88,6 +98,42 @@ def allow(
     for resource in wildcards:
         finding = "AwsSolutions-IAM5[Resource::*]" if resource == "*" else wildcard_finding(role, resource)
         acknowledge(role, finding, reason)
+
+
+AUTOSCALING_VALIDATION = (
+    "https://docs.aws.amazon.com/autoscaling/application/userguide/security_iam_permission_validation.html"
+)
+
+
+def allow_autoscaling_validation(role: iam.IRole) -> None:
+    """What Application Auto Scaling checks the caller of RegisterScalableTarget, PutScalingPolicy and
+    DeregisterScalableTarget may do before it proceeds ("Making authorized requests to Application Auto
+    Scaling API actions requires that the API caller has permissions to access AWS resources in the target
+    service and in CloudWatch": AUTOSCALING_VALIDATION), for SageMaker endpoints the actions of the
+    "SageMaker endpoints" policy of
+    https://docs.aws.amazon.com/autoscaling/application/userguide/security_iam_id-based-policy-examples.html.
+
+    Scoped to this account and region, any name: the checks are requests "with invalid parameters" (the
+    page's example sends an empty instance ID) whose resource names AWS does not document, so no name of
+    ours can be relied on; AWS's own example policy grants them on "*"."""
+    allow(
+        role,
+        [
+            "sagemaker:DescribeEndpoint",
+            "sagemaker:DescribeEndpointConfig",
+            "sagemaker:UpdateEndpointWeightsAndCapacities",
+        ],
+        [sagemaker_arn("endpoint/*"), sagemaker_arn("endpoint-config/*")],
+        reason="Application Auto Scaling validates the caller's permissions with requests on resource names "
+        "it makes up: any endpoint of this account and region.",
+    )
+    allow(
+        role,
+        ["cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms", "cloudwatch:DeleteAlarms"],
+        [f"arn:{Aws.PARTITION}:cloudwatch:{Aws.REGION}:{Aws.ACCOUNT_ID}:alarm:*"],
+        reason="Application Auto Scaling validates the caller's CloudWatch permissions with requests on "
+        "alarm names it makes up: any alarm of this account and region.",
+    )
 
 
 def publish(role: iam.IRole, topic: sns.ITopic) -> None:

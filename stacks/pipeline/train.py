@@ -148,7 +148,6 @@ class TrainModels(sfn.StateMachineFragment):
         return job
 
     def _train_fm(self) -> sfn.IChainable:
-        config, key = self._shared.config, self._shared.storage.key
         protobuf = "application/x-recordio-protobuf"
         return asl.task(
             self,
@@ -164,14 +163,11 @@ class TrainModels(sfn.StateMachineFragment):
                         _channel("train", layout.TRAIN, "ShardedByS3Key", protobuf),
                         _channel("test", layout.TEST, "FullyReplicated", protobuf),
                     ],
-                    "ResourceConfig": {
-                        "InstanceCount.$": paths.run("fm", "instance_count"),
-                        "InstanceType.$": paths.run("fm", "instance_type"),
-                        "VolumeSizeInGB": 30,
-                        "VolumeKmsKeyId": key.key_arn,
-                    },
-                    # Several hosts exchange model updates: keep that traffic encrypted.
-                    "EnableInterContainerTrafficEncryption": config.fm_instance_count > 1,
+                    # Decided by "Start run" for the run's instance type and count (a run may override
+                    # them): the volume key unless the type has local storage, and encrypted traffic
+                    # between several hosts.
+                    "ResourceConfig.$": paths.run("fm", "resource_config"),
+                    "EnableInterContainerTrafficEncryption.$": paths.run("fm", "inter_container_encryption"),
                 },
             ),
             result_selector=_trained_model(),
@@ -180,7 +176,6 @@ class TrainModels(sfn.StateMachineFragment):
         )
 
     def _train_blazingtext(self) -> sfn.IChainable:
-        config, key = self._shared.config, self._shared.storage.key
         train = asl.task(
             self,
             "Train BlazingText",
@@ -190,12 +185,7 @@ class TrainModels(sfn.StateMachineFragment):
                 {
                     "HyperParameters.$": paths.run("blazingtext", "hyperparameters"),
                     "InputDataConfig": [_channel("train", layout.CORPUS, "FullyReplicated", "text/plain")],
-                    "ResourceConfig": {
-                        "InstanceCount": config.blazingtext_instance_count,
-                        "InstanceType.$": paths.run("blazingtext", "instance_type"),
-                        "VolumeSizeInGB": config.blazingtext_volume_size_gb,
-                        "VolumeKmsKeyId": key.key_arn,
-                    },
+                    "ResourceConfig.$": paths.run("blazingtext", "resource_config"),
                 },
             ),
             result_selector=_trained_model(),

@@ -9,6 +9,7 @@ import pytest
 from contract.hyperparameters import (
     HyperparameterError,
     check_blazingtext,
+    check_blazingtext_instance_count,
     check_fm,
     sagemaker_strings,
 )
@@ -82,3 +83,26 @@ def test_blazingtext_refusals_name_the_entry(table: dict[str, object], message: 
 def test_the_table_name_is_the_callers() -> None:
     with pytest.raises(HyperparameterError, match=re.escape("overrides.epochs=0 is not allowed")):
         check_fm({"epochs": 0}, table="overrides")
+
+
+@pytest.mark.parametrize(
+    ("count", "mode", "expected"),
+    [(1, "skipgram", 1), ("1", "cbow", 1), (8, "batch_skipgram", 8), (" 64 ", "batch_skipgram", 64)],
+)
+def test_blazingtext_distributes_only_in_batch_skipgram(count: object, mode: str, expected: int) -> None:
+    assert check_blazingtext_instance_count(count, mode) == expected
+
+
+@pytest.mark.parametrize(
+    ("count", "mode", "message"),
+    [
+        (2, "skipgram", "blazingtext_instance_count=2 is not allowed: an integer >= 1 and <= 1"),
+        (0, "batch_skipgram", "blazingtext_instance_count=0 is not allowed: an integer >= 1 and <= 64"),
+        (65, "batch_skipgram", "blazingtext_instance_count=65 is not allowed: an integer >= 1 and <= 64"),
+        (True, "skipgram", "blazingtext_instance_count=True is not allowed: an integer >= 1 and <= 1"),
+        ("+-2", "skipgram", "blazingtext_instance_count='+-2' is not allowed: an integer >= 1 and <= 1"),
+    ],
+)
+def test_other_instance_counts_are_refused_naming_the_limit(count: object, mode: str, message: str) -> None:
+    with pytest.raises(HyperparameterError, match=re.escape(message)):
+        check_blazingtext_instance_count(count, mode)

@@ -15,8 +15,11 @@ what stands in for it (test-side patches of moto; none changes what the definiti
    describes the job until it is Completed (the task's result is the description, as in Step Functions)
    or Failed/Stopped (the task fails with States.TaskFailed and the description as its cause).
 3. moto's SageMaker has no UpdateEndpoint: a small implementation records each request (the blue/green
-   DeploymentConfig included), then puts the endpoint on the new configuration, or, when the script says
-   so, leaves it InService on the old one with a FailureReason (a deployment that rolled back).
+   DeploymentConfig included), refuses one that changes the instance type of a variant registered for
+   autoscaling, as SageMaker does ("If the update would change the instance type for any model that is a
+   target for auto scaling, the update fails": endpoint-scaling-update.html), then puts the endpoint on the
+   new configuration, or, when the script says so, leaves it InService on the old one with a FailureReason
+   (a deployment that rolled back).
 4. moto's aws-sdk integration hands Step Functions' SDK service name to boto3, which knows
    "applicationautoscaling" as "application-autoscaling": the interpreter's client factory maps the name.
    The factory also turns botocore's parameter validation on (moto turns it off), so every request the
@@ -27,11 +30,20 @@ what stands in for it (test-side patches of moto; none changes what the definiti
    the script makes one go Failed (or an update roll back); that endpoint's CreateEndpoint (UpdateEndpoint)
    answers once the other endpoint's branch has finished, so that the rollback meets a settled world (in
    AWS a deployment takes minutes to fail; here everything is instant and the order of the two branches
-   would otherwise be left to thread timing).
+   would otherwise be left to thread timing). A failing FM job likewise stays InProgress until the
+   BlazingText branch has left its last state: a Parallel that aborts a branch in the middle of a Lambda
+   task races moto's interpreter ("'dict' object has no attribute 'region'"), which Step Functions, whose
+   jobs take minutes, would not meet either.
 6. moto's aws-sdk integration returns S3 GetObject's Body as a stream; Step Functions gives its text.
 7. moto refuses to raise Step Functions' own error names (States.TaskFailed) from a failed Parallel
    branch, which crashes the execution instead of reaching the Parallel's Catch: the branch's error is
    raised under its own name.
+8. moto turns an error that a forwarded optimized integration (sagemaker:createTrainingJob.sync, ...)
+   answers into States.Runtime; Step Functions names it as its SDK integrations do, <Service>.<error>
+   with an Exception suffix ("be sure to include the Exception suffix ... even if the suffix isn't part
+   of the error name": https://docs.aws.amazon.com/step-functions/latest/dg/supported-services-awssdk.html),
+   the service's message in the cause: SageMaker.ResourceLimitExceededException. The aws-sdk
+   integration's own naming is applied to them.
 
 The only rewrite of the definition itself: Wait states wait 0 seconds (`fast_definition`).
 """
@@ -50,7 +62,7 @@ import threading
 import time
 import traceback
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -62,11 +74,12 @@ import moto.sagemaker.models as sagemaker_models
 import moto.sagemaker.responses as sagemaker_responses
 import pytest
 from botocore.config import Config
+from botocore.exceptions import ClientError
 from botocore.response import StreamingBody
 from moto import mock_aws
 from moto.core.models import botocore_stubber
 from moto.core.responses import ActionResult
-from moto.sagemaker.exceptions import ValidationError
+from moto.sagemaker.exceptions import SagemakerClientError, ValidationError
 from moto.settings import moto_server_port
 from moto.sns.models import sns_backends
 from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
@@ -121,6 +134,10 @@ class Script:
 
     fm_test_rmse: float = 1.02
     fm_training_failure: str | None = None  # FailureReason: FM's training job fails with it
+    blazingtext_resource_limit: str | None = (
+        None  # CreateTrainingJob for BlazingText answers this quota error
+    )
+    training_requests: list[str] = field(default_factory=list)  # every CreateTrainingJob's job name
     failing_endpoints: set[str] = field(default_factory=set)  # created, then Failed
     rolled_back_updates: set[str] = field(default_factory=set)  # UpdateEndpoint ends on the old config
     busy_checks: int = 0  # DescribeEndpoint answers Creating/Updating this often after each change
@@ -307,11 +324,19 @@ def _model_tar(files: dict[str, str]) -> bytes:
 class ScriptedSageMaker:
     """Hooks around moto's SageMaker backend that play the algorithms and endpoints of a `Script`."""
 
-    def __init__(self, script: Script, endpoint_names: dict[str, str], s3: Any) -> None:
+    def __init__(
+        self,
+        script: Script,
+        endpoint_names: dict[str, str],
+        s3: Any,
+        state_exited: Callable[[str], bool],
+    ) -> None:
         self.script = script
         self.endpoint_names = endpoint_names
         self.s3 = s3  # created once: the hooks run in the interpreter's threads
+        self.state_exited = state_exited  # whether the running execution has left a state of this name
         self.busy: dict[str, tuple[str, int]] = {}  # endpoint -> (status, DescribeEndpoint answers left)
+        self.failing_jobs: dict[str, str] = {}  # training job -> FailureReason, reported once others finish
         self.create_processing_job = sagemaker_models.SageMakerModelBackend.create_processing_job
         self.create_training_job = sagemaker_models.SageMakerModelBackend.create_training_job
         self.create_endpoint = sagemaker_models.SageMakerModelBackend.create_endpoint
@@ -322,6 +347,9 @@ class ScriptedSageMaker:
             backend, "create_processing_job", self._processing_job(self.create_processing_job)
         )
         monkeypatch.setattr(backend, "create_training_job", self._training_job(self.create_training_job))
+        monkeypatch.setattr(
+            backend, "describe_training_job", self._describe_training_job(backend.describe_training_job)
+        )
         monkeypatch.setattr(backend, "create_endpoint", self._endpoint(self.create_endpoint))
         monkeypatch.setattr(backend, "describe_endpoint", self._describe(backend.describe_endpoint))
         monkeypatch.setattr(backend, "update_endpoint", self._update_hook(), raising=False)
@@ -362,11 +390,15 @@ class ScriptedSageMaker:
 
         @functools.wraps(create)
         def hook(backend: Any, **kwargs: Any) -> Any:
+            script.training_requests.append(kwargs["training_job_name"])
+            if kwargs["training_job_name"].endswith("-bt") and script.blazingtext_resource_limit is not None:
+                self._wait_for_state("Train FM")
+                raise ResourceLimitExceededError(script.blazingtext_resource_limit)
             job = create(backend, **kwargs)
             if kwargs["training_job_name"].endswith("-fm"):
                 if script.fm_training_failure is not None:
-                    job.training_job_status = job.secondary_status = "Failed"
-                    job.failure_reason = script.fm_training_failure
+                    job.training_job_status = job.secondary_status = "InProgress"
+                    self.failing_jobs[kwargs["training_job_name"]] = script.fm_training_failure
                 else:
                     job.final_metric_data_list = [
                         {
@@ -381,6 +413,28 @@ class ScriptedSageMaker:
             return job
 
         return hook
+
+    def _describe_training_job(self, describe: Any) -> Any:
+        """A failing job goes Failed once the BlazingText branch has left its last state."""
+
+        @functools.wraps(describe)
+        def hook(backend: Any, training_job_name: str) -> Any:
+            reason = self.failing_jobs.get(training_job_name)
+            if reason is not None and self.state_exited("BlazingText ready"):
+                job = backend.training_jobs[training_job_name]
+                job.training_job_status = job.secondary_status = "Failed"
+                job.failure_reason = reason
+                del self.failing_jobs[training_job_name]
+            return describe(backend, training_job_name)
+
+        return hook
+
+    def _wait_for_state(self, state: str) -> None:
+        """Block until the running execution has left `state` (another branch's last state)."""
+        deadline = time.monotonic() + 20
+        while not self.state_exited(state):
+            assert time.monotonic() < deadline, f"the execution never left {state}"
+            time.sleep(0.01)
 
     def _wait_for_other_branches(self, name: str) -> None:
         """Block until every other endpoint's branch has put its scaling policy (its last state)."""
@@ -445,6 +499,21 @@ class ScriptedSageMaker:
         if endpoint is None:
             raise ValidationError(message=f"Could not find endpoint '{endpoint_name}'.")
         config = backend.describe_endpoint_config(endpoint_config_name)
+        current = backend.describe_endpoint_config(endpoint.endpoint_config_name)["ProductionVariants"]
+        types = {variant["VariantName"]: variant.get("InstanceType") for variant in current}
+        scaling = autoscaling_models.applicationautoscaling_backends[ACCOUNT][REGION]
+        registered = {
+            target.resource_id for target in scaling.describe_scalable_targets("sagemaker", None, None)
+        }
+        for variant in config["ProductionVariants"]:
+            name = variant["VariantName"]
+            if f"endpoint/{endpoint_name}/variant/{name}" in registered and types.get(name) != variant.get(
+                "InstanceType"
+            ):
+                raise ValidationError(
+                    message=f"Variant {name} of endpoint {endpoint_name} is a scalable target: deregister it "
+                    "before changing its instance type."
+                )
         if endpoint_name in self.script.rolled_back_updates and request.get("DeploymentConfig"):
             self._wait_for_other_branches(endpoint_name)
             endpoint.failure_reason = "Deployment rolled back: an auto-rollback alarm went into ALARM."
@@ -460,6 +529,32 @@ class ScriptedSageMaker:
         endpoint.endpoint_status = "InService"
         self.busy[endpoint_name] = ("Updating", self.script.busy_checks)
         return str(endpoint.arn)
+
+
+class ResourceLimitExceededError(SagemakerClientError):
+    """SageMaker's quota error, as CreateTrainingJob, CreateEndpoint and UpdateEndpoint answer it."""
+
+    code = "ResourceLimitExceeded"
+
+
+# The service part of Step Functions' error names that moto's table lacks.
+SERVICE_ERROR_NAMES = {"sagemaker": "SageMaker"}
+
+
+def _forwarded_error(self: Any, env: Any, ex: Exception) -> Any:
+    """An error a forwarded optimized integration answers, named as Step Functions names it."""
+    if isinstance(ex, ClientError):
+        api = self.resource.api_name
+        service = SERVICE_ERROR_NAMES.get(
+            api
+        ) or aws_sdk.StateTaskServiceAwsSdk._normalise_service_error_name(api)
+        error = aws_sdk.StateTaskServiceAwsSdk._normalise_exception_name(service, ex)
+        cause = f"{ex.response['Error']['Message']} (Service: {service}, Status Code: 400)"
+        return aws_sdk.StateTaskServiceAwsSdk._get_task_failure_event(self, env=env, error=error, cause=cause)
+    return _original_unsupported_from_error(self, env, ex)
+
+
+_original_unsupported_from_error = unsupported.StateTaskServiceUnsupported._from_error
 
 
 def _update_endpoint_response(self: Any) -> ActionResult:
@@ -541,6 +636,7 @@ class PipelineCloud:
         arn = self.sfn.start_execution(
             stateMachineArn=self.state_machine_arn, name=name, input=json.dumps(execution_input or {})
         )["executionArn"]
+        self.execution_arn = arn
         deadline = time.monotonic() + timeout
         while (described := self.sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
             assert time.monotonic() < deadline, f"execution {name} still running after {timeout} s"
@@ -566,6 +662,14 @@ class PipelineCloud:
             cause=failed.get("cause"),
             errors=errors,
         )
+
+    def state_exited(self, state: str) -> bool:
+        """Whether the execution running now has left a state of this name (a Parallel branch's too)."""
+        arn = getattr(self, "execution_arn", None)
+        if arn is None:
+            return False
+        events = self.sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+        return any(e.get("stateExitedEventDetails", {}).get("name") == state for e in events)
 
     # ---- what exists afterwards
 
@@ -632,6 +736,7 @@ def pipeline_cloud(
     )
     monkeypatch.setattr(aws_sdk.StateTaskServiceAwsSdk, "_normalise_response", _read_streams)
     monkeypatch.setattr(branches_decl, "CustomErrorName", _branch_error_name)
+    monkeypatch.setattr(unsupported.StateTaskServiceUnsupported, "_from_error", _forwarded_error)
     for name, module in list(sys.modules.items()):
         if name.startswith("moto.stepfunctions.parser") and getattr(module, "boto_client_for", None) is (
             _original_boto_client_for
@@ -640,6 +745,6 @@ def pipeline_cloud(
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         _cold_start()
         cloud = PipelineCloud(document, script, endpoint_names)
-        ScriptedSageMaker(script, endpoint_names, cloud.s3).install(monkeypatch)
+        ScriptedSageMaker(script, endpoint_names, cloud.s3, cloud.state_exited).install(monkeypatch)
         yield cloud
         _cold_start()

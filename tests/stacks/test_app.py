@@ -15,7 +15,7 @@ import pytest
 from aws_cdk import aws_s3 as s3
 
 from app import build_app
-from stacks.config import cdk_json_context
+from stacks.config import cdk_json_context, supported_regions
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,6 +60,28 @@ def test_invalid_setting_stops_the_app_with_one_line() -> None:
     assert result.stderr.strip().splitlines() == [
         "loftrec: invalid configuration: fm_instance_count=0 is not allowed: an integer >= 1"
     ]
+
+
+def test_a_region_without_the_algorithm_images_stops_the_app_with_one_line() -> None:
+    result = run_app({**cdk_json_context(), "region": "mx-central-1"})
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(
+        "loftrec: invalid configuration: region='mx-central-1' is not allowed: a region with both built-in "
+        "algorithm images (stacks/algorithm_images.json): af-south-1, "
+    )
+
+
+def test_an_environment_agnostic_stack_refuses_other_regions_at_deploy_in_one_line() -> None:
+    assembly = build_app(cdk_json_context()).synth()
+    rules = assembly.get_stack_by_name("Loftrec").template["Rules"]
+    (assertion,) = rules["SupportedRegion"]["Assertions"]
+    regions, region = assertion["Assert"]["Fn::Contains"]
+    assert region == {"Ref": "AWS::Region"}
+    assert regions == list(supported_regions())
+    assert assertion["AssertDescription"] == (
+        "loftrec deploys only to a region with both built-in algorithm images: " + ", ".join(regions)
+    )
 
 
 def test_cdk_cli_reports_the_invalid_setting(tmp_path: Path) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from stacks.config import ConfigError, default_context, load_config
+from stacks.config import ConfigError, cdk_json_context, default_context, load_config, supported_regions
 
 
 def load(**overrides: Any) -> Any:
@@ -188,3 +190,24 @@ def test_valid_schedules(expression: str) -> None:
 @pytest.mark.parametrize("value", ["create", "existing"])
 def test_api_gateway_cloudwatch_role_values(value: str) -> None:
     assert load(api_gateway_cloudwatch_role=value).api_gateway_cloudwatch_role == value
+
+
+def test_a_configured_region_without_the_algorithm_images_is_refused_listing_the_supported_ones() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config({**cdk_json_context(), "region": "mx-central-1"})
+    message = str(raised.value)
+    assert message.startswith(
+        "region='mx-central-1' is not allowed: a region with both built-in algorithm images "
+        "(stacks/algorithm_images.json): af-south-1, ap-east-1, "
+    )
+    assert "eu-west-1, " in message and message.endswith("us-west-1, us-west-2")
+    assert "\n" not in message
+    assert load_config({**cdk_json_context(), "region": "eu-west-1"}).region == "eu-west-1"
+
+
+def test_the_supported_regions_are_the_image_tables() -> None:
+    registries = json.loads(
+        (Path(__file__).resolve().parents[2] / "stacks" / "algorithm_images.json").read_text()
+    )
+    assert supported_regions() == tuple(sorted(registries["registries"]))
+    assert "us-east-1" in supported_regions()

@@ -51,7 +51,8 @@ def test_shim_api_and_pipeline_alarms_notify(template: assertions.Template) -> N
 def test_dashboard_shows_pipeline_endpoints_and_shims(template: assertions.Template) -> None:
     dashboards = template.find_resources("AWS::CloudWatch::Dashboard")
     assert len(dashboards) == 1
-    body = json.dumps(next(iter(dashboards.values()))["Properties"]["DashboardBody"])
+    (dashboard,) = dashboards.values()
+    body = json.dumps(dashboard["Properties"]["DashboardBody"])
     for needle in ("ExecutionsFailed", "Invocations", "ModelLatency", "Duration", "Errors", "5XXError"):
         assert needle in body
 
@@ -80,3 +81,11 @@ def test_topic_is_encrypted_tls_only_and_mails_when_configured() -> None:
 
 def test_no_subscription_without_an_address(template: assertions.Template) -> None:
     template.resource_count_is("AWS::SNS::Subscription", 0)
+
+
+def test_the_dashboard_name_is_unique_per_stack_and_region(template: assertions.Template) -> None:
+    # Dashboards are global per account: the stack in a second region must not reuse the first's name.
+    (dashboard,) = template.find_resources("AWS::CloudWatch::Dashboard").values()
+    assert dashboard["Properties"]["DashboardName"] == {
+        "Fn::Join": ["", [{"Ref": "AWS::StackName"}, "-", {"Ref": "AWS::Region"}]]
+    }

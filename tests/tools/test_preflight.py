@@ -305,6 +305,10 @@ def stub_no_stack(cloudformation: Stubber) -> None:
     )
 
 
+# The shims are unreserved by default (cdk.json); a reservation is what these checks are about.
+RESERVED = config(serving_reserved_concurrency=10)
+
+
 def test_lambda_without_reserved_concurrency_asks_nothing() -> None:
     lambda_, lambda_stub = stubbed("lambda")
     cloudformation, _ = stubbed("cloudformation")
@@ -322,7 +326,7 @@ def test_lambda_headroom_passes_when_100_stay_unreserved() -> None:
     cloudformation, cfn_stub = stubbed("cloudformation")
     stub_account_settings(lambda_stub, 1000, 120)
     stub_no_stack(cfn_stub)
-    result = preflight.check_lambda_concurrency(lambda_, cloudformation, config(), REGION)
+    result = preflight.check_lambda_concurrency(lambda_, cloudformation, RESERVED, REGION)
     assert result.line() == (
         "ok   lambda concurrency: 120 unreserved of 1000; reserving 2 shims x 10 leaves 100 "
         "(AWS keeps at least 100 unreserved)"
@@ -334,7 +338,7 @@ def test_lambda_headroom_too_low_fails_with_the_quota_request() -> None:
     cloudformation, cfn_stub = stubbed("cloudformation")
     stub_account_settings(lambda_stub, 10, 10)  # a new account's limit
     stub_no_stack(cfn_stub)
-    result = preflight.check_lambda_concurrency(lambda_, cloudformation, config(), REGION)
+    result = preflight.check_lambda_concurrency(lambda_, cloudformation, RESERVED, REGION)
     assert result.blocks
     assert result.found == (
         "10 unreserved of 10; reserving 2 shims x 10 leaves -10 (AWS keeps at least 100 unreserved)"
@@ -380,7 +384,7 @@ def test_lambda_headroom_counts_what_the_deployed_stack_already_reserves() -> No
         ("Loftrec-StartRunFunction-ghi", {}),
     ):
         lambda_stub.add_response("get_function_concurrency", reserved, {"FunctionName": name})
-    result = preflight.check_lambda_concurrency(lambda_, cloudformation, config(), REGION)
+    result = preflight.check_lambda_concurrency(lambda_, cloudformation, RESERVED, REGION)
     lambda_stub.assert_no_pending_responses()
     assert result.line() == (
         "ok   lambda concurrency: 100 unreserved of 120 + 20 the deployed stack holds; reserving 2 shims "
@@ -811,8 +815,7 @@ def test_whole_run_on_a_ready_account_exits_0(moto: None) -> None:
         "fleets during a blue/green update), applied value 16 (L-TESTM4EP)",
         "ok   quota Number of instances across active endpoints: need 16 (2 endpoints x "
         "autoscaling_max_instances 4 x 2 fleets during a blue/green update), applied value 200 (L-7A3DF611)",
-        "ok   lambda concurrency: 1000 unreserved of 1000; reserving 2 shims x 10 leaves 980 (AWS keeps at "
-        "least 100 unreserved)",
+        "ok   lambda concurrency: serving_reserved_concurrency is not set: the shims use the unreserved pool",
         "ok   api gateway cloudwatch role: none set yet: the stack creates the role and the account setting "
         "(api_gateway_cloudwatch_role=create)",
         f"ok   raw data: s3://{BUCKET}/reviews/video.tsv.gz (100 bytes) under {RAW}",
@@ -889,13 +892,15 @@ def test_no_region_makes_no_client() -> None:
 
 
 def test_an_unexpected_aws_error_is_its_checks_fail_line(moto: None) -> None:
-    clients = healthy_account(config())
+    clients = healthy_account(RESERVED)
     lambda_, lambda_stub = stubbed("lambda")
     error(
         lambda_stub, "get_account_settings", "AccessDeniedException", "not authorized to GetAccountSettings"
     )
     clients["lambda"] = lambda_
-    code, lines = run_main(["-c", f"raw_data_uri={RAW}"], FakeSession(REGION, clients))
+    code, lines = run_main(
+        ["-c", f"raw_data_uri={RAW}", "-c", "serving_reserved_concurrency=10"], FakeSession(REGION, clients)
+    )
     assert code == 1
     [line] = [line for line in lines if line.startswith("FAIL")]
     assert line == (

@@ -144,6 +144,17 @@ STEP_FUNCTIONS_XRAY = Row(
     url="https://docs.aws.amazon.com/step-functions/latest/dg/xray-iam.html",
 )
 
+# ---- API Gateway
+
+API_GATEWAY_LOGS = Row(
+    name="API Gateway writes a stage's access and execution logs as the account's CloudWatch Logs role",
+    when="AWS::ApiGateway::Stage with AccessLogSetting (the destination log group) or MethodSettings "
+    "LoggingLevel ERROR/INFO (API-Gateway-Execution-Logs_{rest-api-id}/{stage}, which API Gateway creates), "
+    "as the role of the account setting (AWS::ApiGateway::Account CloudWatchRoleArn)",
+    actions=("logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"),
+    url="https://docs.aws.amazon.com/apigateway/latest/developerguide/set-up-logging.html",
+)
+
 # ---- Lambda and EventBridge
 
 LAMBDA_LOGS = Row(
@@ -194,7 +205,10 @@ SAGEMAKER_ECR_PULL = Row(
     name="SageMaker pulls the container image as the execution role",
     when="CreateProcessingJob (AppSpecification.ImageUri), CreateTrainingJob (AlgorithmSpecification."
     "TrainingImage), CreateModel (PrimaryContainer.Image): ecr:GetAuthorizationToken on *, the others on "
-    "the image's repository",
+    "the image's repository, another account's too (the built-in algorithms' registries): SageMaker refuses "
+    "CreateTrainingJob unless the role 'has proper pull permissions for SageMaker: "
+    "ecr:BatchCheckLayerAvailability, ecr:BatchGetImage, ecr:GetDownloadUrlForLayer' "
+    "(https://github.com/wpilibsuite/DetectCoral/issues/37)",
     actions=(
         "ecr:GetAuthorizationToken",
         "ecr:BatchGetImage",
@@ -250,6 +264,7 @@ ROWS: tuple[Row, ...] = (
     STEP_FUNCTIONS_AWS_SDK,
     STEP_FUNCTIONS_LOGGING,
     STEP_FUNCTIONS_XRAY,
+    API_GATEWAY_LOGS,
     LAMBDA_LOGS,
     LAMBDA_XRAY,
     EVENTBRIDGE_TARGET_ROLE,

@@ -2,7 +2,8 @@
 
 1. The state machine's Task states, as its role (tools/iam/states.py, with a sample execution's values).
 2. The calls AWS makes as a role because of how a resource is configured: Lambda's logs and traces, the
-   state machine's log delivery and traces, EventBridge starting a target (tools/iam/documented.py).
+   state machine's log delivery and traces, EventBridge starting a target, API Gateway writing a stage's
+   logs (tools/iam/documented.py).
 3. The boto3 calls each Lambda function made in the tests, recorded (tools/iam/recorder.py) and stored as a
    deterministic inventory; the function's Handler names its role in the template.
 4. What SageMaker does as the execution role is derived from the calls that pass it (tools/iam/required.py).
@@ -41,6 +42,7 @@ def platform_invocations(template: Template) -> Iterator[Invocation]:
     yield from _lambda_platform(template)
     yield from _state_machine_platform(template)
     yield from _event_targets(template)
+    yield from _api_gateway_logs(template)
 
 
 def _lambda_platform(template: Template) -> Iterator[Invocation]:
@@ -78,6 +80,45 @@ def _state_machine_platform(template: Template) -> Iterator[Invocation]:
                 service, operation = action.split(":")
                 yield Invocation(
                     role, Call("logs" if service == "logs" else "xray", operation), origin, row.url
+                )
+
+
+def _api_gateway_logs(template: Template) -> Iterator[Invocation]:
+    """The calls API Gateway makes as the role the template's account setting names (none without one: the
+    account's own role is then outside the template)."""
+    accounts = template.of_type("AWS::ApiGateway::Account")
+    roles = [template.resolve(body["Properties"]["CloudWatchRoleArn"]) for body in accounts.values()]
+    if len(roles) > 1:
+        raise ValueError(f"{len(roles)} AWS::ApiGateway::Account resources: one account setting per region")
+    if not roles:
+        return
+    row = documented.API_GATEWAY_LOGS
+    for logical_id, body in template.of_type("AWS::ApiGateway::Stage").items():
+        properties = body["Properties"]
+        groups = []
+        destination = properties.get("AccessLogSetting", {}).get("DestinationArn")
+        if destination is not None:
+            groups.append(str(template.resolve(destination)).split(":log-group:", 1)[1].removesuffix(":*"))
+        levels = {setting.get("LoggingLevel") for setting in properties.get("MethodSettings", [])}
+        if levels & {"ERROR", "INFO"}:
+            api = template.resolve(properties["RestApiId"])
+            groups.append(f"API-Gateway-Execution-Logs_{api}/{properties['StageName']}")
+        for group in groups:
+            operations = ["CreateLogGroup"] if group.startswith("API-Gateway-Execution-Logs_") else []
+            for operation in [*operations, "DescribeLogStreams"]:
+                yield Invocation(
+                    roles[0],
+                    Call("logs", operation, {"logGroupName": group}),
+                    f"logs of {logical_id}",
+                    row.url,
+                )
+            stream = "0123456789abcdef0123456789abcdef"
+            for operation in ("CreateLogStream", "PutLogEvents"):
+                yield Invocation(
+                    roles[0],
+                    Call("logs", operation, {"logGroupName": group, "logStreamName": stream}),
+                    f"logs of {logical_id}",
+                    row.url,
                 )
 
 

@@ -34,6 +34,28 @@ MANAGED_POLICIES: dict[str, ManagedPolicy] = {
             },
             url="https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AWSLambdaBasicExecutionRole.html",
         ),
+        ManagedPolicy(
+            name="service-role/AmazonAPIGatewayPushToCloudWatchLogs",
+            document={
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": [
+                            "logs:CreateLogGroup",
+                            "logs:CreateLogStream",
+                            "logs:DescribeLogGroups",
+                            "logs:DescribeLogStreams",
+                            "logs:PutLogEvents",
+                            "logs:GetLogEvents",
+                            "logs:FilterLogEvents",
+                        ],
+                        "Resource": "*",
+                    }
+                ],
+            },
+            url="https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AmazonAPIGatewayPushToCloudWatchLogs.html",
+        ),
     )
 }
 

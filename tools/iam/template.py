@@ -131,6 +131,7 @@ class Template:
             "AWS::IAM::Policy": lambda: name,
             "AWS::KMS::Key": lambda: self.key_id(name),
             "AWS::Events::Rule": lambda: name,
+            "AWS::ApiGateway::RestApi": name.lower,  # an API id, e.g. a1b2c3d4e5
         }
         if kind not in forms:
             raise TemplateError(f"no Ref form for {name} ({kind}); add one to tools/iam/template.py")

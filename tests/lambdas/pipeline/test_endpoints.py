@@ -215,11 +215,17 @@ def test_an_endpoint_on_this_runs_configuration_goes_back_to_the_deployed_one(fr
         metrics={"fm_test_rmse": 1.0, "baseline_global_mean_rmse": 1.28, "baseline_bias_rmse": 1.1},
         endpoint_configs={"fm": "loftrec-r1-fm-config", "blazingtext": "loftrec-r1-bt-config"},
     )
-    client = clients.client("sagemaker")  # the client endpoints.rollback uses
-    with Stubber(client) as stub:
+    client = clients.client("sagemaker")  # the clients endpoints.rollback uses
+    scaling = clients.client("application-autoscaling")
+    with Stubber(client) as stub, Stubber(scaling) as scaling_stub:
         # BlazingText was updated to this run's configuration; FM's update was rolled back by SageMaker.
         stub.add_response(
             "describe_endpoint", _described(BT, RUN_CONFIGS["blazingtext"]), {"EndpointName": BT}
+        )
+        scaling_stub.add_response(
+            "describe_scalable_targets",
+            {"ScalableTargets": []},
+            {"ServiceNamespace": "sagemaker", "ResourceIds": [f"endpoint/{BT}/variant/AllTraffic"]},
         )
         stub.add_response(
             "update_endpoint",
@@ -233,6 +239,7 @@ def test_an_endpoint_on_this_runs_configuration_goes_back_to_the_deployed_one(fr
         stub.add_response("describe_endpoint", _described(FM, "loftrec-r1-fm-config"), {"EndpointName": FM})
         outcome = endpoints.rollback(ENDPOINTS, RUN_CONFIGS, record)
         stub.assert_no_pending_responses()
+        scaling_stub.assert_no_pending_responses()
     assert outcome == {"blazingtext": "rolled back to loftrec-r1-bt-config", "fm": "unchanged"}
 
 
@@ -262,3 +269,99 @@ def test_other_sagemaker_errors_are_not_taken_for_a_missing_endpoint(fresh_clien
         )
         with pytest.raises(client.exceptions.ClientError, match="AccessDenied"):
             endpoints.plan(FM, "ml.m4.xlarge")
+
+
+def _config(name: str, instance_type: str) -> dict[str, Any]:
+    now = datetime.datetime(2024, 5, 1, tzinfo=datetime.UTC)
+    return {
+        "EndpointConfigName": name,
+        "EndpointConfigArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint-config/{name}",
+        "ProductionVariants": [
+            {"VariantName": "AllTraffic", "ModelName": name, "InstanceType": instance_type}
+        ],
+        "CreationTime": now,
+    }
+
+
+def _targets() -> list[str]:
+    scaling = boto3.client("application-autoscaling")
+    return [
+        t["ResourceId"]
+        for t in scaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+    ]
+
+
+DEPLOYED = {"fm": "loftrec-r1-fm-config", "blazingtext": "loftrec-r1-bt-config"}
+
+
+@pytest.mark.parametrize(("deployed_type", "deregistered"), [("ml.m5.large", True), ("ml.m4.xlarge", False)])
+def test_a_rollback_to_another_instance_type_deregisters_autoscaling_before_the_update(
+    fresh_clients: None, deployed_type: str, deregistered: bool
+) -> None:
+    # "If the update would change the instance type for any model that is a target for auto scaling, the
+    # update fails" (endpoint-scaling-update.html). moto has no UpdateEndpoint: SageMaker is stubbed, and
+    # Application Auto Scaling is moto's, so the update can see whether the target is still registered.
+    record = run_record(
+        run_id="r1",
+        deployed_at="2026-11-29T03:00:00Z",
+        run_uri="s3://data/runs/r1/",
+        metrics={"fm_test_rmse": 1.0, "baseline_global_mean_rmse": 1.28, "baseline_bias_rmse": 1.1},
+        endpoint_configs=DEPLOYED,
+    )
+    with mock_aws():
+        autoscale(FM)
+        client = clients.client("sagemaker")
+        registered_at_update: list[list[str]] = []
+        client.meta.events.register(
+            "provide-client-params.sagemaker.UpdateEndpoint",
+            lambda **_: registered_at_update.append(_targets()),
+        )
+        with Stubber(client) as stub:
+            stub.add_response(
+                "describe_endpoint", _described(BT, DEPLOYED["blazingtext"]), {"EndpointName": BT}
+            )
+            stub.add_response("describe_endpoint", _described(FM, RUN_CONFIGS["fm"]), {"EndpointName": FM})
+            stub.add_response(
+                "describe_endpoint_config",
+                _config(RUN_CONFIGS["fm"], "ml.m4.xlarge"),
+                {"EndpointConfigName": RUN_CONFIGS["fm"]},
+            )
+            stub.add_response(
+                "describe_endpoint_config",
+                _config(DEPLOYED["fm"], deployed_type),
+                {"EndpointConfigName": DEPLOYED["fm"]},
+            )
+            stub.add_response(
+                "update_endpoint",
+                {"EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{FM}"},
+                {
+                    "EndpointName": FM,
+                    "EndpointConfigName": DEPLOYED["fm"],
+                    "RetainAllVariantProperties": True,
+                },
+            )
+            outcome = endpoints.rollback(ENDPOINTS, RUN_CONFIGS, record)
+            stub.assert_no_pending_responses()
+        fm_target = f"endpoint/{FM}/variant/AllTraffic"
+        assert registered_at_update == [[] if deregistered else [fm_target]]
+        assert _targets() == ([] if deregistered else [fm_target])
+    assert outcome["blazingtext"] == "unchanged"
+    assert outcome["fm"].startswith(f"rolled back to {DEPLOYED['fm']}")
+    assert ("autoscaling deregistered" in outcome["fm"]) is deregistered
+
+
+def test_an_autoscaled_endpoint_is_deregistered_before_it_is_deleted(sagemaker: Any) -> None:
+    # SageMaker deregisters the variant itself only with the caller's permission
+    # (endpoint-delete-with-scaling.html); the rollback does it first and leaves no target behind.
+    deploy(sagemaker, FM, RUN_CONFIGS["fm"])
+    deploy(sagemaker, BT, RUN_CONFIGS["blazingtext"])
+    set_status(BT, "Failed", "The primary container did not pass the ping health check.")
+    autoscale(FM)
+    autoscale(BT)
+    outcome = endpoints.rollback_handler({"run_configs": RUN_CONFIGS}, None)
+    assert outcome == {
+        "blazingtext": "deleted: it went Failed (The primary container did not pass the ping health check.)",
+        "fm": "deleted: this run created it and no run was deployed before",
+    }
+    assert sagemaker.list_endpoints()["Endpoints"] == []
+    assert _targets() == []

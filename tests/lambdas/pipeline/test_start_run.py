@@ -13,15 +13,20 @@ from contract.documents import RunPlan
 from lambdas.kit.errors import InvalidRunInputError
 from lambdas.pipeline import start_run
 from lambdas.pipeline.start_run import derive_run_id, plan_run
+from stacks.config import ConfigError, cdk_json_context, load_config
 
 # SageMaker's name rule for jobs, models, endpoint configurations.
 SAGEMAKER_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
 START = "2024-05-01T12:34:56.789Z"
+KEY = "arn:aws:kms:us-east-1:123456789012:key/data"
 DEFAULTS: dict[str, Any] = {
     "fm_instance_type": "ml.c5.2xlarge",
     "fm_instance_count": 4,
     "fm_hyperparameters": {"num_factors": 256, "epochs": 3, "mini_batch_size": 1000},
     "blazingtext_instance_type": "ml.p3.2xlarge",
+    "blazingtext_instance_count": 1,
+    "fm_volume_size_gb": 30,
+    "blazingtext_volume_size_gb": 5,
     "blazingtext_hyperparameters": {
         "mode": "skipgram",
         "vector_dim": 100,
@@ -41,7 +46,14 @@ HOSTILE_NAMES = [
 
 
 def plan(execution_input: dict[str, Any], name: str = "manual-run") -> RunPlan:
-    return plan_run(execution_input, execution_name=name, start_time=START, defaults=DEFAULTS, bucket="data")
+    return plan_run(
+        execution_input,
+        execution_name=name,
+        start_time=START,
+        defaults=DEFAULTS,
+        bucket="data",
+        volume_key=KEY,
+    )
 
 
 @pytest.mark.parametrize("name", HOSTILE_NAMES)
@@ -98,7 +110,7 @@ def test_an_explicit_run_id_is_used_as_is() -> None:
     assert run["run_prefix"] == "runs/backfill-2024-05/"
 
 
-def test_overrides_merge_with_the_defaults_as_strings_and_fm_predicts_ratings() -> None:
+def test_overrides_merge_with_the_defaults_as_the_sdks_strings_and_fm_predicts_ratings() -> None:
     run = plan(
         {
             "trigger": "manual",
@@ -120,11 +132,39 @@ def test_overrides_merge_with_the_defaults_as_strings_and_fm_predicts_ratings() 
             "factors_wd": "1e-05",
             "predictor_type": "regressor",
         },
+        "resource_config": {
+            "InstanceCount": 2,
+            "InstanceType": "ml.c5.4xlarge",
+            "VolumeSizeInGB": 30,
+            "VolumeKmsKeyId": KEY,
+        },
+        "inter_container_encryption": True,
     }
+    # ml.g5 has local NVMe storage, which SageMaker encrypts itself and refuses a volume key for.
     assert run["blazingtext"] == {
         "instance_type": "ml.g5.xlarge",
-        "hyperparameters": {"mode": "cbow", "vector_dim": "50", "subwords": "false", "evaluation": "false"},
+        "hyperparameters": {"mode": "cbow", "vector_dim": "50", "subwords": "False", "evaluation": "False"},
+        "resource_config": {"InstanceCount": 1, "InstanceType": "ml.g5.xlarge", "VolumeSizeInGB": 5},
     }
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "keyed"),
+    [("ml.c5.2xlarge", True), ("ml.c5d.2xlarge", False), ("ml.m5.xlarge", True), ("ml.g4dn.xlarge", False)],
+)
+def test_the_volume_key_is_named_only_for_types_without_local_storage(
+    instance_type: str, keyed: bool
+) -> None:
+    run = plan({"fm_instance_type": instance_type, "blazingtext_instance_type": instance_type})
+    for resources in (run["fm"]["resource_config"], run["blazingtext"]["resource_config"]):
+        assert resources["InstanceType"] == instance_type
+        assert ("VolumeKmsKeyId" in resources) is keyed, resources
+
+
+def test_one_fm_host_needs_no_traffic_encryption() -> None:
+    run = plan({"fm_instance_count": 1})
+    assert run["fm"]["inter_container_encryption"] is False
+    assert run["fm"]["resource_config"]["InstanceCount"] == 1
 
 
 def test_defaults_alone_give_the_configured_run() -> None:
@@ -137,7 +177,9 @@ def test_defaults_alone_give_the_configured_run() -> None:
         "mini_batch_size": "1000",
         "predictor_type": "regressor",
     }
-    assert run["blazingtext"]["hyperparameters"]["subwords"] == "true"
+    # As the SageMaker Python SDK sends them: str() of the value (sagemaker.utils.to_string).
+    assert run["blazingtext"]["hyperparameters"]["subwords"] == "True"
+    assert run["blazingtext"]["hyperparameters"]["evaluation"] == "False"
 
 
 @pytest.mark.parametrize(
@@ -164,6 +206,7 @@ def test_defaults_alone_give_the_configured_run() -> None:
         ({"fm_hyperparameters": {"feature_dim": 10}}, "fm_hyperparameters.feature_dim"),
         ({"fm_hyperparameters": {"epochs": [5]}}, "fm_hyperparameters.epochs"),
         ({"blazingtext_instance_type": "p3.2xlarge"}, "blazingtext_instance_type='p3.2xlarge'"),
+        ({"blazingtext_instance_type": "ml.5p.xlarge"}, "blazingtext_instance_type='ml.5p.xlarge'"),
         ({"blazingtext_hyperparameters": "vector_dim=50"}, "blazingtext_hyperparameters"),
         ({"blazingtext_hyperparameters": {"dim": 50}}, "blazingtext_hyperparameters.dim"),
         (
@@ -189,14 +232,92 @@ def test_an_input_that_is_not_an_object_is_refused() -> None:
             start_time=START,
             defaults=DEFAULTS,
             bucket="data",
+            volume_key=KEY,
         )
 
 
 def test_handler_reads_its_defaults_and_bucket_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUN_DEFAULTS", json.dumps(DEFAULTS))
     monkeypatch.setenv("DATA_BUCKET", "loftrec-data")
+    monkeypatch.setenv("VOLUME_KMS_KEY", KEY)
     start_run.settings.cache_clear()  # a new container, with the environment just set
     event = {"input": {"trigger": "schedule"}, "execution_name": "weekly_1", "start_time": START}
     run = start_run.handler(event, None)
     assert run["run_uri"].startswith("s3://loftrec-data/runs/20240501-123456-weekly-1-")
     assert run["fm"]["instance_count"] == 4
+
+
+# One value per kind of rule of contract.hyperparameters: each refused at synth (cdk.json, -c) and in a run's
+# input with the same message.
+SYNTH_AND_RUN_REFUSALS = [
+    ("fm_hyperparameters", "epochs", 0),
+    ("fm_hyperparameters", "factors_lr", -0.5),
+    ("fm_hyperparameters", "bias_init_method", "uniform"),
+    ("fm_hyperparameters", "predictor_type", "binary_classifier"),
+    ("fm_hyperparameters", "learning_rate", 0.1),
+    ("blazingtext_hyperparameters", "vector_dim", 1001),
+    ("blazingtext_hyperparameters", "subwords", "yes"),
+    ("blazingtext_hyperparameters", "sampling_threshold", 1.5),
+    ("blazingtext_hyperparameters", "mode", "supervised"),
+    ("blazingtext_hyperparameters", "word_ngrams", 2),
+    ("blazingtext_hyperparameters", "min_char", 12),  # above the configured max_char 10
+]
+
+
+@pytest.mark.parametrize(("table", "entry", "value"), SYNTH_AND_RUN_REFUSALS)
+def test_a_value_synth_refuses_is_refused_in_the_input_with_the_same_message(
+    table: str, entry: str, value: object
+) -> None:
+    with pytest.raises(ConfigError) as at_synth:
+        load_config({**cdk_json_context(), f"{table}.{entry}": value})
+    defaults = _defaults_from_cdk_json()
+    with pytest.raises(InvalidRunInputError) as at_run:
+        plan_run(
+            {table: {entry: value}},
+            execution_name="x",
+            start_time=START,
+            defaults=defaults,
+            bucket="b",
+            volume_key=KEY,
+        )
+    assert str(at_run.value) == str(at_synth.value)
+    assert str(at_run.value).startswith(f"{table}.{entry}=")
+
+
+def test_a_mode_that_trains_on_one_instance_is_refused_for_a_distributed_configuration() -> None:
+    context = {**cdk_json_context(), "blazingtext_instance_count": 4}
+    context["blazingtext_hyperparameters"] = {
+        **context["blazingtext_hyperparameters"],
+        "mode": "batch_skipgram",
+        "subwords": False,
+    }
+    config = load_config(context)
+    defaults = {**_defaults_from_cdk_json(), "blazingtext_instance_count": config.blazingtext_instance_count}
+    defaults["blazingtext_hyperparameters"] = dict(config.blazingtext_hyperparameters)
+    with pytest.raises(InvalidRunInputError) as at_run:
+        plan_run(
+            {"blazingtext_hyperparameters": {"mode": "skipgram"}},
+            execution_name="x",
+            start_time=START,
+            defaults=defaults,
+            bucket="b",
+            volume_key=KEY,
+        )
+    with pytest.raises(ConfigError) as at_synth:
+        load_config({**context, "blazingtext_hyperparameters.mode": "skipgram"})
+    assert (
+        str(at_run.value)
+        == str(at_synth.value)
+        == ("blazingtext_instance_count=4 is not allowed: an integer >= 1 and <= 1")
+    )
+
+
+def _defaults_from_cdk_json() -> dict[str, Any]:
+    """The defaults the stack gives "Start run" for cdk.json's configuration."""
+    config = load_config(cdk_json_context())
+    return {
+        **DEFAULTS,
+        "fm_hyperparameters": dict(config.fm_hyperparameters),
+        "blazingtext_hyperparameters": dict(config.blazingtext_hyperparameters),
+        "blazingtext_instance_count": config.blazingtext_instance_count,
+    }

@@ -89,7 +89,7 @@ def test_each_update_rolls_back_on_its_own_endpoints_alarms(alone: Alone[DeployM
         assert scaling["ScalableDimension"] == "sagemaker:variant:DesiredInstanceCount"
 
 
-def test_the_state_machine_may_deploy_and_scale_loftrecs_endpoints_only(alone: Alone[DeployModels]) -> None:
+def test_the_state_machine_may_deploy_loftrecs_endpoints_only(alone: Alone[DeployModels]) -> None:
     grants = alone.grants()
     arn = f"arn:aws:sagemaker:{asl.REGION}:{asl.ACCOUNT}"
     endpoints = [
@@ -97,8 +97,17 @@ def test_the_state_machine_may_deploy_and_scale_loftrecs_endpoints_only(alone: A
         f"{arn}:endpoint/test-blazingtext",
         f"{arn}:endpoint/test-fm",
     ]
-    for action in ("CreateEndpoint", "UpdateEndpoint", "DescribeEndpoint"):
+    for action in ("CreateEndpoint", "UpdateEndpoint"):
         assert grants[f"sagemaker:{action}"] == endpoints
+    # Application Auto Scaling validates the caller's permissions on the target with requests on names it
+    # makes up (security_iam_permission_validation.html): any endpoint and alarm of the account and region.
+    anywhere = [f"{arn}:endpoint-config/*", f"{arn}:endpoint/*"]
+    assert grants["sagemaker:DescribeEndpoint"] == sorted([*endpoints, *anywhere])
+    for action in ("DescribeEndpointConfig", "UpdateEndpointWeightsAndCapacities"):
+        assert grants[f"sagemaker:{action}"] == anywhere
+    any_alarm = f"arn:aws:cloudwatch:{asl.REGION}:{asl.ACCOUNT}:alarm:*"
+    for action in ("PutMetricAlarm", "DeleteAlarms"):
+        assert grants[f"cloudwatch:{action}"] == [any_alarm]
     assert grants["sagemaker:CreateModel"] == [f"{arn}:endpoint-config/loftrec-*", f"{arn}:model/loftrec-*"]
     assert not [action for action in grants if "TrainingJob" in action or "ProcessingJob" in action]
     assert grants["application-autoscaling:RegisterScalableTarget"] == ["*"]
@@ -106,9 +115,30 @@ def test_the_state_machine_may_deploy_and_scale_loftrecs_endpoints_only(alone: A
     assert linked[0].endswith(":role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/*")
     assert "sagemaker.application-autoscaling.amazonaws.com" in linked[1]
     alarm = f"arn:aws:cloudwatch:{asl.REGION}:{asl.ACCOUNT}:alarm:"
-    assert grants["cloudwatch:DescribeAlarms"] == sorted(
+    guardrails = [
         f"{alarm}{endpoint}-{kind}"
         for endpoint in ENDPOINT_NAMES.values()
         for kind in ("invocation-5xx", "model-latency-p99")
-    )
+    ]
+    assert grants["cloudwatch:DescribeAlarms"] == sorted([any_alarm, *guardrails])
     assert "s3:PutObject" not in grants and "sns:Publish" not in grants
+
+
+def _deploy(stack: Any, shared: Any) -> DeployModels:
+    alarms = EndpointAlarms(stack, "Alarms", endpoint_names=shared.endpoint_names, topic=shared.topic)
+    return DeployModels(stack, "Deploy", shared=shared, rollback_alarms=alarms.alarms)
+
+
+def test_endpoint_storage_is_encrypted_with_the_data_key_unless_the_type_has_local_storage(
+    alone: Alone[DeployModels],
+) -> None:
+    key = asl.resource_arn(alone.document, alone.logical_id("AWS::KMS::Key", "StorageDataKey"))
+    assert alone.state("Create FM endpoint config")["Parameters"]["KmsKeyId"] == key
+    # "If you specify a value for KmsKeyId when using any nitro-based instances with local storage, the call
+    # to CreateEndpointConfig fails" (contract.instances).
+    local = build(_deploy, endpoint_instance_type="ml.g4dn.xlarge")
+    for label in ("FM", "BlazingText"):
+        create = local.state(f"Create {label} endpoint config")
+        assert "KmsKeyId" not in create["Parameters"]
+        assert create["Parameters"]["ProductionVariants"][0]["InstanceType"] == "ml.g4dn.xlarge"
+        assert asl.request_errors(create) == ""

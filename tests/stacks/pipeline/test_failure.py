@@ -74,7 +74,23 @@ def test_the_rollback_function_knows_the_endpoints_and_may_change_only_them(
         f"{arn}:endpoint/test-blazingtext",
         f"{arn}:endpoint/test-fm",
     ]
+    assert grants["sagemaker:DeleteEndpoint"] == grants["sagemaker:UpdateEndpoint"]
+    # It compares instance types and deregisters autoscaling before an update to another type and before a
+    # delete; Application Auto Scaling validates the caller's permissions on any endpoint and alarm first.
+    assert set(grants["sagemaker:DescribeEndpointConfig"]) == {
+        f"{arn}:endpoint-config/loftrec-*",
+        f"{arn}:endpoint-config/*",
+        f"{arn}:endpoint/*",
+        f"{arn}:endpoint/test-blazingtext",
+        f"{arn}:endpoint/test-fm",
+    }
     assert grants["application-autoscaling:DescribeScalableTargets"] == ["*"]
+    assert grants["application-autoscaling:DeregisterScalableTarget"] == ["*"]
+    assert grants["sagemaker:UpdateEndpointWeightsAndCapacities"] == [
+        f"{arn}:endpoint-config/*",
+        f"{arn}:endpoint/*",
+    ]
+    assert grants["cloudwatch:DeleteAlarms"] == [f"arn:aws:cloudwatch:{asl.REGION}:{asl.ACCOUNT}:alarm:*"]
     state_machine = alone.grants()
     function = asl.resource_arn(alone.document, alone.logical_id("AWS::Lambda::Function", "RollbackFunction"))
     assert state_machine["lambda:InvokeFunction"] == [function, f"{function}:*"]

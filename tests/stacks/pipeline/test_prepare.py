@@ -84,9 +84,37 @@ def test_start_run_reads_its_defaults_from_the_environment_and_nothing_from_the_
     alone: Alone[PrepareData],
 ) -> None:
     variables = alone.function("lambdas.pipeline.start_run.handler")["Environment"]["Variables"]
-    assert set(variables) == {"RUN_DEFAULTS", "DATA_BUCKET", *POWERTOOLS}
-    assert json.loads(variables["RUN_DEFAULTS"])["fm_instance_count"] == 4
+    assert set(variables) == {"RUN_DEFAULTS", "DATA_BUCKET", "VOLUME_KMS_KEY", *POWERTOOLS}
+    defaults = json.loads(variables["RUN_DEFAULTS"])
+    assert defaults["fm_instance_count"] == 4
+    assert (defaults["fm_volume_size_gb"], defaults["blazingtext_volume_size_gb"]) == (30, 5)
+    assert defaults["blazingtext_instance_count"] == 1
+    key = alone.logical_id("AWS::KMS::Key", "StorageDataKey")
+    assert variables["VOLUME_KMS_KEY"] == {"Fn::GetAtt": [key, "Arn"]}
     assert alone.grants("StartRunFunctionServiceRole").keys() == {
         "xray:PutTraceSegments",
         "xray:PutTelemetryRecords",
     }
+
+
+def test_the_prep_volume_is_encrypted_with_the_data_key(alone: Alone[PrepareData]) -> None:
+    cluster = alone.state("Prepare data")["Parameters"]["ProcessingResources"]["ClusterConfig"]
+    assert cluster["InstanceType"] == "ml.m5.xlarge"
+    key = asl.resource_arn(alone.document, alone.logical_id("AWS::KMS::Key", "StorageDataKey"))
+    assert cluster["VolumeKmsKeyId"] == key
+
+
+def test_an_instance_type_with_local_storage_names_no_volume_key() -> None:
+    # "You can't request a VolumeKmsKeyId when using an instance type with local storage" (contract.instances)
+    local = build(
+        lambda stack, shared: PrepareData(stack, "Prepare", shared=shared, image=prep_image(stack, "Image")),
+        prep_instance_type="ml.r5d.large",
+    )
+    prepare = local.state("Prepare data")["Parameters"]
+    assert prepare["ProcessingResources"]["ClusterConfig"] == {
+        "InstanceCount": 1,
+        "InstanceType": "ml.r5d.large",
+        "VolumeSizeInGB": 30,
+    }
+    assert "KmsKeyId" in prepare["ProcessingOutputConfig"]  # the S3 outputs stay encrypted with the key
+    assert asl.request_errors(local.state("Prepare data")) == ""

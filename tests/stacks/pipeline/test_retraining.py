@@ -8,6 +8,7 @@ from pathlib import Path
 from aws_cdk import assertions
 from aws_cdk.assertions import Match
 
+from tests.stacks import asl
 from tests.stacks.conftest import synth_template
 from tools.generate_algorithm_images import render
 
@@ -107,3 +108,28 @@ def test_sagemaker_may_create_kms_grants_only_for_aws_resources(template: assert
     assert len(grants) == 2  # the SageMaker role and the state machine's
     for statement in grants:
         assert statement["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}
+
+
+def test_sagemaker_may_pull_the_two_algorithm_images_of_the_region(template: assertions.Template) -> None:
+    document = template.to_json()
+    pulls = [
+        s
+        for p in template.find_resources("AWS::IAM::Policy").values()
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+        if "ecr:BatchGetImage" in s["Action"] and "repository/blazingtext" in json.dumps(s["Resource"])
+    ]
+    assert len(pulls) == 1
+    assert sorted(pulls[0]["Action"]) == [
+        "ecr:BatchCheckLayerAvailability",
+        "ecr:BatchGetImage",
+        "ecr:GetDownloadUrlForLayer",
+    ]
+    # In the deploying region, the repositories of the registry accounts the image URIs name, beside the
+    # prep image's asset repository (CDK's pull grant, merged into the same statement).
+    resolved = sorted(asl.resolve(document, arn) for arn in pulls[0]["Resource"])
+    assert resolved == [
+        f"arn:aws:ecr:{asl.REGION}:{asl.ACCOUNT}:repository/cdk-hnb659fds-container-assets-{asl.ACCOUNT}-"
+        f"{asl.REGION}",
+        f"arn:aws:ecr:{asl.REGION}:382416733822:repository/factorization-machines",
+        f"arn:aws:ecr:{asl.REGION}:811284229777:repository/blazingtext",
+    ]

@@ -375,6 +375,22 @@ def test_a_first_run_creates_both_endpoints_and_records_the_run(
             "feature_dim": str(FEATURE_DIM),
         }
         assert fm_job["ResourceConfig"]["InstanceCount"] == 4
+        bt_job = cloud.sagemaker.describe_training_job(TrainingJobName=f"loftrec-{run_id}-bt")
+        # cdk.json's table as the SageMaker Python SDK sends it: str() of each value, booleans "True"/"False".
+        assert bt_job["HyperParameters"] == {
+            "mode": "skipgram",
+            "epochs": "10",
+            "min_count": "5",
+            "sampling_threshold": "0.0001",
+            "learning_rate": "0.05",
+            "window_size": "5",
+            "vector_dim": "100",
+            "negative_samples": "5",
+            "min_char": "5",
+            "max_char": "10",
+            "subwords": "True",
+            "evaluation": "False",
+        }
         assert [c["DataSource"]["S3DataSource"]["S3Uri"] for c in fm_job["InputDataConfig"]] == [
             f"{run_uri}prep/train/",
             f"{run_uri}prep/test/",
@@ -514,9 +530,6 @@ def _rejected_run_id(cloud: PipelineCloud) -> str:
     return gate_key.split("/")[1]
 
 
-# When FM's job fails, moto stops the BlazingText branch in the middle of its .sync task; the helper thread
-# moto runs beside every .sync task then sometimes dies on the torn-down state (moto's, not ours).
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_training_failure_is_notified_with_the_failing_state_and_creates_nothing(
     monkeypatch: pytest.MonkeyPatch, document: dict[str, Any], machine: dict[str, Any]
 ) -> None:
@@ -547,6 +560,54 @@ def test_a_training_failure_is_notified_with_the_failing_state_and_creates_nothi
         assert not [
             key for key in cloud.object_keys() if key.endswith("gate.json") or key == "serving/current.json"
         ]
+
+
+QUOTA = (
+    "The account-level service limit 'ml.p3.2xlarge for training job usage' is 0 Instances, with current "
+    "utilization of 0 Instances and a request delta of 1 Instances. Please use AWS Service Quotas to request "
+    "an increase for this quota."
+)
+
+
+def test_a_quota_error_fails_the_run_at_once_naming_the_quota(
+    monkeypatch: pytest.MonkeyPatch, document: dict[str, Any], machine: dict[str, Any]
+) -> None:
+    # New accounts often have no ml.p3 training quota: SageMaker refuses the job and says which quota.
+    script = Script(blazingtext_resource_limit=QUOTA)
+    with pipeline_cloud(monkeypatch, document, script, ENDPOINT_NAMES) as cloud:
+        execution = cloud.run("no-p3-quota")
+        _assert_no_runtime_error(execution)
+        assert execution.status == "FAILED"
+        assert execution.path(machine["States"])[-4:] == [
+            "Train models",
+            "Failed: Train models",
+            "Notify failure",
+            "Run failed",
+        ]
+        # Not retried: one request for each job (a retry would wait 10 s, then 20 s, 40 s and 80 s).
+        bt, fm = sorted(cloud.script.training_requests)
+        assert (bt.endswith("-bt"), fm.endswith("-fm"), bt.removesuffix("-bt")) == (
+            True,
+            True,
+            fm.removesuffix("-fm"),
+        )
+        ((subject, message),) = cloud.messages()
+        assert subject == "loftrec: retraining run failed"
+        assert (
+            'failed in state "Train models": SageMaker.ResourceLimitExceededException. Cause: ' + QUOTA
+        ) in message
+        assert (cloud.models(), cloud.endpoints()) == ([], {})
+
+
+def test_no_state_retries_a_quota_error(machine: dict[str, Any]) -> None:
+    retried = {
+        name: error
+        for name, state in asl.iter_states(machine)
+        for retry in state.get("Retry", [])
+        for error in retry["ErrorEquals"]
+        if error in ("SageMaker.ResourceLimitExceededException", "States.ALL", "States.TaskFailed")
+    }
+    assert retried == {}
 
 
 def test_a_failed_endpoint_is_rolled_back_and_the_run_fails(
@@ -611,6 +672,38 @@ def test_an_update_sagemaker_rolled_back_puts_the_other_endpoint_back_too(
             "RetainAllVariantProperties": True,
         }
         assert cloud.object_json("serving/current.json") == record
+        assert "EndpointRolledBack" in cloud.messages()[-1][1]
+
+
+def test_a_rollback_to_an_older_instance_type_deregisters_autoscaling_first(
+    monkeypatch: pytest.MonkeyPatch, document: dict[str, Any], machine: dict[str, Any]
+) -> None:
+    with pipeline_cloud(monkeypatch, document, Script(fm_test_rmse=1.0), ENDPOINT_NAMES) as cloud:
+        first = _first_run(cloud)
+        # The deployed run's FM endpoint runs another instance type than the stack now asks for.
+        config = sagemaker_backends[ACCOUNT][REGION].endpoint_configs[f"loftrec-{first}-fm-config"]
+        config.production_variants[0]["InstanceType"] = "ml.m5.large"
+        cloud.script.rolled_back_updates = {BT_ENDPOINT}
+
+        execution = cloud.run("bt-rolls-back")
+        _assert_no_runtime_error(execution)
+        assert execution.status == "FAILED"
+        # FM deployed on the new type (autoscaling deregistered, then registered again) before BlazingText's
+        # update rolled back; the rollback puts FM back on the older type, deregistering it first, as
+        # SageMaker refuses the update of an autoscaled variant to another instance type.
+        assert execution.path(_branch(machine, "Deploy models", 0)) == _updated("FM", deregister=True)
+        assert execution.path(_branch(machine, "Deploy models", 1))[-1] == "BlazingText update rolled back"
+        assert execution.path(machine["States"])[-3:] == ["Roll back serving", "Notify failure", "Run failed"]
+        assert cloud.endpoints() == {
+            FM_ENDPOINT: f"loftrec-{first}-fm-config",
+            BT_ENDPOINT: f"loftrec-{first}-bt-config",
+        }
+        assert cloud.script.update_requests[-1] == {
+            "EndpointName": FM_ENDPOINT,
+            "EndpointConfigName": f"loftrec-{first}-fm-config",
+            "RetainAllVariantProperties": True,
+        }
+        assert set(cloud.scalable_targets()) == {f"endpoint/{BT_ENDPOINT}/variant/AllTraffic"}
         assert "EndpointRolledBack" in cloud.messages()[-1][1]
 
 

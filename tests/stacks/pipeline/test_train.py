@@ -61,6 +61,12 @@ def test_channels_and_outputs_are_the_runs_folders(alone: Alone[TrainModels]) ->
         "output_uri.$": f"States.Format('{{}}serving/', {run})",
     }
     assert "EnableManagedSpotTraining" not in fm
+    # A run may override the instance type and count: "Start run" decides the volume key and the traffic
+    # encryption for the run's values (contract.instances).
+    assert fm["ResourceConfig.$"] == "$.run.fm.resource_config"
+    assert fm["EnableInterContainerTrafficEncryption.$"] == "$.run.fm.inter_container_encryption"
+    assert bt["ResourceConfig.$"] == "$.run.blazingtext.resource_config"
+    assert not {"ResourceConfig", "EnableInterContainerTrafficEncryption"} & (set(fm) | set(bt))
 
 
 def test_spot_training_waits_at_most_an_hour_for_capacity() -> None:

@@ -1,5 +1,5 @@
 """The stored inventory of the boto3 calls our Lambda handlers make (recorded_calls.json) is what the
-recording harnesses saw in this session: tests/stacks/test_state_machine.py (moto runs of the state
+recording harnesses saw in this session: tests/stacks/pipeline/test_state_machine.py (moto runs of the state
 machine) and tests/lambdas (the serving shims) run before this file and record through
 tests/tools/iam/harness.py.
 
@@ -36,7 +36,8 @@ def test_the_stored_inventory_is_what_the_tests_recorded(request: pytest.Fixture
     recorded = RECORDER.normalized()
     if not recorded:
         pytest.skip(
-            "no recording test ran in this session (tests/stacks/test_state_machine.py, tests/lambdas)"
+            "no recording test ran in this session "
+            "(tests/stacks/pipeline/test_state_machine.py, tests/lambdas)"
         )
     if UPDATE:
         RECORDED_CALLS.write_text(inventory.dump(recorded))

@@ -4,8 +4,9 @@ One case per (role, IAM action): every resource the action is needed on, for eve
 (state machine tasks, recorded Lambda calls, what AWS does as the role). moto enforces no IAM, so this is
 what stands between a green moto run and an AccessDenied in the account.
 
-KNOWN_FINDINGS are missing permissions in today's template, each marked strict xfail with the page that
-requires it: fixing stacks/ turns the case into an XPASS, which fails until the entry is removed.
+KNOWN_FINDINGS would hold missing permissions of the template, each marked strict xfail with the page that
+requires it, so that fixing stacks/ turns the case into an XPASS, which fails until the entry is removed.
+There are none: every case passes.
 """
 
 from __future__ import annotations
@@ -15,35 +16,10 @@ from typing import Any
 import pytest
 
 from tests.tools.iam.world import Check, default_check, role_name
-from tools.iam import documented
 from tools.iam.template import iter_states
 
-_VALIDATION = (
-    "Application Auto Scaling checks that the caller of RegisterScalableTarget/PutScalingPolicy/"
-    "DeregisterScalableTarget may use the SageMaker variant and CloudWatch alarms: "
-    + documented.AUTOSCALING_VALIDATION_URL
-)
-_ECR = (
-    "SageMaker pulls the built-in algorithm's image (AWS's registry) as the execution role; the role may "
-    f"pull only the prep image's repository: {documented.SAGEMAKER_ROLES_URL}"
-)
 # (role logical id without its hash, action) -> why it is missing.
-KNOWN_FINDINGS: dict[tuple[str, str], str] = {
-    ("PipelineStateMachineRole", "sagemaker:DescribeEndpointConfig"): _VALIDATION,
-    ("PipelineStateMachineRole", "sagemaker:UpdateEndpointWeightsAndCapacities"): _VALIDATION,
-    ("PipelineStateMachineRole", "cloudwatch:PutMetricAlarm"): _VALIDATION,
-    ("PipelineStateMachineRole", "cloudwatch:DescribeAlarms"): _VALIDATION
-    + " (the role may describe only the four rollback alarms; the validation describes any)",
-    ("PipelineStateMachineRole", "cloudwatch:DeleteAlarms"): _VALIDATION,
-    ("PipelineRollbackFunctionServiceRole", "application-autoscaling:DeregisterScalableTarget"): (
-        "Roll back serving deletes endpoints whose variants are registered for autoscaling; SageMaker "
-        "deregisters them with the caller's permission: "
-        + documented.SAGEMAKER_DELETE_AUTOSCALED_ENDPOINT.url
-    ),
-    ("PipelineSageMakerRole", "ecr:BatchGetImage"): _ECR,
-    ("PipelineSageMakerRole", "ecr:GetDownloadUrlForLayer"): _ECR,
-    ("PipelineSageMakerRole", "ecr:BatchCheckLayerAvailability"): _ECR,
-}
+KNOWN_FINDINGS: dict[tuple[str, str], str] = {}
 # Handlers that make no AWS call of their own: the only ones allowed to be missing from the recording.
 NO_AWS_CALLS = {"lambdas.pipeline.start_run.handler"}
 

@@ -55,6 +55,7 @@ def sample_execution(template: Template) -> tuple[dict[str, Any], dict[str, Any]
         start_time=START_TIME,
         defaults=json.loads(environment["RUN_DEFAULTS"]),
         bucket=environment["DATA_BUCKET"],
+        volume_key=environment["VOLUME_KMS_KEY"],
     )
     names: Mapping[str, str] = run["names"]  # type: ignore[assignment]  # a TypedDict of str values
     training = {
