@@ -111,7 +111,7 @@ def test_sagemaker_may_create_kms_grants_only_for_aws_resources(template: assert
 
 
 def test_sagemaker_may_pull_the_two_algorithm_images_of_the_region(template: assertions.Template) -> None:
-    document = template.to_json()
+    document = dict(template.to_json())
     pulls = [
         s
         for p in template.find_resources("AWS::IAM::Policy").values()
