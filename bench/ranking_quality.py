@@ -158,7 +158,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 (one measuremen
         validation = held_out(validation_records, features)
         params_validation = train(rest, hyperparameters, args.seed)
         factors_validation = factors_for(params_validation, features, rest)
-        weight, table = choose_popularity_weight(factors_validation, validation, cutoff=CUTOFF)
+        choice = choose_popularity_weight(
+            factors_validation, validation_records, cutoff=CUTOFF, customers=None
+        )
+        weight, table = choice.weight, choice.table
 
         fm = fm_ranks(factors, test)
         blend = fm_ranks(factors, test, popularity_weight=weight)

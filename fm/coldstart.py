@@ -126,10 +126,20 @@ class ColdStartParts:
         return ratings
 
 
+PARTS_CHUNK_ROWS = 4096
+"""Rows whose neighbours' items are gathered at once: 4,096 x 10 neighbours x 258 float64 columns, 85 MB."""
+
+
 def parts(
-    factors: ServingFactors, customers: npt.ArrayLike, times: npt.ArrayLike, around: Neighbourhood
+    factors: ServingFactors,
+    customers: npt.ArrayLike,
+    times: npt.ArrayLike,
+    around: Neighbourhood,
+    *,
+    chunk_rows: int = PARTS_CHUNK_ROWS,
 ) -> ColdStartParts:
-    """base and item per row, in float64; a customer of -1 is unknown (base is then w0 + t w_t)."""
+    """base and item per row, in float64; a customer of -1 is unknown (base is then w0 + t w_t). The
+    neighbours' items are gathered `chunk_rows` rows at a time (the memory of one chunk)."""
     k = factors.num_factors
     keys: I64 = np.asarray(customers, np.int64)
     t: F64 = np.asarray(times, np.float64)
@@ -137,12 +147,17 @@ def parts(
     user = np.zeros((keys.shape[0], k + 2), np.float64)
     user[known] = factors.customers[keys[known]]
     base: F64 = factors.w0 + user[:, k + LINEAR] + t * (factors.time_weight + user[:, k + TIME])
-    safe_rows = np.where(around.rows >= 0, around.rows, 0)
-    neighbours = factors.items[safe_rows].astype(np.float64)  # (n, k_neighbours, K + 2)
-    average = np.einsum("nj,njf->nf", around.weights, neighbours)  # padding has weight 0
-    item: F64 = (
-        average[:, k + LINEAR] + np.einsum("nf,nf->n", average[:, :k], user[:, :k]) + t * average[:, k + TIME]
-    )
+    item: F64 = np.zeros(keys.shape[0], np.float64)
+    for lo in range(0, keys.shape[0], chunk_rows):
+        hi = min(lo + chunk_rows, keys.shape[0])
+        rows = around.rows[lo:hi]
+        neighbours = factors.items[np.where(rows >= 0, rows, 0)].astype(np.float64)  # (n, k_nb, K + 2)
+        average = np.einsum("nj,njf->nf", around.weights[lo:hi], neighbours)  # padding has weight 0
+        item[lo:hi] = (
+            average[:, k + LINEAR]
+            + np.einsum("nf,nf->n", average[:, :k], user[lo:hi, :k])
+            + t[lo:hi] * average[:, k + TIME]
+        )
     return ColdStartParts(base=base, item=item, mass=around.mass)
 
 

@@ -26,11 +26,12 @@ The files, in the run's serving/fm/ (contract.layout.SERVING_FACTORS), N custome
 Plain .npy (little-endian, C order) so that a reader maps them (np.load(mmap_mode="r")) or takes them from
 bytes without a copy. The products of v_t are computed in float64 and stored as float32, the parameters'
 own precision. The reviewed products and the popularity come from the prep shards given to the builder: the
-train shards alone for an evaluation that ranks held-out reviews, train and test for serving (every review
-the run knows of).
+train shards alone for an evaluation that ranks held-out reviews, train, validation and test for serving
+(every review the run knows of); `combine_reviewed` joins the sets of several shard groups.
 
-One writer (write_factors, build_and_write) and one reader (load_factors, parse_factors); a missing,
-truncated or mismatched file raises FactorsFormatError naming the file and the problem.
+One writer (factors_files: each file's bytes in turn, factors.json last; write_factors and build_and_write
+put them in a folder) and one reader (load_factors, parse_factors); a missing, truncated or mismatched file
+raises FactorsFormatError naming the file and the problem.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -62,6 +63,8 @@ __all__ = [
     "ServingFactors",
     "build_and_write",
     "build_factors",
+    "combine_reviewed",
+    "factors_files",
     "load_factors",
     "parse_factors",
     "reviewed_products",
@@ -98,6 +101,8 @@ class FactorsFormatError(ValueError):
 
 
 Source = Path | str | bytes | BinaryIO
+Named = tuple[str, Source]
+"""A source with the name its errors give it (e.g. its URI)."""
 
 
 @dataclass(frozen=True)
@@ -194,17 +199,22 @@ def _prep_keys(indptr: I64, indices: I64, features: FeatureLayout, where: str) -
     return keys[:, 0].copy(), keys[:, 1] - n
 
 
-def reviewed_products(shards: Iterable[Source], features: FeatureLayout) -> ReviewedProducts:
-    """The (customer, product) pairs of prep's RecordIO shards (paths, bytes or binary streams).
+def reviewed_products(shards: Iterable[Source | Named], features: FeatureLayout) -> ReviewedProducts:
+    """The (customer, product) pairs of prep's RecordIO shards (paths, bytes or binary streams, each alone
+    or as (name, source)). Shards are opened one at a time, in order (an iterator may open each as it is
+    reached).
 
     Every row must be a prep row: exactly (user key, item key, time key) in that order, of the index's
     feature_dim; anything else raises FactorsFormatError naming the shard and the row."""
-    n, m = features.num_customers, features.num_products
     users: list[I64] = []
     items: list[I64] = []
-    for number, shard in enumerate(shards):
+    for number, entry in enumerate(shards):
+        if isinstance(entry, tuple):
+            name, shard = entry
+        else:
+            shard = entry
+            name = str(shard) if isinstance(shard, Path | str) else f"shard {number}"
         stream, ours = _open(shard)
-        name = str(shard) if isinstance(shard, Path | str) else f"shard {number}"
         first = 0
         try:
             for chunk in iter_sparse_record_chunks(stream):
@@ -225,15 +235,45 @@ def reviewed_products(shards: Iterable[Source], features: FeatureLayout) -> Revi
                 stream.close()
     user = np.concatenate(users) if users else np.empty(0, np.int64)
     item = np.concatenate(items) if items else np.empty(0, np.int64)
-    pairs = np.sort(user * m + item)  # np.unique's hashing is several times slower on millions of pairs
+    m = features.num_products
+    return _reviewed(
+        user * m + item, features, np.bincount(item, minlength=m).astype(np.int64), int(user.shape[0])
+    )
+
+
+def _reviewed(codes: I64, features: FeatureLayout, popularity: I64, rows: int) -> ReviewedProducts:
+    """The CSR of the distinct pairs among codes (customer * M + product row)."""
+    n, m = features.num_customers, features.num_products
+    pairs = np.sort(codes)  # np.unique's hashing is several times slower on millions of pairs
     pairs = pairs[np.r_[True, pairs[1:] != pairs[:-1]]] if pairs.shape[0] else pairs
     indptr = np.zeros(n + 1, np.int64)
     np.cumsum(np.bincount(pairs // m, minlength=n), out=indptr[1:])
     return ReviewedProducts(
-        indptr=indptr,
-        indices=(pairs % m).astype(np.int32),
-        popularity=np.bincount(item, minlength=m).astype(np.int64),
-        rows=int(user.shape[0]),
+        indptr=indptr, indices=(pairs % m).astype(np.int32), popularity=popularity, rows=rows
+    )
+
+
+def combine_reviewed(parts: Sequence[ReviewedProducts], features: FeatureLayout) -> ReviewedProducts:
+    """The reviewed products of several shard groups together (e.g. train, validation and test): the union
+    of each customer's products, the review counts and rows summed."""
+    n, m = features.num_customers, features.num_products
+    for part in parts:
+        if part.indptr.shape != (n + 1,) or part.popularity.shape != (m,):
+            raise FactorsFormatError(
+                f"reviewed products for {part.indptr.shape[0] - 1:,} customers and "
+                f"{part.popularity.shape[0]:,} products cannot join the index's {n:,} and {m:,}"
+            )
+    codes = [
+        np.repeat(np.arange(n, dtype=np.int64), np.diff(part.indptr)) * m + part.indices.astype(np.int64)
+        for part in parts
+    ]
+    return _reviewed(
+        np.concatenate(codes) if codes else np.empty(0, np.int64),
+        features,
+        np.sum([part.popularity for part in parts], axis=0, dtype=np.int64)
+        if parts
+        else np.zeros(m, np.int64),
+        sum(part.rows for part in parts),
     )
 
 
@@ -312,23 +352,37 @@ def _manifest(factors: ServingFactors) -> dict[str, Any]:
     }
 
 
+def _npy(array: npt.NDArray[Any], dtype: np.dtype[Any]) -> bytearray:
+    """The .npy file of an array (format 1.0, as np.save writes it) in one buffer: one copy of the data."""
+    data = np.ascontiguousarray(array, dtype=dtype)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(data))
+    head = header.getbuffer()
+    out = bytearray(head.nbytes + data.nbytes)
+    out[: head.nbytes] = head
+    np.frombuffer(out, np.uint8, offset=head.nbytes)[:] = data.reshape(-1).view(np.uint8)
+    return out
+
+
+def factors_files(factors: ServingFactors) -> Iterator[tuple[str, bytes | bytearray]]:
+    """serving/fm/'s files (name, contents), one at a time (the memory of one file's bytes at once), in the
+    order they must be written: factors.json last, so that a reader who finds it finds the arrays complete."""
+    for name, array in _arrays(factors).items():
+        yield name, _npy(array, _DTYPES[name])
+    yield FACTORS_MANIFEST, (json.dumps(_manifest(factors), indent=1) + "\n").encode("utf-8")
+
+
 def write_factors(folder: Path, factors: ServingFactors) -> dict[str, Any]:
     """Write serving/fm/ into `folder` (created if missing) and return factors.json's content.
 
     factors.json goes first out and last in: a reader never pairs a new manifest with old arrays."""
     folder.mkdir(parents=True, exist_ok=True)
-    manifest_path = folder / FACTORS_MANIFEST
-    manifest_path.unlink(missing_ok=True)
-    for name, array in _arrays(factors).items():
+    (folder / FACTORS_MANIFEST).unlink(missing_ok=True)
+    for name, data in factors_files(factors):
         partial = folder / f".{name}.partial"
-        with partial.open("wb") as f:
-            np.save(f, np.ascontiguousarray(array, dtype=_DTYPES[name]), allow_pickle=False)
+        partial.write_bytes(data)
         os.replace(partial, folder / name)
-    manifest = _manifest(factors)
-    partial = folder / f".{FACTORS_MANIFEST}.partial"
-    partial.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-    os.replace(partial, manifest_path)
-    return manifest
+    return _manifest(factors)
 
 
 def build_and_write(

@@ -4,9 +4,10 @@ in chunks for the batch job.
 The scores are FM's: for customer u, product i and time value t, what the FM endpoint answers for the
 instance (user key u, item key N + i, time key with value t), computed in float64 from the stored float32
 parameters for the products returned. Products are chosen with one float32 matrix product over every
-product (items @ [v_u, 1, t], see fm/factors.py) and a block-wise selection of the largest keys (_select);
-ties between equal keys go to the lower product row (products are numbered by descending review count), so
-the answer depends on the factors only, and the products returned are sorted by their float64 keys.
+product (items @ [v_u, 1, t], see fm/factors.py) and a block-wise selection of the largest keys
+(select_largest); ties between equal keys go to the lower product row (products are numbered by descending
+review count), so the answer depends on the factors only, and the products returned are sorted by their
+float64 keys.
 
 The ranking key is the score, or with ``popularity_weight`` w the score + w log(1 + reviews of the
 product): a rating-trained FM ranks products by the rating a customer would give them, not by how likely
@@ -45,6 +46,7 @@ __all__ = [
     "recommend",
     "reviewed_cells",
     "scores_of",
+    "select_largest",
     "time_value",
     "time_values",
     "top_n_batch",
@@ -58,7 +60,7 @@ DEFAULT_CHUNK_CUSTOMERS = 1024
 """Customers scored at once in a batch: the (customers, products) float32 key matrix is the working memory
 (1,024 x 58,000 products: 240 MB)."""
 SELECT_BLOCKS = 256
-"""Blocks a row of keys is cut into to find its k largest (see _select)."""
+"""Blocks a row of keys is cut into to find its k largest (see select_largest)."""
 _EPOCH = dt.date(1970, 1, 1)
 
 
@@ -176,7 +178,7 @@ def reviewed_cells(factors: ServingFactors, customers: npt.ArrayLike) -> tuple[I
     return owner, factors.reviewed_indices[positions].astype(np.int64)
 
 
-def _select(keys: F32, k: int, blocks: int = SELECT_BLOCKS) -> I64:
+def select_largest(keys: F32, k: int, blocks: int = SELECT_BLOCKS) -> I64:
     """Per row of keys, the columns of the k largest keys (ties: the lower column), best first by key; -1
     where a row has fewer than k keys above -inf. Changes nothing in keys.
 
@@ -272,7 +274,7 @@ def customer_top_n(
         keys[factors.reviewed(customer)] = -np.inf
     customers = np.array([customer], np.int64)
     rows, scores, counts = _order(
-        factors, customers, np.array([time_value]), _select(keys[None, :], k), popularity_weight
+        factors, customers, np.array([time_value]), select_largest(keys[None, :], k), popularity_weight
     )
     n = int(counts[0])
     return TopN(rows=rows[0, :n], scores=scores[0, :n], fallback=False)
@@ -337,7 +339,7 @@ def top_n_batch(
     keys = rank_keys(
         factors, keys64, t, exclude_reviewed=exclude_reviewed, popularity_weight=popularity_weight
     )
-    rows, scores, counts = _order(factors, keys64, t, _select(keys, k), popularity_weight)
+    rows, scores, counts = _order(factors, keys64, t, select_largest(keys, k), popularity_weight)
     return BatchTopN(customers=keys64, rows=rows, scores=scores, counts=counts)
 
 

@@ -84,3 +84,8 @@ class EndpointBusyError(LoftrecError, RuntimeError):
 
 class EndpointFailedError(LoftrecError, RuntimeError):
     """The endpoint is Failed: only deleting it helps; the message says how."""
+
+
+class ServingDataError(LoftrecError, ValueError):
+    """An input of the serving-data export (model, index, shard, title table) is missing or malformed; the
+    message names the file."""

@@ -1,4 +1,5 @@
-"""Files by URI: s3://bucket/key in the cloud, file:///path locally; one reader and one writer for both.
+"""Files by URI: s3://bucket/key in the cloud, file:///path locally; one reader, one writer and one lister
+for both.
 
 Paths under a folder URI are joined with contract.layout.under. JSON documents and the deployed-run record
 are read and written on top of the bytes.
@@ -73,7 +74,33 @@ def open_stream(uri: str) -> IO[bytes]:
     return stream
 
 
-def write_bytes(uri: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
+def list_files(folder_uri: str) -> list[str]:
+    """The URIs of the files directly in a folder (not in its subfolders), sorted by name; [] when there
+    are none, or no such folder. On S3 a folder is a key prefix ending in "/": ListObjectsV2 with that
+    prefix and the delimiter "/", every page (at most 1,000 keys each); it needs s3:ListBucket on the
+    bucket. https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html"""
+    scheme, bucket, key = split_uri(folder_uri)
+    if scheme == "file":
+        folder = Path(key)
+        if not folder.is_dir():
+            return []
+        return sorted(path.as_uri() for path in folder.iterdir() if path.is_file())
+    prefix = key.rstrip("/") + "/" if key.strip("/") else ""
+    keys: list[str] = []
+    try:
+        for page in (
+            client("s3")
+            .get_paginator("list_objects_v2")
+            .paginate(Bucket=bucket, Prefix=prefix, Delimiter="/")
+        ):
+            keys.extend(entry["Key"] for entry in page.get("Contents", []) if not entry["Key"].endswith("/"))
+    except Exception as exc:
+        _raise_not_found(folder_uri, exc)
+        raise
+    return [f"s3://{bucket}/{name}" for name in sorted(keys)]
+
+
+def write_bytes(uri: str, data: bytes | bytearray, *, content_type: str = "application/octet-stream") -> None:
     """Write a whole file; a local file is replaced atomically (readers never see half of it)."""
     scheme, bucket, key = split_uri(uri)
     if scheme == "s3":

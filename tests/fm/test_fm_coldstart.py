@@ -39,6 +39,14 @@ def test_the_neighbours_average_item_is_scored_once_and_shrunk_by_the_mass() -> 
     assert terms.ratings(Shrinkage(alpha=0.8, min_similarity=0.0)).tolist() == pytest.approx([3.79375, 2.75])
 
 
+def test_rows_gathered_in_chunks_give_the_same_parts() -> None:
+    around = neighbourhood(ROWS + ROWS, SIMS + SIMS, 0.0)
+    whole = parts(factors(), [0, 1, 1, 0], [0.0, 0.5, 1.0, 0.25], around)
+    chunked = parts(factors(), [0, 1, 1, 0], [0.0, 0.5, 1.0, 0.25], around, chunk_rows=3)
+    for name in ("base", "item", "mass"):
+        np.testing.assert_array_equal(getattr(chunked, name), getattr(whole, name), err_msg=name)
+
+
 def test_the_time_term_of_the_average_item_counts_at_t() -> None:
     # At t = 1: base(C1) = 3.5 + w_t 0.5 + <v_C1, v_t> 0.2 = 4.2; item gains t <v_bar, v_t> = 0.0875.
     terms = parts(factors(), [0], [1.0], neighbourhood([[0, 2]], [[0.6, 0.2]], 0.0))

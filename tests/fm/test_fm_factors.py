@@ -22,6 +22,8 @@ from fm.factors import (
     ServingFactors,
     build_and_write,
     build_factors,
+    combine_reviewed,
+    factors_files,
     load_factors,
     parse_factors,
     reviewed_products,
@@ -107,6 +109,40 @@ def test_a_shard_path_is_named_in_the_error(tmp_path: Path) -> None:
         reviewed_products([tmp_path / "bad.rio"], FEATURES)
 
 
+def test_a_named_shard_is_named_in_the_error() -> None:
+    with pytest.raises(FactorsFormatError, match=re.escape("s3://b/runs/r1/prep/train/p.rio: bad RecordIO")):
+        reviewed_products([("s3://b/runs/r1/prep/train/p.rio", b"\x00" * 16)], FEATURES)
+
+
+def test_reviewed_products_of_several_groups_combine_into_their_union() -> None:
+    # Train: C1 P3, P0; C2 P1, P0, P0. Later rows: C1 P1 and P0 again, C2 P3.
+    train = reviewed_products([shard()], FEATURES)
+    later = reviewed_products([shard([(0, 1, 0.0), (0, 0, 0.9), (1, 3, 0.0)])], FEATURES)
+    both = combine_reviewed([train, later], FEATURES)
+    assert both.indptr.tolist() == [0, 3, 6]
+    assert both.indices.tolist() == [0, 1, 3, 0, 1, 3]
+    assert both.popularity.tolist() == [4, 2, 0, 2]
+    assert both.rows == 8
+    every = reviewed_products([shard(), shard([(0, 1, 0.0), (0, 0, 0.9), (1, 3, 0.0)])], FEATURES)
+    assert (every.indptr.tolist(), every.indices.tolist()) == (both.indptr.tolist(), both.indices.tolist())
+    assert combine_reviewed([], FEATURES).popularity.tolist() == [0, 0, 0, 0]
+    with pytest.raises(FactorsFormatError, match=re.escape("for 3 customers and 4 products cannot join")):
+        combine_reviewed([train, reviewed_products([], FeatureLayout(3, 4))], FEATURES)
+
+
+def test_the_files_come_one_at_a_time_factors_json_last_as_write_factors_writes_them(tmp_path: Path) -> None:
+    f = factors()
+    write_factors(tmp_path, f)
+    files = list(factors_files(f))
+    assert [name for name, _ in files] == list(FACTORS_FILES)
+    assert FACTORS_FILES[-1] == FACTORS_MANIFEST
+    for name, data in files:
+        assert (tmp_path / name).read_bytes() == data, name
+    buffer = io.BytesIO()
+    np.save(buffer, f.items)
+    assert dict(files)["items.npy"] == buffer.getvalue()  # the bytes np.save writes
+
+
 def test_a_model_of_another_run_is_refused() -> None:
     other = FeatureLayout(3, 4)
     with pytest.raises(FactorsFormatError, match=re.escape("the model has feature_dim 7, the index 8")):
@@ -171,16 +207,16 @@ def test_a_write_that_fails_midway_leaves_no_manifest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_factors(tmp_path, factors())
-    saved = np.save
+    saved = Path.write_bytes
     calls = []
 
-    def failing_save(file: Any, array: Any, allow_pickle: bool = True) -> None:
+    def failing_write(path: Path, data: Any) -> int:
         calls.append(1)
         if len(calls) == 3:
             raise OSError("disk full")
-        saved(file, array, allow_pickle=allow_pickle)
+        return saved(path, data)
 
-    monkeypatch.setattr(np, "save", failing_save)
+    monkeypatch.setattr(Path, "write_bytes", failing_write)
     with pytest.raises(OSError, match="disk full"):
         write_factors(tmp_path, factors())
     with pytest.raises(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import math
 import re
 
@@ -14,6 +15,8 @@ from fm.artifact import FmParameters
 from fm.factors import build_factors, reviewed_products
 from fm.ranking import (
     HeldOut,
+    Ranking,
+    RankingFormatError,
     Ranks,
     bootstrap_means,
     choose_popularity_weight,
@@ -115,20 +118,53 @@ def test_choose_popularity_weight_takes_the_best_and_the_smallest_of_equals() ->
     features = FeatureLayout(2, 3)
     flat = FmParameters(3.0, np.zeros(6, np.float32), np.zeros((6, 1), np.float32))  # every product ties
     rows = [(0, 0, 0.0), (1, 0, 0.0), (1, 1, 0.0)]  # P0 reviewed twice, P1 once, P2 never
-    buffer = io.BytesIO()
-    keys = [k for u, i, _ in rows for k in (u, features.item_key(i), features.time_key)]
-    write_sparse_records(
-        buffer, np.arange(0, 10, 3), keys, [1.0, 1.0, 0.0] * 3, [4.0] * 3, features.feature_dim
-    )
-    f = build_factors(flat, features, reviewed_products([buffer.getvalue()], features))
+    f = build_factors(flat, features, reviewed_products([shard(rows, features)], features))
     # C1 (reviewed P0) holds out P1, the more popular of P1, P2: with any weight it comes first.
-    validation = HeldOut(np.array([0]), np.array([1]), np.array([0.0]))
-    best, table = choose_popularity_weight(f, validation, weights=(0.0, 0.5, 1.0), cutoff=1)
-    assert best == 0.5
-    assert table == {0.0: {"recall@1": 0.5, "ndcg@1": 0.5}, 0.5: {"recall@1": 1.0, "ndcg@1": 1.0}, 1.0: {
-        "recall@1": 1.0,
-        "ndcg@1": 1.0,
-    }}  # fmt: skip
+    validation = read_sparse_records(io.BytesIO(shard([(0, 1, 0.0)], features)))
+    choice = choose_popularity_weight(f, validation, weights=(0.0, 0.5, 1.0), cutoff=1)
+    assert choice.weight == 0.5
+    assert choice.table == {
+        0.0: {"recall@1": 0.5, "ndcg@1": 0.5},
+        0.5: {"recall@1": 1.0, "ndcg@1": 1.0},
+        1.0: {"recall@1": 1.0, "ndcg@1": 1.0},
+    }
+    # Most popular ranks P1 (1 review) above P2 (none) as well.
+    assert choice.most_popular == {"recall@1": 1.0, "ndcg@1": 1.0}
+    assert (choice.rows, choice.validation_rows) == (1, 1)
+    assert (choice.versus["fm_alone"].mean, choice.versus["most_popular"].mean) == (0.5, 0.0)
+
+
+def test_choose_popularity_weight_ranks_a_seeded_sample_of_the_validation_customers() -> None:
+    features = FeatureLayout(6, 3)
+    flat = FmParameters(3.0, np.zeros(10, np.float32), np.zeros((10, 1), np.float32))
+    f = build_factors(flat, features, reviewed_products([shard([(0, 0, 0.0)], features)], features))
+    validation = read_sparse_records(io.BytesIO(shard([(u, u % 3, 0.0) for u in range(6)], features)))
+    first = choose_popularity_weight(f, validation, weights=(0.0,), customers=4, seed=7)
+    again = choose_popularity_weight(f, validation, weights=(0.0,), customers=4, seed=7)
+    assert (first.rows, first.validation_rows) == (4, 6)
+    assert first.table == again.table
+    everyone = choose_popularity_weight(f, validation, weights=(0.0,), customers=None)
+    assert everyone.rows == 6
+    with pytest.raises(ValueError, match="no popularity weight to choose from"):
+        choose_popularity_weight(f, validation, weights=())
+
+
+def test_the_ranking_document_round_trips_and_names_a_bad_field() -> None:
+    document = Ranking(0.5).to_json(rows=3)
+    assert document == {"schema_version": 1, "popularity_weight": 0.5, "rows": 3}
+    assert Ranking.from_json(json.dumps(document)) == Ranking(0.5)
+    for raw, problem in (
+        ("[", "ranking.json: not JSON"),
+        ('{"schema_version": 2, "popularity_weight": 1}', "ranking.json: schema_version is not 1"),
+        (
+            '{"schema_version": 1, "popularity_weight": true}',
+            "ranking.json: popularity_weight is True, not a number",
+        ),
+        ('{"schema_version": 1}', "ranking.json: popularity_weight is None, not a number"),
+        ('{"schema_version": 1, "popularity_weight": -1}', "ranking.json: popularity_weight is -1, below 0"),
+    ):
+        with pytest.raises(RankingFormatError, match=re.escape(problem)):
+            Ranking.from_json(raw)
 
 
 def test_validation_takes_each_customers_latest_train_review_as_prep_takes_the_test_review() -> None:

@@ -11,6 +11,11 @@ score(u, i, t) = w0 + w_u + w_i + t w_t + <v_u, v_i> + t <v_u, v_t> + t <v_i, v_
 
 Train rows (customer, product, time): (C1, P3, 0), (C1, P0, 0.5), (C2, P1, 0), (C2, P0, 0.3), (C2, P0, 0.7):
 C1 reviewed P0 and P3, C2 P0 and P1; popularity P0 3, P1 1, P2 0, P3 1.
+
+For the serving-data export (write_export_run), a validation shard, a test shard and a title table:
+validation (C1, P1, t 0) rated 4 and (C2, P3, t 0) rated 3; test (C1, P2, t 1) rated 5. Title vectors (2-D,
+unit): zero (1, 0), one (0.6, 0.8), two (0.8, 0.6), three (0, 1). So over every row C1 reviewed P0..P3, C2
+P0, P1 and P3, and the popularity is P0 3, P1 2, P2 1, P3 2.
 """
 
 from __future__ import annotations
@@ -22,9 +27,11 @@ import numpy as np
 
 from contract.features import FeatureLayout, TimeTransform
 from contract.index import ServingIndex, load_index, write_index
+from contract.layout import TITLE_TABLE_FILES
 from fm.artifact import FmParameters, write_fm_artifact
 from fm.factors import ServingFactors, build_factors, reviewed_products
 from fm.recordio import write_sparse_records
+from lambdas.serving.title_table import build_title_table
 
 FEATURES = FeatureLayout(num_customers=2, num_products=4)
 CUSTOMER_IDS = ["C1", "C2"]
@@ -51,13 +58,32 @@ def parameters() -> FmParameters:
     return FmParameters(w0=3.0, w=w, v=v)
 
 
-def shard(rows: list[tuple[int, int, float]] = TRAIN_ROWS, features: FeatureLayout = FEATURES) -> bytes:
-    """prep's RecordIO rows: keys (user, item, time), values (1, 1, t), label 4."""
+VALIDATION_ROWS = [(0, 1, 0.0), (1, 3, 0.0)]
+VALIDATION_RATINGS = [4.0, 3.0]
+TEST_ROWS = [(0, 2, 1.0)]
+TEST_RATINGS = [5.0]
+TITLE_VECTORS = {"zero": (1.0, 0.0), "one": (0.6, 0.8), "two": (0.8, 0.6), "three": (0.0, 1.0)}
+
+
+def shard(
+    rows: list[tuple[int, int, float]] = TRAIN_ROWS,
+    features: FeatureLayout = FEATURES,
+    ratings: list[float] | None = None,
+) -> bytes:
+    """prep's RecordIO rows: keys (user, item, time), values (1, 1, t), label 4 unless `ratings` says."""
     indices = [k for u, i, _ in rows for k in (features.user_key(u), features.item_key(i), features.time_key)]
     values = [x for _, _, t in rows for x in (1.0, 1.0, t)]
+    labels = np.full(len(rows), 4.0) if ratings is None else np.asarray(ratings, np.float64)
     out = io.BytesIO()
     indptr = np.arange(0, 3 * len(rows) + 1, 3)
-    write_sparse_records(out, indptr, indices, values, np.full(len(rows), 4.0), features.feature_dim)
+    write_sparse_records(
+        out,
+        indptr,
+        np.asarray(indices, np.int64),
+        np.asarray(values, np.float32),
+        labels,
+        features.feature_dim,
+    )
     return out.getvalue()
 
 
@@ -80,6 +106,34 @@ def write_run(run: Path, params: FmParameters | None = None) -> ServingIndex:
     (run / "prep" / "train" / "part-00000.rio").write_bytes(shard())
     write_fm_artifact(run / "fm" / "model.tar.gz", params or parameters(), {"predictor_type": "regressor"})
     return load_index(run / "prep" / "index")
+
+
+def title_table_files(without: str | None = None) -> dict[str, bytes]:
+    """The title table of TITLE_VECTORS (titles.txt, titles.f32, titles.json) as its exporter writes it; a
+    token `without` has no vector."""
+    vectors = {token: vector for token, vector in TITLE_VECTORS.items() if token != without}
+    lines = [
+        f"{len(vectors)} 2".encode(),
+        *(f"{token} {x} {y}".encode() for token, (x, y) in vectors.items()),
+    ]
+    table = build_title_table(lines, set(TITLE_VECTORS))
+    return dict(zip(TITLE_TABLE_FILES, (table.titles_txt, table.titles_f32, table.titles_json), strict=True))
+
+
+def write_export_run(run: Path) -> ServingIndex:
+    """write_run's run with what the serving-data export reads besides: prep/validation/, prep/test/ and the
+    title table in serving/."""
+    index = write_run(run)
+    for folder, rows, ratings in (
+        ("validation", VALIDATION_ROWS, VALIDATION_RATINGS),
+        ("test", TEST_ROWS, TEST_RATINGS),
+    ):
+        (run / "prep" / folder).mkdir(parents=True)
+        (run / "prep" / folder / "part-00000.rio").write_bytes(shard(rows, ratings=ratings))
+    (run / "serving").mkdir(parents=True, exist_ok=True)
+    for name, data in title_table_files().items():
+        (run / "serving" / name).write_bytes(data)
+    return index
 
 
 def brute_force_score(params: FmParameters, x: dict[int, float]) -> float:

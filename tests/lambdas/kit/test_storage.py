@@ -117,3 +117,30 @@ def test_a_local_file_is_replaced_atomically_and_readable(tmp_path: Path) -> Non
 def test_other_uris_are_refused(uri: str) -> None:
     with pytest.raises(ValueError, match="is not an s3://bucket/key or file:///path URI"):
         storage.read_bytes(uri)
+
+
+def test_a_folder_lists_the_files_directly_in_it_by_name(base: str) -> None:
+    for path in ("prep/train/part-00001.rio", "prep/train/part-00000.rio", "prep/train/deeper/x", "prep/t"):
+        storage.write_bytes(layout.under(base, path), b"x")
+    expected = [layout.under(base, f"prep/train/part-0000{n}.rio") for n in (0, 1)]
+    assert storage.list_files(layout.under(base, layout.TRAIN)) == expected
+    assert storage.list_files(layout.under(base, "prep/train")) == expected  # with or without its "/"
+    assert storage.list_files(layout.under(base, "prep/nothing/")) == []
+
+
+def test_a_listing_reads_every_page(s3: Any) -> None:
+    keys = [f"runs/r1/prep/train/part-{n:05d}.rio" for n in range(1001)]  # a page holds at most 1,000
+    for key in keys:
+        s3.put_object(Bucket=BUCKET, Key=key, Body=b"")
+    s3.put_object(Bucket=BUCKET, Key="runs/r1/prep/train/", Body=b"")  # a console-made "folder" object
+    assert storage.list_files(f"s3://{BUCKET}/runs/r1/prep/train/") == [f"s3://{BUCKET}/{k}" for k in keys]
+
+
+def test_a_listing_of_a_missing_bucket_is_storage_not_found(s3: Any) -> None:
+    with pytest.raises(StorageNotFoundError, match="nothing at s3://no-such-bucket/runs/"):
+        storage.list_files("s3://no-such-bucket/runs/")
+
+
+def test_a_local_path_that_is_a_file_lists_nothing(tmp_path: Path) -> None:
+    (tmp_path / "x").write_bytes(b"")
+    assert storage.list_files((tmp_path / "x").as_uri()) == []

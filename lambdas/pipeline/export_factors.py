@@ -1,0 +1,518 @@
+"""The "Export FM factors" step: what top-N and the cold start load besides the index and the title table.
+
+`export_serving_data` is the step, pure (sources in, files out through a writer or into a folder): the state
+machine's Lambda (`handler`, which fetches from and uploads to the run's URI) and the local twin both call
+it. From FM's model.tar.gz, the run's index, its prep shards and its title table it writes, under serving/:
+
+- fm/ (contract.layout.SERVING_FACTORS, fm.factors): FM's factors laid out for top-N. The reviewed products
+  (excluded from a customer's top-N) and the popularity (review counts: the fallback's order and the
+  blend's log(1 + reviews) term) come from every prep row of the run, train, validation and test: every
+  review the run knows of. The shim's POST /recommendations and the batch job (jobs/recommend) both load
+  these factors, so both leave out what a customer reviewed in any of the three, and neither shows a
+  customer a product they have already reviewed.
+- ranking.json (contract.layout.RANKING, fm.ranking.choose_popularity_weight): the popularity weight of
+  the top-N ranking, chosen on the validation rows. Each validation row's product is ranked for its
+  customer among the products the customer did not review in train (FM was trained without the
+  validation rows: they are held out), with popularity counted on the train rows only; grid
+  fm.ranking.POPULARITY_WEIGHTS, metric NDCG@10; at most `ranking_customers` customers, a seeded sample.
+- cold_start.json (contract.layout.COLD_START, fm.coldstart.choose_shrinkage): the cold start's shrinkage,
+  chosen on the validation rows. Each validation row's product is treated as new: its title's vector (from
+  the title table) finds its `neighbours` nearest known titles, its own title left out (and with it every
+  product of that title); the neighbours' average item, shrunk by their similarity mass, predicts the row's
+  rating (clipped to the rating range). Beside the choice: the grid and the RMSE of the customer's own side
+  alone (what the shrinkage must not lose to) on the same rows. This is leave-one-out on known products:
+  their titles' vectors were trained on corpora that held them, and FM's neighbours were trained with
+  their reviews; it is a proxy for a truly new product. The local twin measures the real thing on
+  products held out of training entirely (local/pipeline/cold_start.py).
+
+cold_start.json and ranking.json go first, then fm/ with factors.json last: a reader that finds
+factors.json finds every file of the step complete. Bad input is a ServingDataError naming the file.
+
+The Lambda needs numpy (the layer the shims use). At the notebook's scale (120k customers x 58k products x
+256 factors, 4M train rows) bench/export_factors.py measures its time and memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import io
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, cast
+
+import numpy as np
+import numpy.typing as npt
+
+from contract import layout
+from contract.index import INDEX_FILES, ServingIndex, parse_index, title_token
+from fm.artifact import read_fm_artifact
+from fm.coldstart import ALPHAS, Shrinkage, ShrinkageChoice, choose_shrinkage
+from fm.factors import (
+    FACTORS_MANIFEST,
+    Named,
+    ReviewedProducts,
+    ServingFactors,
+    Source,
+    build_factors,
+    combine_reviewed,
+    factors_files,
+    reviewed_products,
+)
+from fm.ranking import (
+    RANKING_CUSTOMERS,
+    PopularityWeightChoice,
+    Ranking,
+    choose_popularity_weight,
+    held_out,
+)
+from fm.recordio import SparseRecords, read_sparse_records
+from fm.topn import select_largest
+from lambdas.kit import settings as kit_settings
+from lambdas.kit import storage
+from lambdas.kit.errors import ServingDataError, ServingError, StorageNotFoundError
+from lambdas.kit.invocation import lambda_handler
+from lambdas.kit.logs import LOGGER
+from lambdas.kit.settings import integer, variable
+from lambdas.serving.vectors import TitleTable, parse_title_table
+
+__all__ = [
+    "DEFAULT_NEIGHBOURS",
+    "ExportSettings",
+    "Writer",
+    "export_serving_data",
+    "folder_writer",
+    "handler",
+    "title_neighbours",
+]
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+Writer = Callable[[str, bytes | bytearray], None]
+"""Writes one file: (path inside the run, e.g. "serving/fm/items.npy", contents)."""
+Input = Source | Named
+DEFAULT_NEIGHBOURS = 10
+"""The shims' serving_neighbours default (cdk.json)."""
+NEIGHBOUR_QUERY_CHUNK = 256
+"""Titles searched at once: a (256, titles) float32 similarity matrix, 58 MB for 58,000 titles."""
+SAMPLE_SEED = 0
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+
+
+@contextlib.contextmanager
+def _naming(name: str | None) -> Iterator[None]:
+    """ValueError (and the shims' RunUnreadableError) inside -> ServingDataError naming the file: `name`
+    unless the message names it (None: the messages name their shards)."""
+    try:
+        yield
+    except ServingDataError:
+        raise
+    except (ValueError, ServingError) as exc:
+        message = str(exc)
+        named = name is None or name in message
+        raise ServingDataError(message if named else f"{name}: {message}") from None
+
+
+def _named(entry: Input, group: str, number: int) -> tuple[str, Source]:
+    if isinstance(entry, tuple):
+        return entry
+    return (str(entry) if isinstance(entry, Path | str) else f"{group} shard {number}"), entry
+
+
+def _read_whole(source: Source) -> bytes:
+    if isinstance(source, bytes):
+        return source
+    if isinstance(source, Path | str):
+        return Path(source).read_bytes()
+    return source.read()
+
+
+def _small_shards(shards: Iterable[Input], group: str) -> list[tuple[str, bytes]]:
+    """A small group of shards (validation, test) read whole: each is used twice."""
+    out = []
+    for number, entry in enumerate(shards):
+        name, source = _named(entry, group, number)
+        with _naming(name):
+            out.append((name, _read_whole(source)))
+    return out
+
+
+def _records(shards: Sequence[tuple[str, bytes]], feature_dim: int) -> SparseRecords:
+    """The rows of several shards as one set (a shard's errors name it)."""
+    parts = []
+    for name, data in shards:
+        with _naming(name):
+            part = read_sparse_records(io.BytesIO(data))
+            if part.labels.shape[0] and part.feature_dim != feature_dim:
+                raise ValueError(f"feature_dim {part.feature_dim:,}, the index's is {feature_dim:,}")
+        parts.append(part)
+    offsets = np.cumsum([0] + [int(p.indptr[-1]) for p in parts[:-1]])
+    return SparseRecords(
+        indptr=np.concatenate(
+            [np.zeros(1, np.int64)] + [p.indptr[1:] + o for p, o in zip(parts, offsets, strict=True)]
+        ),
+        indices=np.concatenate([np.zeros(0, np.int64)] + [p.indices for p in parts]),
+        values=np.concatenate([np.zeros(0, np.float32)] + [p.values for p in parts]),
+        labels=np.concatenate([np.zeros(0, np.float32)] + [p.labels for p in parts]),
+        feature_dim=feature_dim,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- cold start
+
+
+def title_neighbours(
+    index: ServingIndex, titles: TitleTable, products: I64, k: int
+) -> tuple[I64, F64, npt.NDArray[np.bool_]]:
+    """For each product row, its title's k nearest known titles as the shim finds them: the k most similar
+    by the cosine of the title table's vectors (ties by table row), then those of positive similarity that
+    are titles of the index's products; its own title left out. Returns (rows (P, k), -1 where none;
+    similarities (P, k), 0 where none; whether the product's title has a vector at all).
+
+    TitleTable.nearest's answer, for many titles at once: NEIGHBOUR_QUERY_CHUNK titles per matrix product
+    and fm.topn.select_largest's block selection instead of a sort per title."""
+    count = products.shape[0]
+    rows = np.full((count, k), -1, np.int64)
+    sims = np.zeros((count, k), np.float64)
+    table_rows = np.array(
+        [titles.rows.get(title_token(index.product_titles[int(p)]), -1) for p in products], np.int64
+    )
+    # Table row -> the index's product row of that title (-1: not an index title, never a neighbour).
+    product_of = np.array([index.title_rows.get(token, -1) for token in titles.tokens], np.int64)
+    wanted = np.flatnonzero(table_rows >= 0)
+    for lo in range(0, wanted.shape[0], NEIGHBOUR_QUERY_CHUNK):
+        chunk = wanted[lo : lo + NEIGHBOUR_QUERY_CHUNK]
+        own = table_rows[chunk]
+        scores = titles.matrix[own] @ titles.matrix.T  # (chunk, titles)
+        scores[np.arange(chunk.shape[0]), own] = -np.inf
+        best = select_largest(scores, k)  # (chunk, k) table rows, -1 past the last one above -inf
+        safe = np.where(best >= 0, best, 0)
+        similarity = np.take_along_axis(scores, safe, axis=1).astype(np.float64)
+        kept = (best >= 0) & (similarity > 0) & (product_of[safe] >= 0)
+        rows[chunk] = np.where(kept, product_of[safe], -1)
+        sims[chunk] = np.where(kept, similarity, 0.0)
+    return rows, sims, table_rows >= 0
+
+
+def _choose_cold_start(
+    factors: ServingFactors,
+    index: ServingIndex,
+    titles: TitleTable,
+    validation: SparseRecords,
+    neighbours: int,
+) -> dict[str, Any]:
+    held = held_out(validation, factors.features)
+    products, position = np.unique(held.products, return_inverse=True)
+    rows, sims, has_vector = title_neighbours(index, titles, products, neighbours)
+    usable = has_vector[position]
+    evidence: dict[str, Any] = {
+        "neighbours": neighbours,
+        "validation_rows": held.size,
+        "rows_without_title_vector": int(np.count_nonzero(~usable)),
+        "method": (
+            "leave-one-out on known products: each validation row's product treated as new, its own title "
+            "left out of its neighbours; its title's vector was trained with it, so this is a proxy for a "
+            "truly new product"
+        ),
+    }
+    if not usable.any():
+        fallback = Shrinkage(alpha=ALPHAS[-1], min_similarity=0.0)
+        reason = "no validation row's product has a title vector: the customer's own side alone"
+        return fallback.to_json(chosen_on="default", reason=reason, rows=0, **evidence)
+    take = np.flatnonzero(usable)
+    choice: ShrinkageChoice = choose_shrinkage(
+        factors,
+        customers=held.customers[take],
+        times=held.times[take],
+        neighbour_rows=rows[position[take]],
+        similarities=sims[position[take]],
+        actual=held.ratings[take],
+        rating_range=index.rating_range,
+    )
+    return {
+        **choice.to_json(),
+        **evidence,
+        "rows_without_neighbour": int(np.count_nonzero(~(sims[position[take]] > 0).any(axis=1))),
+        "never_loses": choice.rmse <= choice.base_rmse,
+    }
+
+
+# ---------------------------------------------------------------------------------------------- ranking
+
+
+def _choose_ranking(
+    factors: ServingFactors,
+    train: ReviewedProducts,
+    validation: SparseRecords,
+    customers: int | None,
+    seed: int,
+) -> tuple[dict[str, Any], PopularityWeightChoice | None]:
+    if validation.labels.shape[0] == 0:
+        reason = "the validation shard has no rows: FM's score alone"
+        return Ranking(0.0).to_json(chosen_on="default", reason=reason, rows=0), None
+    # The same parameters; the reviewed products and popularity of the train rows alone.
+    train_factors = dataclasses.replace(
+        factors,
+        reviewed_indptr=train.indptr,
+        reviewed_indices=train.indices,
+        popularity=train.popularity,
+        reviewed_rows=train.rows,
+    )
+    choice = choose_popularity_weight(train_factors, validation, customers=customers, seed=seed)
+    return {**choice.to_json(), "popularity": "train rows"}, choice
+
+
+# ---------------------------------------------------------------------------------------------- the step
+
+
+def folder_writer(run_folder: Path) -> Writer:
+    """A Writer into a local run folder: each file replaced atomically (written beside, then renamed)."""
+
+    def write(path: str, data: bytes | bytearray) -> None:
+        target = run_folder / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.partial")
+        partial.write_bytes(data)
+        os.replace(partial, target)
+
+    return write
+
+
+def export_serving_data(
+    *,
+    model: Input,
+    index: ServingIndex,
+    train: Iterable[Input],
+    validation: Iterable[Input],
+    test: Iterable[Input],
+    titles: TitleTable,
+    output: Path | Writer,
+    neighbours: int = DEFAULT_NEIGHBOURS,
+    ranking_customers: int | None = RANKING_CUSTOMERS,
+    seed: int = SAMPLE_SEED,
+) -> dict[str, Any]:
+    """The step (see the module docstring). Sources are paths, bytes or binary streams, each alone or as
+    (name, source): the name is what an error says. `train` is read once, in order (an iterator may open
+    each shard as it is reached); validation and test are read whole. `output` is the run's folder, or a
+    Writer taking paths inside the run. Returns the step's summary (the choices, counts, files, timings)."""
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        timings[name] = round(time.perf_counter() - started - sum(timings.values()), 3)
+
+    features = index.features
+    model_name, model_source = _named(model, "model", 0)
+    with _naming(model_name):
+        params = read_fm_artifact(model_source)
+    lap("read_model")
+    with _naming(None):
+        train_reviewed = reviewed_products(
+            (_named(entry, "train", number) for number, entry in enumerate(train)), features
+        )
+    validation_shards = _small_shards(validation, "validation")
+    test_shards = _small_shards(test, "test")
+    validation_name = ", ".join(name for name, _ in validation_shards) or layout.VALIDATION
+    with _naming(validation_name):
+        validation_reviewed = reviewed_products(validation_shards, features)
+    with _naming(None):
+        test_reviewed = reviewed_products(test_shards, features)
+    validation_rows = _records(validation_shards, features.feature_dim)
+    del validation_shards, test_shards
+    lap("read_shards")
+    every = combine_reviewed([train_reviewed, validation_reviewed, test_reviewed], features)
+    with _naming(model_name):
+        factors = build_factors(params, features, every)
+    del params, every
+    lap("build_factors")
+    with _naming(validation_name):
+        ranking, ranking_choice = _choose_ranking(
+            factors, train_reviewed, validation_rows, ranking_customers, seed
+        )
+    lap("choose_popularity_weight")
+    with _naming(validation_name):
+        cold_start = _choose_cold_start(factors, index, titles, validation_rows, neighbours)
+    lap("choose_shrinkage")
+
+    write = folder_writer(output) if isinstance(output, Path) else output
+    if isinstance(output, Path):
+        (output / layout.SERVING_FACTORS_MANIFEST).unlink(missing_ok=True)  # first out, last in
+    written: list[str] = []
+    for path, document in ((layout.COLD_START, cold_start), (layout.RANKING, ranking)):
+        write(path, (json.dumps(document, indent=1, allow_nan=False) + "\n").encode("utf-8"))
+        written.append(path)
+    manifest: dict[str, Any] = {}
+    for name, data in factors_files(factors):
+        write(layout.SERVING_FACTORS + name, data)
+        written.append(layout.SERVING_FACTORS + name)
+        if name == FACTORS_MANIFEST:
+            manifest = json.loads(data)
+    lap("write")
+    return {
+        "customers": factors.num_customers,
+        "products": factors.num_products,
+        "factors": factors.num_factors,
+        "reviewed_rows": {
+            "train": train_reviewed.rows,
+            "validation": validation_reviewed.rows,
+            "test": test_reviewed.rows,
+        },
+        "reviewed_pairs": manifest["reviewed_pairs"],
+        "ranking": _ranking_summary(ranking, ranking_choice),
+        "cold_start": {
+            name: cold_start[name]
+            for name in ("alpha", "min_similarity", "rows", "rmse", "base_rmse", "chosen_on")
+            if name in cold_start
+        },
+        "files": written,
+        "timings_s": timings,
+    }
+
+
+def _ranking_summary(document: dict[str, Any], choice: PopularityWeightChoice | None) -> dict[str, Any]:
+    summary = {"popularity_weight": document["popularity_weight"], "rows": document["rows"]}
+    if choice is not None:
+        summary[choice.metric] = choice.table[choice.weight][choice.metric]
+        if 0.0 in choice.table:
+            summary["fm_alone"] = choice.table[0.0][choice.metric]
+        summary["most_popular"] = choice.most_popular[choice.metric]
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------- the Lambda
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """The function's environment."""
+
+    neighbours: int = variable("NEIGHBOURS", integer(1, 100), default=str(DEFAULT_NEIGHBOURS))
+    """Title neighbours of a cold start: the shims' serving_neighbours."""
+    ranking_customers: int = variable(
+        "RANKING_CUSTOMERS", integer(1, 10_000_000), default=str(RANKING_CUSTOMERS)
+    )
+    """Validation customers the popularity weight is chosen on (a seeded sample when there are more)."""
+
+
+@functools.cache
+def settings() -> ExportSettings:
+    """Read once per container; ConfigError names a missing or malformed variable."""
+    return kit_settings.load(ExportSettings)
+
+
+def _uri_event(event: object) -> tuple[str, str]:
+    names = ("model_artifact_uri", "run_uri")
+    if not isinstance(event, dict):
+        raise ServingDataError(f"event must be an object with {' and '.join(names)}")
+    values = []
+    for name in names:
+        value = event.get(name)
+        if not isinstance(value, str) or not _is_uri(value):
+            raise ServingDataError(
+                f"event.{name} is {value!r}: an s3://bucket/key or file:///path URI is required"
+            )
+        values.append(value)
+    return values[0], values[1]
+
+
+def _is_uri(text: str) -> bool:
+    try:
+        storage.split_uri(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _read(uri: str) -> bytes:
+    try:
+        return storage.read_bytes(uri)
+    except StorageNotFoundError:
+        raise ServingDataError(f"{uri}: missing") from None
+
+
+def shard_uris(run_uri: str, folder: str) -> list[str]:
+    """The shards of one prep channel: every file directly in the folder whose name does not start with
+    "." (as the local trainer reads a channel), by name; ServingDataError when there is none."""
+    prefix = layout.under(run_uri, folder)
+    uris = [uri for uri in storage.list_files(prefix) if not uri.rsplit("/", 1)[-1].startswith(".")]
+    if not uris:
+        raise ServingDataError(f"{prefix}: no shards (expected the prep job's RecordIO files)")
+    return uris
+
+
+def _streams(uris: Sequence[str]) -> Iterator[tuple[str, BinaryIO]]:
+    """Each shard opened when it is reached and closed when the reader moves on."""
+    for uri in uris:
+        with contextlib.closing(storage.open_stream(uri)) as stream:
+            yield uri, cast(BinaryIO, stream)
+
+
+def _upload(run_uri: str) -> Writer:
+    def write(path: str, data: bytes | bytearray) -> None:
+        kind = "application/json" if path.endswith(".json") else "application/octet-stream"
+        storage.write_bytes(layout.under(run_uri, path), data, content_type=kind)
+
+    return write
+
+
+def export_run(model_artifact_uri: str, run_uri: str, config: ExportSettings) -> dict[str, Any]:
+    """The step on a run's URI (s3:// or file://): inputs fetched, serving/ uploaded."""
+    index_uri = layout.under(run_uri, layout.INDEX)
+    with _naming(index_uri):
+        index = parse_index(*(_read(layout.under(index_uri, name)) for name in INDEX_FILES))
+    serving_uri = layout.under(run_uri, layout.SERVING)
+    with _naming(serving_uri):
+        titles = parse_title_table(
+            *(_read(layout.under(serving_uri, name)) for name in layout.TITLE_TABLE_FILES)
+        )
+    shards = {
+        folder: shard_uris(run_uri, folder) for folder in (layout.TRAIN, layout.VALIDATION, layout.TEST)
+    }
+    try:
+        model_stream = storage.open_stream(model_artifact_uri)
+    except StorageNotFoundError:
+        raise ServingDataError(f"{model_artifact_uri}: missing") from None
+    try:
+        summary = export_serving_data(
+            model=(model_artifact_uri, cast(BinaryIO, model_stream)),
+            index=index,
+            train=_streams(shards[layout.TRAIN]),
+            validation=_streams(shards[layout.VALIDATION]),
+            test=_streams(shards[layout.TEST]),
+            titles=titles,
+            output=_upload(run_uri),
+            neighbours=config.neighbours,
+            ranking_customers=config.ranking_customers,
+        )
+    except StorageNotFoundError as exc:  # a shard listed a moment ago is gone
+        raise ServingDataError(str(exc)) from None
+    finally:
+        model_stream.close()
+    return {"serving_uri": serving_uri, **summary}
+
+
+@lambda_handler
+def handler(event: Any, _context: object) -> dict[str, Any]:
+    """Pipeline Lambda: {"model_artifact_uri", "run_uri"} -> the step's summary; every other path is the
+    run's (contract.layout): prep/index/, prep/train/, prep/validation/, prep/test/ and serving/'s title
+    table in, serving/fm/, serving/ranking.json and serving/cold_start.json out."""
+    model_artifact_uri, run_uri = _uri_event(event)
+    summary = export_run(model_artifact_uri, run_uri, settings())
+    LOGGER.info(
+        "exported the serving data",
+        extra={
+            "run_uri": run_uri,
+            "popularity_weight": summary["ranking"]["popularity_weight"],
+            "cold_start": summary["cold_start"],
+            "timings_s": summary["timings_s"],
+        },
+    )
+    return summary

@@ -1,0 +1,398 @@
+"""The serving-data export on the hand-made run of tests/fm/topn_support.py (every figure worked out there and
+below), in a folder, through a writer, and through the Lambda handler on file:// and on moto's S3."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import numpy as np
+import pytest
+from moto import mock_aws
+
+from contract import layout
+from contract.features import TimeTransform
+from contract.index import ServingIndex, index_files, parse_index
+from fm.artifact import FmParameters, write_fm_artifact
+from fm.coldstart import Shrinkage
+from fm.factors import FACTORS_FILES, load_factors
+from fm.ranking import Ranking
+from lambdas.kit import clients
+from lambdas.kit.errors import ConfigError, LoftrecError, ServingDataError
+from lambdas.pipeline import export_factors
+from lambdas.pipeline.export_factors import export_serving_data, title_neighbours
+from lambdas.serving.vectors import TitleTable, parse_title_table
+from tests.fm.topn_support import (
+    FEATURES,
+    TEST_ROWS,
+    TRAIN_ROWS,
+    VALIDATION_ROWS,
+    factors,
+    random_parameters,
+    shard,
+    title_table_files,
+    write_export_run,
+)
+
+NDCG_SECOND = 1 / math.log2(3)  # the held-out product second of two
+SERVING_FILES = [
+    layout.COLD_START,
+    layout.RANKING,
+    *(layout.SERVING_FACTORS + name for name in FACTORS_FILES),
+]
+
+
+def titles(without: str | None = None) -> TitleTable:
+    files = title_table_files(without)
+    return parse_title_table(*(files[name] for name in layout.TITLE_TABLE_FILES))
+
+
+def channel(run: Path, folder: str) -> list[Path]:
+    return sorted((run / folder).iterdir())
+
+
+def export(run: Path, index: ServingIndex, **overrides: Any) -> dict[str, Any]:
+    arguments: dict[str, Any] = {
+        "model": run / "fm" / "model.tar.gz",
+        "index": index,
+        "train": channel(run, layout.TRAIN),
+        "validation": channel(run, layout.VALIDATION),
+        "test": channel(run, layout.TEST),
+        "titles": titles(),
+        "output": run,
+        "neighbours": 2,
+    }
+    arguments.update(overrides)
+    return export_serving_data(**arguments)
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> tuple[Path, ServingIndex]:
+    folder = tmp_path / "runs" / "r1"
+    return folder, write_export_run(folder)
+
+
+# ---------------------------------------------------------------------------------------------- the function
+
+
+def test_the_factors_exclude_and_count_every_prep_row(run: tuple[Path, ServingIndex]) -> None:
+    folder, index = run
+    summary = export(folder, index)
+    served = load_factors(folder / layout.SERVING_FACTORS, features=index.features)
+    # Train: C1 P3, P0; C2 P1, P0 (twice). Validation: C1 P1, C2 P3. Test: C1 P2.
+    assert served.reviewed(0).tolist() == [0, 1, 2, 3]
+    assert served.reviewed(1).tolist() == [0, 1, 3]
+    assert served.popularity.tolist() == [3, 2, 1, 2]
+    assert served.reviewed_rows == len(TRAIN_ROWS) + len(VALIDATION_ROWS) + len(TEST_ROWS) == 8
+    np.testing.assert_array_equal(served.items, factors().items)  # the model's parameters, laid out
+    np.testing.assert_array_equal(served.customers, factors().customers)
+    assert summary["reviewed_rows"] == {"train": 5, "validation": 2, "test": 1}
+    assert summary["reviewed_pairs"] == 7
+    assert summary["files"] == SERVING_FILES  # factors.json last
+
+
+def test_the_popularity_weight_is_chosen_on_validation_among_products_not_reviewed_in_train(
+    run: tuple[Path, ServingIndex],
+) -> None:
+    folder, index = run
+    summary = export(folder, index)
+    ranking = json.loads((folder / layout.RANKING).read_text())
+    # Train popularity P0 3, P1 1, P2 0, P3 1. At t 0, C1 (train: P0, P3) holds out P1 among P1, P2:
+    # P1 3.7 + w log 2 vs P2 4.05, first once w > 0.505. C2 (train: P0, P1) holds out P3 among P2, P3:
+    # P3 1.75 + w log 2 vs P2 3.3, first once w > 2.236. So NDCG@10: both second up to 0.5, C1 first from
+    # 0.75 to 2, both first from 3 (the smallest of the equals). Counting the validation rows in the
+    # popularity (P1 2, P3 2, P2 0 + the test review 1) would move both thresholds and choose 5.
+    grid = {entry["weight"]: entry["ndcg@10"] for entry in ranking["grid"]}
+    assert grid[0.0] == grid[0.5] == pytest.approx(NDCG_SECOND)
+    assert grid[0.75] == grid[2.0] == pytest.approx((1 + NDCG_SECOND) / 2)
+    assert grid[3.0] == grid[10.0] == 1.0
+    assert Ranking.from_json((folder / layout.RANKING).read_bytes()) == Ranking(3.0)
+    assert ranking["chosen_on"] == "validation"
+    assert (ranking["metric"], ranking["rows"], ranking["validation_rows"]) == ("ndcg@10", 2, 2)
+    assert ranking["most_popular"] == {"recall@10": 1.0, "ndcg@10": 1.0}  # P1 over P2, P3 over P2
+    assert ranking["versus"]["fm_alone"]["mean"] == pytest.approx(1 - NDCG_SECOND)
+    assert summary["ranking"] == {
+        "popularity_weight": 3.0,
+        "rows": 2,
+        "ndcg@10": 1.0,
+        "fm_alone": pytest.approx(NDCG_SECOND),
+        "most_popular": 1.0,
+    }
+
+
+def test_title_neighbours_leave_the_products_own_title_out(run: tuple[Path, ServingIndex]) -> None:
+    _, index = run
+    # one (0.6, 0.8): two 0.96, three 0.8, zero 0.6. three (0, 1): one 0.8, two 0.6, zero 0 (not kept).
+    rows, sims, has_vector = title_neighbours(index, titles(), np.array([1, 3]), 3)
+    assert rows.tolist() == [[2, 3, 0], [1, 2, -1]]
+    np.testing.assert_allclose(sims, [[0.96, 0.8, 0.6], [0.8, 0.6, 0.0]], atol=1e-6)
+    assert has_vector.tolist() == [True, True]
+
+
+def test_title_neighbours_are_what_the_shims_title_search_answers() -> None:
+    rng = np.random.default_rng(3)
+    count, dim = 700, 6
+    product_titles = [f"Title {i}" for i in range(count)]
+    vectors = rng.standard_normal((count, dim)).astype(np.float32)
+    vectors[5] = vectors[4]  # a tie: the lower table row first
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    # The table lacks title 7 (no vector) and holds a title that is no product's.
+    tokens = [f"title-{i}" for i in range(count) if i != 7] + ["not-a-product"]
+    matrix = np.concatenate([np.delete(vectors, 7, axis=0), vectors[:1]])
+    table = TitleTable(tokens=tokens, matrix=matrix, rows={t: n for n, t in enumerate(tokens)})
+    files = index_files(
+        customer_ids=["C1"],
+        first_review_days=[0],
+        product_ids=[f"P{i}" for i in range(count)],
+        titles=product_titles,
+        time_transform=TimeTransform(100),
+        global_mean=4.0,
+    )
+    index = parse_index(files["index.json"], files["customers.tsv"], files["products.tsv"])
+    products = np.arange(count)
+    rows, sims, has_vector = title_neighbours(index, table, products, 10)
+    assert has_vector.tolist() == [p != 7 for p in range(count)]
+    for p in products.tolist():
+        if p == 7:
+            assert rows[p].tolist() == [-1] * 10
+            continue
+        token = f"title-{p}"
+        (answer,) = table.nearest([table.matrix[table.rows[token]]], 10, exclude=[token])
+        expected = [(index.title_rows[t], s) for t, s in answer if s > 0 and t in index.title_rows]
+        got = [(int(r), float(s)) for r, s in zip(rows[p], sims[p], strict=True) if r >= 0]
+        assert [r for r, _ in got] == [r for r, _ in expected], p
+        np.testing.assert_allclose([s for _, s in got], [s for _, s in expected], atol=1e-6)
+
+
+def test_the_shrinkage_is_chosen_on_validation_rows_treated_as_new(run: tuple[Path, ServingIndex]) -> None:
+    folder, index = run
+    summary = export(folder, index)
+    document = json.loads((folder / layout.COLD_START).read_text())
+    # C1 on P1 (rated 4): base 3.5; neighbours P2 (0.96, w + <v_C1, v> = 0.55) and P3 (0.8, 1.0): mass 1.76,
+    # item (0.96 * 0.55 + 0.8) / 1.76 = 0.7545. C2 on P3 (rated 3): base 2.75; P1 (0.8, 0.7) and P2 (0.6,
+    # 0.55). At min_similarity 0.8 C2 keeps P1 alone: mass 0.8, item 0.7. alpha 1: C1 3.5 + 1.76 / 2.76 *
+    # 0.7545 = 3.9812, C2 2.75 + 0.8 / 1.8 * 0.7 = 3.0611: RMSE 0.04522, the grid's lowest. The customer's
+    # own side alone: errors 0.5 and 0.25, RMSE 0.39528.
+    assert Shrinkage.from_json((folder / layout.COLD_START).read_bytes()) == Shrinkage(1.0, 0.8)
+    assert document["rmse"] == pytest.approx(0.045219, abs=1e-6)
+    assert document["base_rmse"] == pytest.approx(math.sqrt((0.5**2 + 0.25**2) / 2))
+    assert document["never_loses"] is True
+    assert (document["rows"], document["validation_rows"], document["neighbours"]) == (2, 2, 2)
+    assert document["rows_without_title_vector"] == document["rows_without_neighbour"] == 0
+    assert len(document["grid"]) == 45  # 9 alphas x 5 minimum similarities
+    full = next(g for g in document["grid"] if g["alpha"] == 0 and g["min_similarity"] == 0)
+    errors = (3.5 + (0.96 * 0.55 + 0.8 * 1.0) / 1.76 - 4, 2.75 + (0.8 * 0.7 + 0.6 * 0.55) / 1.4 - 3)
+    assert full["rmse"] == pytest.approx(math.hypot(*errors) / math.sqrt(2), abs=1e-6)  # float32 vectors
+    assert "leave-one-out" in document["method"]
+    assert summary["cold_start"]["alpha"] == 1.0
+
+
+def test_a_product_whose_title_has_no_vector_is_left_out_of_the_shrinkage(
+    run: tuple[Path, ServingIndex],
+) -> None:
+    folder, index = run
+    export(folder, index, titles=titles(without="three"))
+    document = json.loads((folder / layout.COLD_START).read_text())
+    assert (document["rows"], document["rows_without_title_vector"]) == (1, 1)
+
+
+def test_an_empty_validation_shard_gives_the_cautious_defaults(run: tuple[Path, ServingIndex]) -> None:
+    folder, index = run
+    summary = export(folder, index, validation=[("empty.rio", shard([]))])
+    ranking = json.loads((folder / layout.RANKING).read_text())
+    cold_start = json.loads((folder / layout.COLD_START).read_text())
+    assert (ranking["popularity_weight"], ranking["chosen_on"], ranking["rows"]) == (0.0, "default", 0)
+    assert Shrinkage.from_json(json.dumps(cold_start)).alpha == 1e9  # the customer's own side alone
+    assert cold_start["chosen_on"] == "default"
+    assert summary["reviewed_rows"]["validation"] == 0
+
+
+def test_a_writer_gets_the_same_files_in_order_factors_json_last(run: tuple[Path, ServingIndex]) -> None:
+    folder, index = run
+    export(folder, index)
+    written: list[tuple[str, bytes]] = []
+    export(folder, index, output=lambda path, data: written.append((path, bytes(data))))
+    assert [path for path, _ in written] == SERVING_FILES
+    for path, data in written:
+        assert (folder / path).read_bytes() == data, path
+
+
+def test_the_choices_are_the_same_from_bytes_and_streams(run: tuple[Path, ServingIndex]) -> None:
+    folder, index = run
+    export(folder, index)
+    expected = {path: (folder / path).read_bytes() for path in SERVING_FILES}
+    written: dict[str, bytes] = {}
+    export(
+        folder,
+        index,
+        model=("model", io.BytesIO((folder / "fm" / "model.tar.gz").read_bytes())),
+        train=[("train", io.BytesIO(p.read_bytes())) for p in channel(folder, layout.TRAIN)],
+        validation=[p.read_bytes() for p in channel(folder, layout.VALIDATION)],
+        test=[io.BytesIO(p.read_bytes()) for p in channel(folder, layout.TEST)],
+        output=lambda path, data: written.update({path: bytes(data)}),
+    )
+    assert written == expected
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+
+
+def test_a_damaged_validation_shard_is_one_error_naming_it(run: tuple[Path, ServingIndex]) -> None:
+    folder, index = run
+    bad = folder / layout.VALIDATION / "part-00000.rio"
+    bad.write_bytes(b"not a RecordIO file")
+    with pytest.raises(ServingDataError, match=f"^{re.escape(str(bad))}: "):
+        export(folder, index)
+
+
+def test_two_validation_rows_of_one_customer_are_an_error_naming_the_shard(
+    run: tuple[Path, ServingIndex],
+) -> None:
+    folder, index = run
+    (folder / layout.VALIDATION / "part-00000.rio").write_bytes(shard([(0, 1, 0.0), (0, 2, 0.0)]))
+    with pytest.raises(
+        ServingDataError, match=re.escape("part-00000.rio: a customer has more than one held-out row")
+    ):
+        export(folder, index)
+
+
+def test_a_model_of_another_run_is_an_error_naming_the_model(run: tuple[Path, ServingIndex]) -> None:
+    folder, index = run
+    other = folder / "fm" / "other.tar.gz"
+    params: FmParameters = random_parameters(type(FEATURES)(3, 4), 2, seed=1)
+    write_fm_artifact(other, params, {"predictor_type": "regressor"})
+    with pytest.raises(ServingDataError, match=f"^{re.escape(str(other))}: the model has feature_dim 8"):
+        export(folder, index, model=other)
+    (folder / "fm" / "empty.tar.gz").write_bytes(b"")
+    with pytest.raises(ServingDataError, match=re.escape("empty.tar.gz: not an FM model artifact")):
+        export(folder, index, model=folder / "fm" / "empty.tar.gz")
+
+
+def test_a_train_shard_of_another_index_is_an_error_naming_it(run: tuple[Path, ServingIndex]) -> None:
+    folder, index = run
+    wide = type(FEATURES)(3, 4)
+    with pytest.raises(
+        ServingDataError, match="^" + re.escape("train shard 0: feature_dim 8, the index's is 7")
+    ):
+        export(folder, index, train=[shard([(0, 0, 0.0)], wide)])
+
+
+# ---------------------------------------------------------------------------------------------- the Lambda
+
+
+@pytest.fixture
+def lambda_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("NEIGHBOURS", "2")
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    export_factors.settings.cache_clear()
+    yield
+    export_factors.settings.cache_clear()
+
+
+def expected_files(tmp_path: Path) -> dict[str, bytes]:
+    """The files the function writes into a folder for the hand-made run."""
+    reference = tmp_path / "reference"
+    export(reference, write_export_run(reference))
+    return {path: (reference / path).read_bytes() for path in SERVING_FILES}
+
+
+@pytest.mark.usefixtures("lambda_environment")
+def test_the_handler_on_a_file_uri_writes_what_the_function_writes(
+    run: tuple[Path, ServingIndex], tmp_path: Path
+) -> None:
+    folder, _ = run
+    event = {
+        "model_artifact_uri": (folder / "fm" / "model.tar.gz").as_uri(),
+        "run_uri": folder.as_uri() + "/",
+    }
+    summary = export_factors.handler(event, None)
+    assert json.loads(json.dumps(summary, allow_nan=False)) == summary  # the state's output is JSON
+    assert summary["serving_uri"] == folder.as_uri() + "/serving/"
+    assert summary["ranking"]["popularity_weight"] == 3.0
+    assert summary["cold_start"]["alpha"] == 1.0
+    for path, data in expected_files(tmp_path).items():
+        assert (folder / path).read_bytes() == data, path
+
+
+@pytest.mark.usefixtures("lambda_environment")
+def test_the_handler_names_what_is_missing_or_malformed(run: tuple[Path, ServingIndex]) -> None:
+    folder, _ = run
+    model, run_uri = (folder / "fm" / "model.tar.gz").as_uri(), folder.as_uri()
+    event = {"model_artifact_uri": model, "run_uri": run_uri}
+    for bad, problem in (
+        ([], "event must be an object with model_artifact_uri and run_uri"),
+        ({"model_artifact_uri": model}, "event.run_uri is None: an s3://bucket/key or file:///path URI"),
+        ({**event, "run_uri": "runs/r1"}, "event.run_uri is 'runs/r1'"),
+        ({**event, "model_artifact_uri": model + ".missing"}, f"{model}.missing: missing"),
+    ):
+        with pytest.raises(ServingDataError, match=f"^{re.escape(problem)}"):
+            export_factors.handler(bad, None)
+    (folder / layout.TEST / "part-00000.rio").rename(folder / layout.TEST / ".part-00000.rio.partial")
+    with pytest.raises(ServingDataError, match=re.escape(f"{run_uri}/prep/test/: no shards")):
+        export_factors.handler(event, None)
+    (folder / layout.SERVING / "titles.json").write_text("{}")
+    with pytest.raises(
+        ServingDataError, match=re.escape(f"{run_uri}/serving/: titles.json: not {{dim, count}}")
+    ):
+        export_factors.handler(event, None)
+    (folder / layout.SERVING / "titles.json").unlink()
+    with pytest.raises(ServingDataError, match=re.escape(f"{run_uri}/serving/titles.json: missing")):
+        export_factors.handler(event, None)
+    (folder / layout.INDEX / "index.json").write_text("[")
+    with pytest.raises(ServingDataError, match=re.escape(f"{run_uri}/prep/index/: index.json: not JSON")):
+        export_factors.handler(event, None)
+    assert issubclass(ServingDataError, LoftrecError)
+    assert not (folder / layout.SERVING_FACTORS_MANIFEST).exists()  # nothing was written
+
+
+def test_a_bad_setting_is_one_line_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEIGHBOURS", "0")
+    export_factors.settings.cache_clear()
+    with pytest.raises(
+        ConfigError, match=re.escape("NEIGHBOURS='0' is not allowed: an integer from 1 to 100")
+    ):
+        export_factors.settings()
+    monkeypatch.delenv("NEIGHBOURS")
+    export_factors.settings.cache_clear()
+    assert export_factors.settings() == export_factors.ExportSettings(neighbours=10, ranking_customers=10_000)
+    export_factors.settings.cache_clear()
+
+
+@pytest.fixture
+def bucket(monkeypatch: pytest.MonkeyPatch, lambda_environment: None) -> Iterator[Any]:
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    clients.client.cache_clear()
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="data")
+        yield s3
+    clients.client.cache_clear()
+
+
+def test_the_handler_on_s3_uploads_what_the_function_writes(
+    bucket: Any, run: tuple[Path, ServingIndex], tmp_path: Path
+) -> None:
+    folder, _ = run
+    for local in sorted(p for p in folder.rglob("*") if p.is_file()):
+        bucket.put_object(Bucket="data", Key=f"runs/r1/{local.relative_to(folder)}", Body=local.read_bytes())
+    event = {"model_artifact_uri": "s3://data/runs/r1/fm/model.tar.gz", "run_uri": "s3://data/runs/r1/"}
+    summary = export_factors.handler(event, None)
+    assert summary["serving_uri"] == "s3://data/runs/r1/serving/"
+    for path, data in expected_files(tmp_path).items():
+        stored = bucket.get_object(Bucket="data", Key=f"runs/r1/{path}")
+        assert stored["Body"].read() == data, path
+        kind = "application/json" if path.endswith(".json") else "application/octet-stream"
+        assert stored["ContentType"] == kind
+    bucket.delete_object(Bucket="data", Key="runs/r1/prep/validation/part-00000.rio")
+    with pytest.raises(ServingDataError, match=re.escape("s3://data/runs/r1/prep/validation/: no shards")):
+        export_factors.handler(event, None)
