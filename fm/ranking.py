@@ -11,11 +11,15 @@ practice. Means come with paired bootstrap intervals: the same resampled custome
 A rating-trained FM ranks products by the rating a customer would give, not by the chance the customer
 chooses them; the standard correction blends the score with log-popularity (fm.topn's popularity_weight),
 its weight chosen on a validation split: each customer's latest train row held out of train
-(validation_split), never the test rows.
+(validation_split), never the test rows. The chosen weight is the run's serving/ranking.json
+(contract.layout.RANKING), written by `PopularityWeight.to_json` and read by `PopularityWeight.from_json`,
+the shims' /recommendations ranking key.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from contract import layout
 from contract.features import NONZEROS_PER_ROW, FeatureLayout
 from fm.factors import ServingFactors
 from fm.recordio import SparseRecords
@@ -30,7 +35,10 @@ from fm.topn import DEFAULT_CHUNK_CUSTOMERS, rank_keys, reviewed_cells
 
 __all__ = [
     "DEFAULT_CUTOFF",
+    "RANKING_FILE",
     "Interval",
+    "PopularityWeight",
+    "RankingFormatError",
     "Ranks",
     "bootstrap_means",
     "choose_popularity_weight",
@@ -49,6 +57,42 @@ DEFAULT_CUTOFF = 10
 BOOTSTRAP_SAMPLES = 1000
 POPULARITY_WEIGHTS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 """The blend weights validation tries: log-popularity spans about 0..7 and FM's scores a few stars."""
+RANKING_FILE = layout.RANKING.removeprefix(layout.SERVING)
+RANKING_SCHEMA_VERSION = 1
+
+
+class RankingFormatError(ValueError):
+    """ranking.json is not as `PopularityWeight.to_json` writes it; the message names the field."""
+
+
+@dataclass(frozen=True)
+class PopularityWeight:
+    """The run's top-N ranking key: FM's score + popularity_weight log(1 + reviews) (fm.topn)."""
+
+    popularity_weight: float
+
+    def to_json(self, **evidence: Any) -> dict[str, Any]:
+        """ranking.json's document; `evidence` (how the weight was chosen) is kept beside it, unread."""
+        return {
+            "schema_version": RANKING_SCHEMA_VERSION,
+            "popularity_weight": self.popularity_weight,
+            **evidence,
+        }
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> PopularityWeight:
+        try:
+            document = json.loads(raw)
+        except ValueError as exc:
+            raise RankingFormatError(f"{RANKING_FILE}: not JSON ({exc})") from None
+        if not isinstance(document, dict) or document.get("schema_version") != RANKING_SCHEMA_VERSION:
+            raise RankingFormatError(f"{RANKING_FILE}: schema_version is not {RANKING_SCHEMA_VERSION}")
+        value = document.get("popularity_weight")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise RankingFormatError(f"{RANKING_FILE}: popularity_weight is {value!r}, not a number")
+        if value < 0:
+            raise RankingFormatError(f"{RANKING_FILE}: popularity_weight is {value!r}, below 0")
+        return cls(popularity_weight=float(value))
 
 
 @dataclass(frozen=True)
