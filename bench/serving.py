@@ -221,7 +221,7 @@ def notebook_fm_serializer_bench(
     """The notebook's fm_serializer (pandas iterrows) against the shims' request building, same batch."""
     import pandas as pd  # type: ignore[import-untyped]  # noqa: PLC0415 (only for the comparison; no stubs)
 
-    from lambdas.serving.logic import fm_instance  # noqa: PLC0415
+    from lambdas.serving.endpoints import fm_instance  # noqa: PLC0415
 
     rng = np.random.default_rng(2)
     df = pd.DataFrame(

@@ -1,8 +1,8 @@
 """The real serving shims, run locally: the handlers of lambdas.serving under the environment a Lambda cold
 start gives them, pointed at the local runtime server, and called with API Gateway events.
 
-The handlers are reached through their public entry points only (predict_handler, similar_titles_handler),
-as the Lambda runtime reaches them.
+The handlers are reached through their public entry points only (predict_handler, similar_titles_handler,
+recommendations_handler), as the Lambda runtime reaches them.
 """
 
 from __future__ import annotations
@@ -18,22 +18,30 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
+
 from contract import layout
 from contract.algorithms import BLAZINGTEXT, FM
 from contract.documents import RunMetrics, run_record
-from contract.index import ServingIndex, load_index
+from contract.index import ServingIndex, load_index, title_token
+from fm.coldstart import Shrinkage, choose_shrinkage
+from fm.factors import build_and_write, load_factors
+from fm.ranking import PopularityWeight, choose_popularity_weight, held_out, validation_split
 from fm.recordio import SparseRecords
 from lambdas.kit.logs import apply_log_level
+from lambdas.serving.vectors import parse_title_table
+from local.fm import MODEL_FILE, read_shards
 from local.pipeline import PipelineError
 from local.pipeline.records import RowKeys, row_keys
 from local.progress import Progress
 from local.runtime_server import RuntimeServer
-from stacks.config import Config
+from stacks.config import Config, default_context, load_config
 
 __all__ = [
     "MODEL_OUTPUTS",
     "call",
     "deploy_models",
+    "export_serving_files",
     "predict_in_batches",
     "request_items",
     "sample_requests",
@@ -109,16 +117,88 @@ MODEL_OUTPUTS = {FM: layout.FM_OUTPUT, BLAZINGTEXT: layout.BLAZINGTEXT_OUTPUT}
 """Where each model's training job leaves what its endpoint serves, in a run folder."""
 
 
+def _shards(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def export_serving_files(run_folder: Path, *, neighbours: int) -> None:
+    """serving/fm/ (FM's factors, every review of train and test), serving/ranking.json and
+    serving/cold_start.json of a run whose steps wrote none, as the shims need them.
+
+    Both choices are made on fm.ranking's validation split of the train rows (each customer's latest train
+    review), with the run's own model: the popularity weight by NDCG@10 (choose_popularity_weight), the
+    shrinkage by RMSE (choose_shrinkage) with each validation product's title treated as new (its
+    `neighbours` nearest other known titles in the title table). The model has seen those rows, so both
+    lean toward trusting FM; a run that holds validation rows out of training chooses on them instead.
+    """
+    if (run_folder / layout.SERVING_FACTORS_MANIFEST).is_file():
+        return
+    index = load_index(run_folder / layout.INDEX)
+    features = index.features
+    build_and_write(
+        model=run_folder / layout.FM_OUTPUT / MODEL_FILE,
+        features=features,
+        shards=[*_shards(run_folder / layout.TRAIN), *_shards(run_folder / layout.TEST)],
+        output=run_folder / layout.SERVING_FACTORS,
+    )
+    factors = load_factors(run_folder / layout.SERVING_FACTORS, features=features)
+    validation_rows = validation_split(read_shards(run_folder / layout.TRAIN), features, index.product_ids)[1]
+    validation = held_out(validation_rows, features)
+    order = np.argsort(row_keys(validation_rows, features).customer, kind="stable")  # held_out's order
+    weight, table = (
+        (0.0, {}) if not validation.customers.size else choose_popularity_weight(factors, validation)
+    )
+    ranking = PopularityWeight(weight).to_json(
+        chosen_on="validation split of train", rows=int(validation.customers.size), metrics_by_weight=table
+    )
+    (run_folder / layout.RANKING).write_text(json.dumps(ranking, indent=1))
+
+    titles = parse_title_table(
+        *((run_folder / layout.SERVING / name).read_bytes() for name in layout.TITLE_TABLE_FILES)
+    )
+    tokens = [title_token(index.product_titles[int(p)]) for p in validation.products]
+    queries = [(n, vector) for n, token in enumerate(tokens) if (vector := titles.vector(token)) is not None]
+    usable = [n for n, _ in queries]
+    found = titles.nearest([vector for _, vector in queries], neighbours, exclude=[tokens[n] for n in usable])
+    rows = np.full((len(usable), neighbours), -1, np.int64)
+    similarities = np.zeros((len(usable), neighbours))
+    for place, pairs in enumerate(found):
+        for j, (token, similarity) in enumerate(pairs):
+            rows[place, j], similarities[place, j] = index.title_rows.get(token, -1), similarity
+    if usable:
+        document = choose_shrinkage(
+            factors,
+            customers=validation.customers[usable],
+            times=validation.times[usable],
+            neighbour_rows=rows,
+            similarities=similarities,
+            actual=validation_rows.labels[order][usable],
+            rating_range=index.rating_range,
+        ).to_json()
+    else:
+        document = Shrinkage(alpha=1e9, min_similarity=0.0).to_json(chosen_on="no validation rows", rows=0)
+    (run_folder / layout.COLD_START).write_text(json.dumps(document, indent=1))
+
+
 def deploy_models(server: RuntimeServer, run_folder: Path, endpoints: Mapping[str, str]) -> None:
-    """Serve the run's two models on the local runtime under the given endpoint names (by model key)."""
+    """Serve the run's two models on the local runtime under the given endpoint names (by model key), and
+    the serving files the shims read beside the title table (export_serving_files) when the run has none."""
+    export_serving_files(run_folder, neighbours=load_config(default_context()).serving_neighbours)
     for model, output in MODEL_OUTPUTS.items():
         server.add_endpoint(endpoints[model], run_folder / output)
+
+
+ROUTES = {
+    "predictions": "predict_handler",
+    "similar-titles": "similar_titles_handler",
+    "recommendations": "recommendations_handler",
+}
 
 
 def call(handlers: ModuleType, route: str, body: dict[str, Any]) -> dict[str, Any]:
     """POST /<route> through its handler, as API Gateway's proxy integration calls it; PipelineError names
     the status and the message of an answer other than 200."""
-    handler = handlers.predict_handler if route == "predictions" else handlers.similar_titles_handler
+    handler = getattr(handlers, ROUTES[route])
     event = {"httpMethod": "POST", "path": f"/{route}", "body": json.dumps(body), "requestContext": {}}
     response = handler(event, None)
     answer: dict[str, Any] = json.loads(response["body"])
