@@ -4,18 +4,16 @@ table, FM's factors (serving/fm/), the cold start's shrinkage (serving/cold_star
 popularity weight (serving/ranking.json). A run that lacks one of them, or holds one that is malformed or
 belongs to another run, is unreadable (503 run_unreadable, naming the file).
 
-FM's factors are read into memory from S3 (the files side by side, the arrays views of the bytes), or mapped
-from a local run's files (file://, the local twin: pages load as they are used).
+FM's factors are read into memory from S3 (each file in byte ranges fetched side by side, the arrays views of
+the bytes), or mapped from a local run's files (file://, the local twin: pages load as they are used).
 """
 
 from __future__ import annotations
 
-import contextvars
 import dataclasses
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from contract import layout
@@ -47,12 +45,12 @@ def _read(uri: str) -> bytes:
         raise RunUnreadableError(f"the deployed run has no {uri}") from None
 
 
-def _read_all(uris: list[str]) -> list[bytes]:
-    """The files side by side (each S3 GET waits on the network, not on the CPU), in order; each thread
-    runs in a copy of the caller's context (its log keys)."""
-    with ThreadPoolExecutor(max_workers=len(uris), thread_name_prefix="run-files") as pool:
-        reads = [pool.submit(contextvars.copy_context().run, _read, uri) for uri in uris]
-        return [read.result() for read in reads]
+def _read_large(uri: str) -> memoryview:
+    """A large file's bytes, read-only (the arrays that view them must not change)."""
+    try:
+        return memoryview(storage.read_large(uri)).toreadonly()
+    except StorageNotFoundError:
+        raise RunUnreadableError(f"the deployed run has no {uri}") from None
 
 
 def load_factors_at(folder_uri: str, index: ServingIndex) -> ServingFactors:
@@ -65,7 +63,8 @@ def load_factors_at(folder_uri: str, index: ServingIndex) -> ServingFactors:
                 if not Path(storage.split_uri(uri)[2]).is_file():
                     raise RunUnreadableError(f"the deployed run has no {uri}")
             return load_factors(Path(path), features=index.features, mmap=True)
-        files = dict(zip(FACTORS_FILES, _read_all(uris), strict=True))
+        # One file after the other, each in byte ranges side by side (storage.read_large).
+        files = {name: _read_large(uri) for name, uri in zip(FACTORS_FILES, uris, strict=True)}
         return parse_factors(files, features=index.features)
     except FactorsFormatError as exc:
         raise RunUnreadableError(f"the deployed run's FM factors ({folder_uri}): {exc}") from None
