@@ -1,6 +1,7 @@
-"""loftrec's Lambda functions share one shape: Python on arm64, one code asset (lambdas/ and the run contract,
-under the import paths they have in the repository), Powertools for logs and metrics from a layer, X-Ray on, a
-log group with retention. `python_function` is that shape; the constructs add what differs.
+"""loftrec's Lambda functions share one shape: Python on arm64, one code asset (lambdas/, the run contract and
+fm/ with FM's formats and math, under the import paths they have in the repository), Powertools for logs and
+metrics from a layer, X-Ray on, a log group with retention. `python_function` is that shape; the constructs
+add what differs.
 
 The layers hold what the Lambda runtime lacks, unpacked by `make install` from the pinned wheels for the
 runtime's platform (Python 3.14, arm64): Powertools (with typing_extensions) for every function, numpy for the
@@ -21,7 +22,7 @@ from stacks.nag import acknowledge
 
 ROOT = Path(__file__).resolve().parent.parent
 # The asset holds these folders of the repository and nothing else (Docker ignore-file semantics).
-LAMBDA_ASSET_FOLDERS = ("lambdas", "contract")
+LAMBDA_ASSET_FOLDERS = ("lambdas", "contract", "fm")
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 LAYERS = ROOT / "build" / "layers"
 # The package each layer must hold (under python/), and what it is for.

@@ -154,7 +154,7 @@ def _records(shards: Sequence[tuple[str, bytes]], feature_dim: int) -> SparseRec
             if part.labels.shape[0] and part.feature_dim != feature_dim:
                 raise ValueError(f"feature_dim {part.feature_dim:,}, the index's is {feature_dim:,}")
         parts.append(part)
-    offsets = np.cumsum([0] + [int(p.indptr[-1]) for p in parts[:-1]])
+    offsets = np.cumsum([0] + [int(p.indptr[-1]) for p in parts])[: len(parts)]  # none for no shard
     return SparseRecords(
         indptr=np.concatenate(
             [np.zeros(1, np.int64)] + [p.indptr[1:] + o for p, o in zip(parts, offsets, strict=True)]

@@ -1,20 +1,32 @@
-"""The run that serves now: the deployed-run record, re-read at most every TTL seconds, and the run's index
-and title table, loaded once per run_id and kept warm for as long as that run is deployed."""
+"""The run that serves now: the deployed-run record, re-read at most every TTL seconds, and what the run
+serves from, loaded once per run_id and kept warm for as long as that run is deployed: its index, its title
+table, FM's factors (serving/fm/), the cold start's shrinkage (serving/cold_start.json) and the ranking's
+popularity weight (serving/ranking.json). A run that lacks one of them, or holds one that is malformed or
+belongs to another run, is unreadable (503 run_unreadable, naming the file).
+
+FM's factors are read into memory from S3 (each file in byte ranges fetched side by side, the arrays views of
+the bytes), or mapped from a local run's files (file://, the local twin: pages load as they are used).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from contract import layout
 from contract.documents import RecordFormatError, RunRecord, parse_run_record
-from contract.index import INDEX_FILES, IndexFormatError, parse_index
+from contract.index import INDEX_FILES, IndexFormatError, ServingIndex, parse_index
+from fm.coldstart import ColdStartFormatError, Shrinkage
+from fm.factors import FACTORS_FILES, FactorsFormatError, ServingFactors, load_factors, parse_factors
+from fm.ranking import Ranking, RankingFormatError
 from lambdas.kit import storage
 from lambdas.kit.errors import NotDeployedError, RunUnreadableError, StorageNotFoundError
 from lambdas.kit.logs import LOGGER
 
-from .logic import DeployedRun
+from .deployed import DeployedRun
 from .vectors import parse_title_table
 
 
@@ -33,8 +45,33 @@ def _read(uri: str) -> bytes:
         raise RunUnreadableError(f"the deployed run has no {uri}") from None
 
 
+def _read_large(uri: str) -> memoryview:
+    """A large file's bytes, read-only (the arrays that view them must not change)."""
+    try:
+        return memoryview(storage.read_large(uri)).toreadonly()
+    except StorageNotFoundError:
+        raise RunUnreadableError(f"the deployed run has no {uri}") from None
+
+
+def load_factors_at(folder_uri: str, index: ServingIndex) -> ServingFactors:
+    """serving/fm/ of a run, checked against its index: mapped from a local folder, or read into memory."""
+    uris = [layout.under(folder_uri, name) for name in FACTORS_FILES]
+    scheme, _, path = storage.split_uri(folder_uri)
+    try:
+        if scheme == "file":
+            for uri in uris:
+                if not Path(storage.split_uri(uri)[2]).is_file():
+                    raise RunUnreadableError(f"the deployed run has no {uri}")
+            return load_factors(Path(path), features=index.features, mmap=True)
+        # One file after the other, each in byte ranges side by side (storage.read_large).
+        files = {name: _read_large(uri) for name, uri in zip(FACTORS_FILES, uris, strict=True)}
+        return parse_factors(files, features=index.features)
+    except FactorsFormatError as exc:
+        raise RunUnreadableError(f"the deployed run's FM factors ({folder_uri}): {exc}") from None
+
+
 def load_run(record: RunRecord) -> DeployedRun:
-    """Read and parse the run's index and title table (the slow part: done once per run_id)."""
+    """Read and parse what the run serves from (the slow part: done once per run_id)."""
     try:
         index = parse_index(*(_read(layout.under(record["index_uri"], name)) for name in INDEX_FILES))
     except IndexFormatError as exc:
@@ -42,7 +79,23 @@ def load_run(record: RunRecord) -> DeployedRun:
     titles = parse_title_table(
         *(_read(layout.under(record["title_table_uri"], name)) for name in layout.TITLE_TABLE_FILES)
     )
-    return DeployedRun(run_id=record["run_id"], endpoints=record["endpoints"], index=index, titles=titles)
+    run_uri = record["run_uri"]
+    factors = load_factors_at(layout.under(run_uri, layout.SERVING_FACTORS), index)
+    _ = factors.log_popularity, factors.popular_rows  # computed once here, not in a request
+    try:
+        shrinkage = Shrinkage.from_json(_read(layout.under(run_uri, layout.COLD_START)))
+        ranking = Ranking.from_json(_read(layout.under(run_uri, layout.RANKING)))
+    except (ColdStartFormatError, RankingFormatError) as exc:
+        raise RunUnreadableError(f"the deployed run's {exc}") from None
+    return DeployedRun(
+        run_id=record["run_id"],
+        endpoints=record["endpoints"],
+        index=index,
+        titles=titles,
+        factors=factors,
+        shrinkage=shrinkage,
+        popularity_weight=ranking.popularity_weight,
+    )
 
 
 class CurrentRun:
@@ -105,15 +158,11 @@ class CurrentRun:
                             "customers": self._run.index.num_customers,
                             "products": self._run.index.num_products,
                             "titles": len(self._run.titles.tokens),
+                            "factors": self._run.factors.num_factors,
                         },
                     },
                 )
             elif self._run.endpoints != record["endpoints"]:
-                self._run = DeployedRun(
-                    run_id=record["run_id"],
-                    endpoints=record["endpoints"],
-                    index=self._run.index,
-                    titles=self._run.titles,
-                )
+                self._run = dataclasses.replace(self._run, endpoints=record["endpoints"])
             self._checked_at = now
             return self._run

@@ -1,8 +1,8 @@
 """The real serving shims, run locally: the handlers of lambdas.serving under the environment a Lambda cold
 start gives them, pointed at the local runtime server, and called with API Gateway events.
 
-The handlers are reached through their public entry points only (predict_handler, similar_titles_handler),
-as the Lambda runtime reaches them.
+The handlers are reached through their public entry points only (predict_handler, similar_titles_handler,
+recommendations_handler), as the Lambda runtime reaches them.
 """
 
 from __future__ import annotations
@@ -24,16 +24,20 @@ from contract.documents import RunMetrics, run_record
 from contract.index import ServingIndex, load_index
 from fm.recordio import SparseRecords
 from lambdas.kit.logs import apply_log_level
+from lambdas.pipeline.export_factors import export_serving_data
+from lambdas.serving.vectors import parse_title_table
+from local.fm import MODEL_FILE
 from local.pipeline import PipelineError
 from local.pipeline.records import RowKeys, row_keys
 from local.progress import Progress
 from local.runtime_server import RuntimeServer
-from stacks.config import Config
+from stacks.config import Config, default_context, load_config
 
 __all__ = [
     "MODEL_OUTPUTS",
     "call",
     "deploy_models",
+    "export_serving_files",
     "predict_in_batches",
     "request_items",
     "sample_requests",
@@ -109,16 +113,51 @@ MODEL_OUTPUTS = {FM: layout.FM_OUTPUT, BLAZINGTEXT: layout.BLAZINGTEXT_OUTPUT}
 """Where each model's training job leaves what its endpoint serves, in a run folder."""
 
 
+def _shards(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def export_serving_files(run_folder: Path, *, neighbours: int) -> None:
+    """The "Export FM factors" step on a local run, as the state machine runs it in the cloud
+    (lambdas.pipeline.export_factors): serving/fm/, serving/ranking.json and serving/cold_start.json, both
+    choices made on the run's validation shard. A run that has them already is left as it is."""
+    if (run_folder / layout.SERVING_FACTORS_MANIFEST).is_file():
+        return
+    titles = parse_title_table(
+        *((run_folder / layout.SERVING / name).read_bytes() for name in layout.TITLE_TABLE_FILES)
+    )
+    validation = run_folder / layout.VALIDATION
+    export_serving_data(
+        model=run_folder / layout.FM_OUTPUT / MODEL_FILE,
+        index=load_index(run_folder / layout.INDEX),
+        train=_shards(run_folder / layout.TRAIN),
+        validation=_shards(validation) if validation.is_dir() else [],
+        test=_shards(run_folder / layout.TEST),
+        titles=titles,
+        output=run_folder,
+        neighbours=neighbours,
+    )
+
+
 def deploy_models(server: RuntimeServer, run_folder: Path, endpoints: Mapping[str, str]) -> None:
-    """Serve the run's two models on the local runtime under the given endpoint names (by model key)."""
+    """Serve the run's two models on the local runtime under the given endpoint names (by model key), and
+    the serving files the shims read beside the title table (export_serving_files) when the run has none."""
+    export_serving_files(run_folder, neighbours=load_config(default_context()).serving_neighbours)
     for model, output in MODEL_OUTPUTS.items():
         server.add_endpoint(endpoints[model], run_folder / output)
+
+
+ROUTES = {
+    "predictions": "predict_handler",
+    "similar-titles": "similar_titles_handler",
+    "recommendations": "recommendations_handler",
+}
 
 
 def call(handlers: ModuleType, route: str, body: dict[str, Any]) -> dict[str, Any]:
     """POST /<route> through its handler, as API Gateway's proxy integration calls it; PipelineError names
     the status and the message of an answer other than 200."""
-    handler = handlers.predict_handler if route == "predictions" else handlers.similar_titles_handler
+    handler = getattr(handlers, ROUTES[route])
     event = {"httpMethod": "POST", "path": f"/{route}", "body": json.dumps(body), "requestContext": {}}
     response = handler(event, None)
     answer: dict[str, Any] = json.loads(response["body"])

@@ -197,3 +197,32 @@ def test_validation_takes_each_customers_latest_train_review_as_prep_takes_the_t
     assert triples(rest) == [(0, 3, 0.0), (0, 1, 0.5), (1, 1, 0.0), (2, 2, 0.1), (2, 2, 0.9)]
     with pytest.raises(ValueError, match=re.escape("3 product ids for 4 products")):
         validation_split(train, features, product_ids[:3])
+
+
+def test_the_chosen_weight_round_trips_through_ranking_json_with_its_evidence() -> None:
+    document = Ranking(0.5).to_json(chosen_on="validation", cutoff=10)
+    assert document == {
+        "schema_version": 1,
+        "popularity_weight": 0.5,
+        "chosen_on": "validation",
+        "cutoff": 10,
+    }
+    assert Ranking.from_json(json.dumps(document)) == Ranking(0.5)
+    assert Ranking.from_json(b'{"schema_version": 1, "popularity_weight": 2}') == Ranking(2.0)
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ("[", "ranking.json: not JSON"),
+        (b"\xff", "ranking.json: not JSON"),
+        ('{"popularity_weight": 1}', "ranking.json: schema_version is not 1"),
+        ('{"schema_version": 1}', "ranking.json: popularity_weight is None, not a number"),
+        ('{"schema_version": 1, "popularity_weight": true}', "popularity_weight is True, not a number"),
+        ('{"schema_version": 1, "popularity_weight": NaN}', "popularity_weight is nan, not a number"),
+        ('{"schema_version": 1, "popularity_weight": -0.5}', "popularity_weight is -0.5, below 0"),
+    ],
+)
+def test_a_malformed_ranking_file_names_the_field(document: str | bytes, message: str) -> None:
+    with pytest.raises(RankingFormatError, match=re.escape(message)):
+        Ranking.from_json(document)

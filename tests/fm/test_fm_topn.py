@@ -29,7 +29,7 @@ from fm.topn import (
     time_values,
     top_n_batch,
 )
-from lambdas.serving.logic import fm_instance, time_feature
+from lambdas.serving.endpoints import fm_instance
 from local.runtime_server import RuntimeServer
 from tests.fm.topn_support import (
     FEATURES,
@@ -285,7 +285,7 @@ def test_top_n_scores_are_what_the_fm_endpoint_answers(
         top = recommend(f, index, customer_id, date, k=8)
         key = index.customer_keys.get(customer_id)
         # The request the predictions shim builds for each (customer, product, date).
-        feature = time_feature(index, key, date)
+        feature = time_value(index, key, epoch_day(date))
         instances = [fm_instance(index, key, int(row), feature) for row in top.rows]
         np.testing.assert_allclose(top.scores, _endpoint_scores(client, instances), rtol=0, atol=1e-4)
         assert top.fallback is (key is None)
@@ -297,7 +297,7 @@ def test_the_best_products_are_the_endpoints_best(
     client, index, f = served_run
     date = dt.date(2014, 3, 1)
     for key, customer_id in enumerate(index.customer_ids):
-        feature = time_feature(index, key, date)
+        feature = time_value(index, key, epoch_day(date))
         candidates = sorted(set(range(index.num_products)) - set(f.reviewed(key).tolist()))
         scores = _endpoint_scores(client, [fm_instance(index, key, row, feature) for row in candidates])
         best = [candidates[i] for i in np.argsort(-np.array(scores), kind="stable")[:5]]

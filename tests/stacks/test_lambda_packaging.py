@@ -89,7 +89,7 @@ def test_every_handler_imports_from_its_asset_and_layers_alone(
     assert len(functions) == 7
     (asset,) = {f["Properties"]["Code"]["S3Key"].removesuffix(".zip") for f in functions}  # one code asset
     root = folder / assets["files"][asset]["source"]["path"]
-    assert sorted(p.name for p in root.iterdir()) == ["contract", "lambdas"]
+    assert sorted(p.name for p in root.iterdir()) == ["contract", "fm", "lambdas"]
     assert not list(root.rglob("__pycache__"))
     runtime = _link_packages(tmp_path / "runtime", RUNTIME_PACKAGES)
     for function in functions:

@@ -144,3 +144,42 @@ def test_a_listing_of_a_missing_bucket_is_storage_not_found(s3: Any) -> None:
 def test_a_local_path_that_is_a_file_lists_nothing(tmp_path: Path) -> None:
     (tmp_path / "x").write_bytes(b"")
     assert storage.list_files((tmp_path / "x").as_uri()) == []
+
+
+def test_a_large_object_is_read_in_byte_ranges_whole_and_in_order(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(storage, "PART_BYTES", 1000)
+    data = bytes(range(256)) * 41 + b"tail"  # 10,500 bytes: 11 ranges, the last of 500
+    s3.put_object(Bucket=BUCKET, Key="big", Body=data)
+    s3.put_object(Bucket=BUCKET, Key="small", Body=b"abc")
+    s3.put_object(Bucket=BUCKET, Key="empty", Body=b"")
+    ranges: list[str] = []
+    versions: set[str | None] = set()
+    get_object = clients.client("s3").get_object
+
+    def recording(**params: Any) -> Any:
+        ranges.append(params["Range"])
+        if params["Range"] != "bytes=0-999":
+            versions.add(params.get("IfMatch"))
+        return get_object(**params)
+
+    monkeypatch.setattr(clients.client("s3"), "get_object", recording)
+
+    assert storage.read_large(f"s3://{BUCKET}/big", connections=3) == data
+    assert sorted(ranges, key=lambda r: int(r.split("=")[1].split("-")[0])) == [
+        f"bytes={start}-{min(start + 1000, len(data)) - 1}" for start in range(0, len(data), 1000)
+    ]
+    # Every later range of the version the first one read: a newer upload cannot be mixed in.
+    assert versions == {s3.head_object(Bucket=BUCKET, Key="big")["ETag"]}
+    assert storage.read_large(f"s3://{BUCKET}/small") == b"abc"
+    assert storage.read_large(f"s3://{BUCKET}/empty") == b""
+    with pytest.raises(StorageNotFoundError, match="nothing at s3://"):
+        storage.read_large(f"s3://{BUCKET}/missing")
+
+
+def test_a_large_local_file_is_read_whole(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"x" * 5000)
+    assert storage.read_large((tmp_path / "f").as_uri()) == b"x" * 5000
+    with pytest.raises(StorageNotFoundError):
+        storage.read_large((tmp_path / "missing").as_uri())

@@ -396,3 +396,10 @@ def test_the_handler_on_s3_uploads_what_the_function_writes(
     bucket.delete_object(Bucket="data", Key="runs/r1/prep/validation/part-00000.rio")
     with pytest.raises(ServingDataError, match=re.escape("s3://data/runs/r1/prep/validation/: no shards")):
         export_factors.handler(event, None)
+
+
+def test_no_validation_shard_reads_as_no_rows() -> None:
+    from lambdas.pipeline.export_factors import _records  # noqa: PLC0415 -- the helper under test
+
+    records = _records([], feature_dim=7)
+    assert records.labels.shape == (0,) and records.indptr.tolist() == [0]

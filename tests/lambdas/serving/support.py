@@ -1,5 +1,7 @@
 """Hand-made runs for the serving tests: a tiny index, a hand-chosen FM model, a FastText model trained on a
-hand-made corpus, the exported title table and the deployed-run record, all in the agreed formats."""
+hand-made corpus, the exported title table, FM's serving factors (from a hand-made train shard), the cold
+start's shrinkage, the ranking's popularity weight and the deployed-run record, all in the agreed formats and
+written with the functions the pipeline writes them with."""
 
 from __future__ import annotations
 
@@ -23,8 +25,13 @@ import numpy as np
 import pytest
 
 from contract import index as contract_index
+from contract import layout
 from contract.documents import run_record
-from contract.features import TimeTransform
+from contract.features import FeatureLayout, TimeTransform
+from fm.coldstart import Shrinkage
+from fm.factors import build_and_write
+from fm.ranking import Ranking
+from fm.recordio import write_sparse_records
 from lambdas.serving.title_table import export_title_table
 from local.fm import FmParameters, save_model
 from local.runtime_server import BlazingTextModel, RuntimeServer
@@ -51,6 +58,20 @@ PRODUCTS = [  # product_id, title (row i is feature key len(CUSTOMERS) + i)
 N, M = len(CUSTOMERS), len(PRODUCTS)
 FEATURE_DIM = N + M + 1
 TIME_KEY = FEATURE_DIM - 1
+REVIEWS = [  # the reviews the run knows of (its train shard): what each customer reviewed, and popularity
+    ("C1", "P-SH1"),
+    ("C1", "P-IMG"),
+    ("C2", "P-SH1"),
+    ("C2", "P-SH2"),
+    ("C3", "P-SH1"),
+    ("C3", "P-KK1"),
+    ("C4", "P-DA1"),
+]
+REVIEW_COUNTS = {"P-SH1": 3, "P-SH2": 1, "P-IMG": 1, "P-KK1": 1, "P-DA1": 1}  # every other product: 0
+SHRINKAGE = Shrinkage(alpha=1.0, min_similarity=0.65)
+"""serving/cold_start.json: lambda = S / (S + 1), neighbours below a cosine of 0.65 left out."""
+POPULARITY_WEIGHT = 0.5
+"""serving/ranking.json: top-N's key is FM's score + 0.5 log(1 + reviews)."""
 TIME_TRANSFORM = {"kind": "log1p_ratio", "scale_days": 1000}  # min(1, log1p(days) / log1p(1000))
 SERIES = [
     ["sherlock-season-1", "sherlock-season-2", "sherlock-season-3", "the-imitation-game"],
@@ -164,11 +185,42 @@ def word_vector(word: str) -> np.ndarray:
     return np.asarray(blazingtext_model().vectors[word], dtype=np.float64)
 
 
+def customer_key(customer_id: str) -> int:
+    return [c for c, _ in CUSTOMERS].index(customer_id)
+
+
+def write_train_shard(path: Path) -> None:
+    """prep's RecordIO rows of REVIEWS: keys (user, item, time), values (1, 1, 0), label 4."""
+    keys = [k for c, p in REVIEWS for k in (customer_key(c), product_key(p), TIME_KEY)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as f:
+        indptr = np.arange(0, 3 * len(REVIEWS) + 1, 3)
+        values = [1.0, 1.0, 0.0] * len(REVIEWS)
+        write_sparse_records(f, indptr, keys, values, np.full(len(REVIEWS), 4.0), FEATURE_DIM)
+
+
+def write_serving_fm(run: Path) -> None:
+    """serving/fm/ (the factors of fm/model.tar.gz, REVIEWS as the reviewed sets), serving/cold_start.json
+    (SHRINKAGE) and serving/ranking.json (POPULARITY_WEIGHT), as the export step writes them."""
+    shard = run / layout.TRAIN / "part-00000.rio"
+    write_train_shard(shard)
+    build_and_write(
+        model=run / layout.FM_OUTPUT / "model.tar.gz",
+        features=FeatureLayout(N, M),
+        shards=[shard],
+        output=run / layout.SERVING_FACTORS,
+    )
+    (run / layout.COLD_START).write_text(json.dumps(SHRINKAGE.to_json(chosen_on="hand")))
+    (run / layout.RANKING).write_text(json.dumps(Ranking(POPULARITY_WEIGHT).to_json()))
+
+
 def write_run(root: Path, run_id: str, *, w0: float = 3.0) -> Path:
-    """runs/<run_id>/ with prep/index/, fm/model.tar.gz, blazingtext/ and the exported serving/ table."""
+    """runs/<run_id>/ with prep/index/, prep/train/, fm/model.tar.gz, blazingtext/, the exported serving/
+    table and serving/fm/, cold_start.json and ranking.json."""
     run = root / "runs" / run_id
     write_index(run / "prep" / "index")
     save_model(run / "fm", FmParameters(*fm_parameters(w0)), {"predictor_type": "regressor"})
+    write_serving_fm(run)
     source = trained_blazingtext()
     (run / "blazingtext").mkdir()
     for name in ("vectors.bin", "vectors.txt"):
@@ -282,6 +334,10 @@ class World:
     def similar(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         event = api_event(body, path="/similar-titles")
         return answer(self.handlers.similar_titles_handler(event, None))
+
+    def recommend(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        event = api_event(body, path="/recommendations")
+        return answer(self.handlers.recommendations_handler(event, None))
 
 
 @contextlib.contextmanager

@@ -10,8 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contract import layout
+from contract.features import FeatureLayout
+from fm.factors import build_and_write
 from local.fm import FmParameters, save_model
 from tests.lambdas.serving.support import (
+    M,
+    N,
     World,
     answer,
     api_event,
@@ -145,6 +150,9 @@ def test_a_new_run_record_is_picked_up_after_the_ttl(tmp_path: Path, monkeypatch
         status, body = world.similar({"titles": ["Sherlock Season 5"]})
         assert body["run_id"] == "run-b"
         assert len(world.server.received("loftrec-bt-run-b")) == 1
+        status, body = world.recommend({"customer_id": "C4", "k": 1, "date": "2010-01-01"})
+        assert (status, body["run_id"]) == (200, "run-b")
+        assert body["recommendations"][0]["rating"] == pytest.approx(2.75)  # run-b's factors: w0 2 + w_IMG
 
 
 def test_a_run_record_pointing_at_missing_files_is_a_503(world: World) -> None:
@@ -203,3 +211,78 @@ def test_an_unreadable_record_keeps_the_loaded_run_serving(
         assert warning["level"] == "WARNING"
         assert warning["message"] == "run record unreadable, serving the loaded run"
         assert "IsADirectoryError" in warning["traceback"]
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("serving/fm/items.npy", "the deployed run has no file://{run}/serving/fm/items.npy"),
+        ("serving/fm/factors.json", "the deployed run has no file://{run}/serving/fm/factors.json"),
+        ("serving/cold_start.json", "the deployed run has no file://{run}/serving/cold_start.json"),
+        ("serving/ranking.json", "the deployed run has no file://{run}/serving/ranking.json"),
+    ],
+)
+def test_a_run_without_its_factors_shrinkage_or_ranking_is_a_503_naming_the_file(
+    world: World, path: str, message: str
+) -> None:
+    (world.run / path).unlink()  # before the first request: nothing is loaded yet
+
+    for status, body in (world.predict(KNOWN_PAIR), world.recommend({"customer_id": "C1"})):
+        assert (status, body["error"]["code"]) == (503, "run_unreadable")
+        assert body["error"]["message"] == message.format(run=world.run.resolve())
+
+
+@pytest.mark.parametrize(
+    ("path", "content", "message"),
+    [
+        (
+            "serving/cold_start.json",
+            '{"schema_version": 1, "alpha": -1, "min_similarity": 0}',
+            "the deployed run's cold_start.json: alpha is -1, below 0.0",
+        ),
+        (
+            "serving/ranking.json",
+            '{"schema_version": 1, "popularity_weight": "high"}',
+            "the deployed run's ranking.json: popularity_weight is 'high', not a number",
+        ),
+        (
+            "serving/fm/items.npy",
+            "not an array",
+            "the deployed run's FM factors (file://{run}/serving/fm/): items.npy: not a .npy file",
+        ),
+    ],
+)
+def test_a_malformed_serving_file_is_a_503_naming_it(
+    world: World, path: str, content: str, message: str
+) -> None:
+    (world.run / path).write_text(content)
+
+    status, body = world.recommend({"customer_id": "C1"})
+
+    assert (status, body["error"]["code"]) == (503, "run_unreadable")
+    assert body["error"]["message"].startswith(message.format(run=world.run.resolve())), body
+
+
+def test_factors_of_another_run_are_refused(world: World, tmp_path: Path) -> None:
+    """Factors for another index (one product fewer) than the run's: a 503 that says so."""
+    other = tmp_path / "other"
+    build_and_write(
+        model=_other_model(other),
+        features=FeatureLayout(N, M - 1),
+        shards=[],
+        output=world.run / layout.SERVING_FACTORS,
+    )
+
+    status, body = world.predict(KNOWN_PAIR)
+
+    assert (status, body["error"]["code"]) == (503, "run_unreadable")
+    assert body["error"]["message"].endswith(
+        "factors.json: the factors are for 4 customers and 9 products, the index has 4 and 10: "
+        "they come from different runs"
+    )
+
+
+def _other_model(folder: Path) -> Path:
+    dim = N + M  # one product fewer than the run's index
+    model = FmParameters(1.0, np.zeros(dim, np.float32), np.zeros((dim, 2), np.float32))
+    return save_model(folder, model, {"predictor_type": "regressor"})

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from tests.lambdas.serving.support import (
+    SHRINKAGE,
     TIME_KEY,
     World,
     cosine,
     days,
     deployed_world,
-    fm_dense_score,
     fm_parameters,
     product_key,
     time_feature,
@@ -119,7 +119,27 @@ def _expected_cold_start(title_word: str) -> list[tuple[str, float]]:
     return [(p, s) for s, p in ranked if s > 0]
 
 
-def test_cold_start_title_blends_the_fm_ratings_of_its_nearest_known_titles(world: World) -> None:
+def _fm_space(
+    customer: int | None, neighbours: list[tuple[str, float]], t: float
+) -> tuple[float, float, float]:
+    """(customer side, the kept neighbours' average item, their similarity mass) from the FM parameters:
+    w0 + w_u + t (w_t + <v_u, v_t>) and sum_j weight_j (w_j + <v_u, v_j> + t <v_j, v_t>), the neighbours
+    at or above SHRINKAGE.min_similarity weighted by similarity / mass."""
+    w0, w, v = (np.asarray(a, np.float64) for a in fm_parameters())
+    v_u = v[customer] if customer is not None else np.zeros(v.shape[1])
+    w_u = w[customer] if customer is not None else 0.0
+    side = float(w0 + w_u + t * (w[TIME_KEY] + v_u @ v[TIME_KEY]))
+    kept = [(product_key(p), s) for p, s in neighbours if s >= SHRINKAGE.min_similarity]
+    mass = sum(s for _, s in kept)
+    item = sum(s / mass * (w[j] + v_u @ v[j] + t * v[j] @ v[TIME_KEY]) for j, s in kept) if kept else 0.0
+    return side, float(item), mass
+
+
+def _shrunk(side: float, item: float, mass: float) -> float:
+    return min(5.0, max(1.0, side + mass / (mass + SHRINKAGE.alpha) * item))
+
+
+def test_cold_start_title_scores_its_neighbours_average_item_in_fms_space(world: World) -> None:
     item = {
         "customer_id": "C1",
         "product_id": "NEW-SH5",
@@ -133,30 +153,34 @@ def test_cold_start_title_blends_the_fm_ratings_of_its_nearest_known_titles(worl
     assert prediction["status"] == "cold_start"
     assert prediction["customer_known"] is True
     assert prediction["title_token"] == "sherlock-season-5"
+    assert prediction["answered_from"] == "title_neighbours"
     expected = _expected_cold_start("sherlock-season-5")
     neighbours = prediction["neighbours"]
     assert [n["product_id"] for n in neighbours] == [p for p, _ in expected]
-    assert {n["title"] for n in neighbours} <= {"sherlock-season-1", "sherlock-season-2", "sherlock-season-3"}
-    assert len({n["title"] for n in neighbours} & {"sherlock-season-1", "sherlock-season-2"}) == 2
+    assert {n["title"] for n in neighbours} == {"sherlock-season-1", "sherlock-season-2", "sherlock-season-3"}
     for neighbour, (_, similarity) in zip(neighbours, expected, strict=True):
         assert neighbour["similarity"] == pytest.approx(similarity, abs=1e-5)
-    total = sum(s for _, s in expected)
-    assert [n["weight"] for n in neighbours] == pytest.approx([s / total for _, s in expected], abs=1e-6)
-    w0, w, v = fm_parameters()
-    t = time_feature(10)
-    ratings = [
-        min(5.0, max(1.0, fm_dense_score(w0, w, v, {0: 1.0, product_key(p): 1.0, TIME_KEY: t})))
-        for p, _ in expected
-    ]
-    assert [n["rating"] for n in neighbours] == pytest.approx(ratings, abs=1e-5)
-    blend = sum(s / total * r for (_, s), r in zip(expected, ratings, strict=True))
-    assert prediction["rating"] == pytest.approx(blend, abs=1e-5)
-    # One BlazingText call for the unseen title, one FM call with the neighbour rows.
+    mass = sum(s for _, s in expected)  # every one at or above min_similarity 0.65 (all near 1)
+    assert [n["weight"] for n in neighbours] == pytest.approx([s / mass for _, s in expected], abs=1e-6)
+    by_product = dict(expected)
+    # By hand, t = log1p(10) / log1p(1000) (10 days after C1's first review):
+    #   C1's side: w0 3 + w_C1 0.5 + t (w_t 0.1 + <v_C1, v_t> 0.5 * 0.1 + 0.1 * 0.2) = 3.5 + 0.17 t
+    #   the neighbours' terms with C1: SH1 0.25 + <(0.5, 0.1), (0.4, -0.2)> 0.18 + t <v_SH1, v_t> 0 = 0.43;
+    #   SH2 0.5; SH3 -0.5 (no factors)
+    t = math.log1p(10) / math.log1p(1000)
+    side = 3.5 + 0.17 * t
+    item_terms = 0.43 * by_product["P-SH1"] + 0.5 * by_product["P-SH2"] - 0.5 * by_product["P-SH3"]
+    shrinkage = mass / (mass + 1.0)  # alpha 1
+    assert prediction["similarity_mass"] == pytest.approx(mass, abs=1e-5)
+    assert prediction["shrinkage"] == pytest.approx(shrinkage, abs=1e-6)
+    assert (prediction["alpha"], prediction["min_similarity"]) == (1.0, 0.65)
+    assert prediction["customer_side"] == pytest.approx(side, abs=1e-6)
+    assert prediction["neighbour_item"] == pytest.approx(item_terms / mass, abs=1e-6)
+    assert prediction["rating"] == pytest.approx(side + shrinkage * item_terms / mass, abs=1e-5)
+    assert prediction["rating"] == pytest.approx(_shrunk(*_fm_space(0, expected, time_feature(10))), abs=1e-5)
+    # One BlazingText call for the unseen title; no FM row: the neighbours are scored from the factors.
     assert world.server.received(world.blazingtext) == [{"instances": ["sherlock-season-5"]}]
-    [request] = world.server.received(world.fm)
-    assert [i["data"]["features"]["keys"] for i in request["instances"]] == [
-        [0, product_key(p), TIME_KEY] for p, _ in expected
-    ]
+    assert world.server.received(world.fm) == []
 
 
 def test_a_mixed_batch_makes_one_call_per_model_and_says_how_each_item_was_answered(world: World) -> None:
@@ -177,20 +201,27 @@ def test_a_mixed_batch_makes_one_call_per_model_and_says_how_each_item_was_answe
     predictions = body["predictions"]
     assert [p["status"] for p in predictions] == ["known", "cold_start", "error", "known", "cold_start"]
     assert [p["product_id"] for p in predictions] == [i["product_id"] for i in items]
-    # Unknown customer and unknown product: item-side cold start (no user key, time feature log1p(0)).
+    # Unknown customer and unknown product: the item side in FM's space (no customer terms, day 0):
+    # w0 + lambda sum_j weight_j w_j.
     assert predictions[1]["customer_known"] is False
-    item_side = [
-        fm_dense_score(*fm_parameters(), {product_key(p): 1.0, TIME_KEY: 0.0})
-        for p, _ in _expected_cold_start("sherlock-season-5")
-    ]
-    assert [n["rating"] for n in predictions[1]["neighbours"]] == pytest.approx(item_side, abs=1e-5)
+    sherlock = _expected_cold_start("sherlock-season-5")
+    side, item, mass = _fm_space(None, sherlock, 0.0)
+    assert side == 3.0
+    assert predictions[1]["rating"] == pytest.approx(_shrunk(side, item, mass), abs=1e-5)
     assert predictions[2]["error"]["code"] == "title_required"
     assert "send its product_title" in predictions[2]["error"]["message"]
     assert "rating" not in predictions[2]
     assert [n["product_id"] for n in predictions[4]["neighbours"]][:2] == ["P-KK1", "P-KK2"] or [
         n["product_id"] for n in predictions[4]["neighbours"]
     ][:2] == ["P-KK2", "P-KK1"]
-    assert len(world.server.received(world.fm)) == 1
+    # C3 today (t = 1), no factors: 3 + 0.1, and only the two Kardashians seasons reach 0.65 (KK1's w -1).
+    kardashians = _expected_cold_start("keeping-up-with-the-kardashians-season-3")
+    assert [n["weight"] > 0 for n in predictions[4]["neighbours"]] == [True, True, False]
+    side, item, mass = _fm_space(2, kardashians, 1.0)
+    assert side == pytest.approx(3.1)
+    assert predictions[4]["rating"] == pytest.approx(_shrunk(side, item, mass), abs=1e-5)
+    [fm_request] = world.server.received(world.fm)
+    assert len(fm_request["instances"]) == 2  # the two known products only
     assert world.server.received(world.blazingtext) == [
         {"instances": ["sherlock-season-5", "keeping-up-with-the-kardashians-season-3"]}
     ]
@@ -212,14 +243,41 @@ def test_unknown_product_with_a_known_title_uses_the_table_without_calling_blazi
         "product_id": "P-IMG",
         "similarity": pytest.approx(1.0, abs=1e-5),
         "weight": pytest.approx(prediction["neighbours"][0]["weight"]),
-        "rating": pytest.approx(min(5.0, fm_dense_score(*fm_parameters(), _c1_img_today())), abs=1e-5),
     }
+    today = dt.datetime.now(dt.UTC).date()
+    expected = _expected_cold_start("the-imitation-game")
+    fm_space = _fm_space(0, expected, time_feature(days(today) - 16000))
+    assert prediction["rating"] == pytest.approx(_shrunk(*fm_space), abs=1e-5)
     assert len(world.server.received(world.blazingtext)) == 1  # no second call
 
 
-def _c1_img_today() -> dict[int, float]:
-    today = dt.datetime.now(dt.UTC).date()
-    return {0: 1.0, product_key("P-IMG"): 1.0, TIME_KEY: time_feature(days(today) - 16000)}
+def test_a_title_without_a_neighbour_at_min_similarity_gets_the_customer_side_flagged(world: World) -> None:
+    items = [  # nearest known titles at cosines 0.61, 0.60, 0.20: none reaches 0.65
+        {"customer_id": "C1", "product_id": "NEW-1", "date": "2013-11-01", "product_title": "abcdefghijklmn"},
+        {"customer_id": "C1", "product_id": "NEW-2", "date": "2013-11-01", "product_title": "!!! ..."},
+    ]
+    status, body = world.predict(items)
+
+    assert status == 200
+    noise, punctuation = body["predictions"]
+    side = 3.5 + 0.17 * math.log1p(10) / math.log1p(1000)  # C1's own side of FM, 10 days in
+    for answer in (noise, punctuation):
+        assert (answer["status"], answer["answered_from"]) == ("cold_start", "customer_only")
+        assert answer["rating"] == pytest.approx(side, abs=1e-6)
+        assert (answer["similarity_mass"], answer["shrinkage"]) == (0.0, 0.0)
+    assert noise["reason"] == {
+        "code": "no_neighbour_at_min_similarity",
+        "message": "no known title has a similarity of at least min_similarity 0.65",
+    }
+    assert [n["weight"] for n in noise["neighbours"]] == [0.0, 0.0, 0.0]
+    assert [n["similarity"] for n in noise["neighbours"]] == pytest.approx(
+        [s for _, s in _expected_cold_start("abcdefghijklmn")], abs=1e-5
+    )
+    assert punctuation["reason"]["code"] == "title_has_no_letter_or_digit"
+    assert punctuation["neighbours"] == []
+    # "!!!-..." is not sent to BlazingText: its subwords are noise.
+    assert world.server.received(world.blazingtext) == [{"instances": ["abcdefghijklmn"]}]
+    assert world.server.received(world.fm) == []
 
 
 def test_title_sharing_products_map_to_the_most_reviewed_one(world: World) -> None:

@@ -39,6 +39,11 @@ SETTINGS = settings(
 MAX_BATCH_SIZE = 5  # deployed_world's
 NEIGHBOURS = 3
 ITEM_FIELDS = ("customer_id", "product_id", "date", "product_title")
+ROUTES = {
+    "predict_handler": "POST /predictions",
+    "similar_titles_handler": "POST /similar-titles",
+    "recommendations_handler": "POST /recommendations",
+}
 
 # ------------------------------------------------------------------------------------------- strategies
 
@@ -138,6 +143,23 @@ def predict_bodies(draw: st.DrawFn) -> Any:
 
 
 @st.composite
+def recommendations_bodies(draw: st.DrawFn) -> Any:
+    """A recommendations body: each field present or not, valid or not; sometimes a field of its own."""
+    body: dict[str, Any] = {}
+    for name, values, present in (
+        ("customer_id", IDS, 19),
+        ("k", mostly(st.integers(1, 100), st.one_of(st.integers(), JSON)), 10),
+        ("exclude_reviewed", mostly(st.booleans(), JSON), 10),
+        ("date", DATES, 10),
+    ):
+        if draw(st.integers(0, 19)) < present:
+            body[name] = draw(values)
+    if draw(st.integers(0, 19)) == 0:
+        body[draw(TEXT)] = draw(JSON)
+    return draw(mostly(st.just(body), JSON))
+
+
+@st.composite
 def similar_bodies(draw: st.DrawFn) -> Any:
     titles = mostly(st.lists(TITLES, min_size=1, max_size=MAX_BATCH_SIZE), st.one_of(st.lists(TEXT), JSON))
     body: Any = {"titles": draw(titles)}
@@ -225,14 +247,14 @@ def _named(name: str) -> set[str]:
     return {name, repr(name[:40]), repr(name[:40]) + "..."}
 
 
-def field_paths(document: Any, batch: str) -> set[str]:
+def field_paths(document: Any, batch: str | None) -> set[str]:
     """Every field an error message about `document` may name: the body, its fields, its entries and the
     fields of those."""
-    paths = {"body", batch, "k"}
+    paths = {"body", "k", *ITEM_FIELDS, "exclude_reviewed"} if batch is None else {"body", batch, "k"}
     if isinstance(document, dict):
         for key in document:
             paths |= _named(key)
-        entries = document.get(batch)
+        entries = document.get(batch) if batch is not None else None
         if isinstance(entries, list):
             for n, entry in enumerate(entries):
                 paths.add(f"{batch}[{n}]")
@@ -244,7 +266,7 @@ def field_paths(document: Any, batch: str) -> set[str]:
 
 def check_fm_call(payload: Any) -> None:
     instances = payload["instances"]
-    assert 1 <= len(instances) <= MAX_BATCH_SIZE * (1 + NEIGHBOURS)
+    assert 1 <= len(instances) <= MAX_BATCH_SIZE  # a cold start adds no FM row
     for instance in instances:
         features = instance["data"]["features"]
         keys, values = features["keys"], features["values"]
@@ -266,7 +288,7 @@ def check_answer(
     handlers: ModuleType,
     handler_name: str,
     drawn: Drawn,
-    batch: str,
+    batch: str | None,
     capsys: pytest.CaptureFixture[str],
 ) -> tuple[int, dict[str, Any]]:
     """Call the handler with the event; check what every answer must be; return its status and body."""
@@ -281,9 +303,7 @@ def check_answer(
     assert err == ""  # no traceback, no logging error
     logs = log_lines(out)
     assert {line["level"] for line in logs} == {"INFO"}  # no ERROR line (an unexpected exception), no WARNING
-    assert [line["message"] for line in logs if line["message"].startswith("POST ")] == [
-        "POST /predictions" if handler_name == "predict_handler" else "POST /similar-titles"
-    ]
+    assert [line["message"] for line in logs if line["message"].startswith("POST ")] == [ROUTES[handler_name]]
     assert response["headers"]["Content-Type"] == "application/json"
     status, body = response["statusCode"], json.loads(response["body"])
     event(f"status {status}" + (f", {len(recorder.calls)} endpoint calls" if status == 200 else ""))
@@ -317,6 +337,12 @@ def test_every_predict_request_is_a_200_or_a_4xx_naming_the_field(
             assert prediction["status"] in ("known", "unknown_customer", "cold_start", "error")
             if prediction["status"] != "error":
                 assert 1.0 <= prediction["rating"] <= 5.0
+            if prediction["status"] == "cold_start":
+                assert prediction["answered_from"] in ("title_neighbours", "customer_only")
+                assert len(prediction["neighbours"]) <= NEIGHBOURS
+                assert (prediction["similarity_mass"] > 0) is (
+                    prediction["answered_from"] == "title_neighbours"
+                )
 
 
 @SETTINGS
@@ -330,6 +356,23 @@ def test_every_similar_titles_request_is_a_200_or_a_4xx_naming_the_field(
         assert [r["title"] for r in body["results"]] == request["titles"]
         for result in body["results"]:
             assert len(result["similar"]) <= request.get("k", MAX_BATCH_SIZE)
+
+
+@SETTINGS
+@given(drawn=events(recommendations_bodies()))
+def test_every_recommendations_request_is_a_200_or_a_4xx_naming_the_field(
+    world: World, capsys: pytest.CaptureFixture[str], drawn: Drawn
+) -> None:
+    status, body = check_answer(world.handlers, "recommendations_handler", drawn, None, capsys)
+    assert world.handlers.ENDPOINTS.calls == []  # top-N is answered from the factors
+    if status == 200:
+        request = drawn[1]
+        assert body["customer_id"] == request["customer_id"].strip()
+        assert body["fallback"] is (request["customer_id"].strip() not in {c for c, _ in CUSTOMERS})
+        listed = body["recommendations"]
+        assert 1 <= len(listed) <= (request.get("k") or 10)
+        assert len({r["product_id"] for r in listed}) == len(listed)
+        assert all(1.0 <= r["rating"] <= 5.0 and math.isfinite(r["score"]) for r in listed)
 
 
 @SETTINGS

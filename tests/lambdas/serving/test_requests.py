@@ -186,6 +186,7 @@ def test_each_request_logs_one_json_line_with_route_latency_and_counts(
         "error": 1,
         "fm_rows": 2,
         "blazingtext_words": 0,
+        "cold_start_customer_only": 0,
     }
     assert requests[1]["counts"] == {"titles": 1, "blazingtext_words": 0, "k": 5}
 

@@ -88,6 +88,9 @@ def test_export_from_a_model_tar_gz_in_s3_and_serve_from_s3(
     )
     assert summary["count"] == 8
     local = write_run(tmp_path, "r1")  # the same run on disk: its FM model for the endpoint
+    _upload(s3, local / "serving" / "fm", "runs/r1/serving/fm")  # its factors, shrinkage and ranking weight
+    for path in (layout.COLD_START, layout.RANKING):
+        s3.put_object(Bucket=BUCKET, Key=f"runs/r1/{path}", Body=(local / path).read_bytes())
     assert (
         storage.read_bytes(f"s3://{BUCKET}/runs/r1/serving/titles.f32")
         == (local / "serving" / "titles.f32").read_bytes()
@@ -115,16 +118,29 @@ def test_export_from_a_model_tar_gz_in_s3_and_serve_from_s3(
         )
         event = api_event({"titles": ["Sherlock Season 5"], "k": 2}, path="/similar-titles")
         similar_status, similar_body = answer(similar.similar_titles_handler(event, None))
+        # And a third, for top-N: the factors read from S3 into memory.
+        recommend = load_handlers(
+            monkeypatch,
+            RUN_RECORD_URI=f"s3://{BUCKET}/serving/current.json",
+            SAGEMAKER_RUNTIME_ENDPOINT_URL=server.url,
+        )
+        event = api_event({"customer_id": "C2", "k": 2, "date": "2014-01-01"}, path="/recommendations")
+        top_status, top_body = answer(recommend.recommendations_handler(event, None))
 
     assert status == 200
     assert body["run_id"] == "r1"
     assert body["predictions"][0]["status"] == "cold_start"
-    assert len(server.received("fm-r1")) == 1
+    assert body["predictions"][0]["answered_from"] == "title_neighbours"
+    assert server.received("fm-r1") == []  # a cold start is scored from the factors
     assert similar_status == 200
     assert [t["title"] for t in similar_body["results"][0]["similar"]] == [
         "sherlock-season-3",
         "sherlock-season-2",
     ]
+    assert top_status == 200
+    # C2 reviewed P-SH1 and P-SH2; the best of the rest by w_i + 0.5 log(1 + reviews) (C2 has no factors):
+    # P-IMG 0.75 + 0.5 log 2, then P-DA1 0 + 0.5 log 2.
+    assert [r["product_id"] for r in top_body["recommendations"]] == ["P-IMG", "P-DA1"]
 
 
 def test_no_run_record_in_s3_is_not_deployed(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -136,8 +136,49 @@ def test_the_local_twins_settings_keep_the_shims_quiet(
             capsys.readouterr()
             assert world.predict([{"customer_id": "C1", "product_id": "P-SH1"}])[0] == 200
             assert world.similar({"titles": ["Sherlock Season 1"]})[0] == 200
+            assert world.recommend({"customer_id": "C1"})[0] == 200
             assert world.predict([{"customer_id": "C1"}])[0] == 400
             assert capsys.readouterr().out == ""
     finally:
         monkeypatch.delenv("POWERTOOLS_LOG_LEVEL")
         apply_log_level()  # the next tests' shims log at INFO again
+
+
+def test_recommendations_count_the_answered_requests_and_the_fallbacks(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert world.recommend({"customer_id": "C1", "k": 3})[0] == 200
+    assert world.recommend({"customer_id": "NEW", "k": 3})[0] == 200
+    out = capsys.readouterr().out
+    known, fallback = emf_records(out)
+    assert counts(known) == {
+        "service": "loftrec",
+        "RecommendationsServed": [1.0],
+        "RecommendationFallbacks": [0.0],
+    }
+    assert counts(fallback) == {
+        "service": "loftrec",
+        "RecommendationsServed": [1.0],
+        "RecommendationFallbacks": [1.0],
+    }
+    requests = [line for line in log_lines(out) if line["message"] == "POST /recommendations"]
+    assert [line["counts"] for line in requests] == [
+        {"k": 3, "returned": 3, "fallback": 0},
+        {"k": 3, "returned": 3, "fallback": 1},
+    ]
+    assert [line["run_id"] for line in requests] == ["run-a", "run-a"]
+
+    assert world.recommend({"customer_id": "C1", "k": 0})[0] == 400
+    main, rejected = emf_records(capsys.readouterr().out)
+    assert counts(main) == {
+        "service": "loftrec",
+        "RecommendationsServed": [0.0],
+        "RecommendationFallbacks": [0.0],
+    }
+    assert counts(rejected) == {
+        "status": "400",
+        "code": "bad_request",
+        "service": "loftrec",
+        "ItemsRejected": [1.0],
+    }

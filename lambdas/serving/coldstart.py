@@ -1,0 +1,128 @@
+"""The cold start of /predictions, in FM's own space: a product the deployed model does not know, rated from
+its title (fm/coldstart.py has the arithmetic).
+
+The title's nearest known titles (cosine of title vectors: the title table's for known titles, BlazingText's
+for the others) stand in for the product: their similarity-weighted average item (factors, linear weight,
+time term) is scored once with the customer's own factors, and shrunk toward the customer's own side of FM
+by the similarity mass S of the neighbours kept (similarity >= min_similarity):
+
+    rating = clip(customer_side + shrinkage * neighbour_item),   shrinkage = S / (S + alpha)
+
+customer_side is what FM says of the customer with no product at all (w0 + w_u + t (w_t + <v_u, v_t>)), and
+neighbour_item the average item's terms (w_bar + <v_u, v_bar> + t <v_bar, v_t>); alpha and min_similarity are
+the run's (serving/cold_start.json, chosen on validation rows). An unknown customer is FM's customer -1 as in
+fm/topn: no customer terms, at day 0. No FM endpoint row is sent for a cold item: the factors are the model's.
+
+A title with no meaningful neighbour gets the customer-side answer, flagged answered_from "customer_only"
+with a reason: its token holds no letter or digit (BlazingText's subwords of "!!!" are noise), it has no
+vector (no subword the model knows), or no known title is at or above min_similarity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fm.coldstart import neighbourhood, parts
+
+from .deployed import DeployedRun, Invoke, clip
+from .endpoints import title_vectors
+
+TITLE_NEIGHBOURS = "title_neighbours"
+CUSTOMER_ONLY = "customer_only"
+NO_LETTER_OR_DIGIT = "title_has_no_letter_or_digit"
+NO_VECTOR = "title_has_no_vector"
+NO_NEIGHBOUR = "no_neighbour_at_min_similarity"
+
+
+@dataclass(frozen=True)
+class ColdItem:
+    """An item of an unknown product that came with a title."""
+
+    customer_key: int | None
+    """None: the customer is unknown too."""
+    title_token: str
+    time_value: float
+    """The time feature of the request (fm.topn.time_value)."""
+
+
+def meaningful(token: str) -> bool:
+    """Whether a title token can have meaningful neighbours: it holds a letter or a digit."""
+    return any(character.isalnum() for character in token)
+
+
+def _reason(code: str, min_similarity: float) -> dict[str, str]:
+    messages = {
+        NO_LETTER_OR_DIGIT: "the title holds no letter or digit: no title is meaningfully similar to it",
+        NO_VECTOR: "the title has no vector: BlazingText knows none of its subwords",
+        NO_NEIGHBOUR: f"no known title has a similarity of at least min_similarity {min_similarity:g}",
+    }
+    return {"code": code, "message": messages[code]}
+
+
+def answer_cold_starts(
+    run: DeployedRun, items: Sequence[ColdItem], invoke: Invoke, *, neighbours: int
+) -> tuple[list[dict[str, Any]], int]:
+    """The answer fields of each cold item (rating, how it was made, the neighbours with their similarities
+    and weights), and how many words BlazingText was sent (at most one call, for the unseen titles)."""
+    index, table, shrinkage = run.index, run.titles, run.shrinkage
+    tokens = [item.title_token for item in items if meaningful(item.title_token)]
+    vectors, sent_words = title_vectors(table, tokens, invoke)
+    queries = [(token, vector) for token in dict.fromkeys(tokens) if (vector := vectors[token]) is not None]
+    found = table.nearest([vector for _, vector in queries], neighbours)
+    nearest = {token: pairs for (token, _), pairs in zip(queries, found, strict=True)}
+
+    rows = np.full((len(items), neighbours), -1, np.int64)
+    similarities = np.zeros((len(items), neighbours), np.float64)
+    listed: list[list[tuple[str, float, int]]] = []
+    for n, item in enumerate(items):
+        chosen = [
+            (title, similarity, index.title_rows[title])
+            for title, similarity in nearest.get(item.title_token, [])
+            if similarity > 0 and title in index.title_rows
+        ]
+        listed.append(chosen)
+        for place, (_, similarity, row) in enumerate(chosen):
+            rows[n, place], similarities[n, place] = row, similarity
+    around = neighbourhood(rows, similarities, shrinkage.min_similarity)
+    customers = [-1 if item.customer_key is None else item.customer_key for item in items]
+    terms = parts(run.factors, customers, [item.time_value for item in items], around)
+    lambdas = shrinkage.weight(terms.mass)
+    ratings = terms.ratings(shrinkage)
+
+    answers: list[dict[str, Any]] = []
+    for n, item in enumerate(items):
+        answer: dict[str, Any] = {"rating": clip(float(ratings[n]), index.rating_range)}
+        if terms.mass[n] > 0:
+            answer["answered_from"] = TITLE_NEIGHBOURS
+        else:
+            if not meaningful(item.title_token):
+                code = NO_LETTER_OR_DIGIT
+            elif vectors[item.title_token] is None:
+                code = NO_VECTOR
+            else:
+                code = NO_NEIGHBOUR
+            answer["answered_from"] = CUSTOMER_ONLY
+            answer["reason"] = _reason(code, shrinkage.min_similarity)
+        answer |= {
+            "similarity_mass": float(terms.mass[n]),
+            "shrinkage": float(lambdas[n]),
+            "alpha": shrinkage.alpha,
+            "min_similarity": shrinkage.min_similarity,
+            "customer_side": float(terms.base[n]),
+            "neighbour_item": float(terms.item[n]),
+            "neighbours": [
+                {
+                    "title": title,
+                    "product_id": index.product_ids[row],
+                    "similarity": similarity,
+                    "weight": float(around.weights[n, place]),
+                }
+                for place, (title, similarity, row) in enumerate(listed[n])
+            ],
+        }
+        answers.append(answer)
+    return answers, sent_words
