@@ -1,16 +1,20 @@
 """A new product's rating from its title neighbours, in FM's own space, shrunk toward the customer's own side.
 
 A product FM has never seen has no factors. Its title's nearest known titles do: their similarity-weighted
-average item (factors, weight and time term) stands in for it, scored once with the customer's factors:
+average item (factors, weight and time term) stands in for it, scored once with the customer's factors, and
+shrunk toward the typical product (the review-weighted average of every product):
 
-    base(u, t)  = w0 + w_u + t (w_t + <v_u, v_t>)                    what FM says with no product at all
-    item(u, t)  = w_bar + <v_u, v_bar> + t <v_bar, v_t>               the neighbours' average item
-    rating      = base + lambda * item,   lambda = S / (S + alpha)
+    score(u, t, x) = w0 + w_u + t (w_t + <v_u, v_t>) + w_x + <v_u, v_x> + t <v_x, v_t>   FM for an item x
+    base(u, t)     = score(u, t, typical)        the customer's rating of a typical product: FM's user bias
+    item(u, t)     = score(u, t, neighbours' average) - base
+    rating         = base + lambda * item,   lambda = S / (S + alpha)
 
 where S is the similarity mass of the neighbours kept (similarity >= min_similarity). Few or weak neighbours
-give a small lambda and an answer near `base`, the customer's own side of FM (FM's "user bias"); no neighbour
-at or above min_similarity gives `base` exactly, flagged. alpha and min_similarity are chosen on validation
-rows (`choose_shrinkage`), never on test rows, and recorded in the run (serving/cold_start.json).
+give a small lambda and an answer near `base`; no neighbour at or above min_similarity gives `base` exactly,
+flagged. (FM's answer with no product at all, w0 + w_u + ..., is no rating of anything: the item terms do not
+average to zero, so it can sit far from every rating; the typical product is the honest "we know nothing of
+this product" answer.) alpha and min_similarity are chosen on validation rows (`choose_shrinkage`), never on
+test rows, and recorded in the run (serving/cold_start.json).
 
 Only the arithmetic lives here: the caller finds the neighbours (title vectors) and passes their product rows
 and similarities.
@@ -116,9 +120,9 @@ class ColdStartParts:
     """The two terms of a cold-start rating, per row, before shrinkage."""
 
     base: F64
-    """FM with no product: the customer's own side (the answer with no meaningful neighbour)."""
+    """FM's rating of the typical product for the customer (the answer with no meaningful neighbour)."""
     item: F64
-    """The neighbours' average item, scored with the customer: 0 where no neighbour is kept."""
+    """FM's rating of the neighbours' average item minus base: 0 where no neighbour is kept."""
     mass: F64
 
     def ratings(self, shrinkage: Shrinkage) -> F64:
@@ -138,7 +142,7 @@ def parts(
     *,
     chunk_rows: int = PARTS_CHUNK_ROWS,
 ) -> ColdStartParts:
-    """base and item per row, in float64; a customer of -1 is unknown (base is then w0 + t w_t). The
+    """base and item per row, in float64; a customer of -1 is unknown (the item side only). The
     neighbours' items are gathered `chunk_rows` rows at a time (the memory of one chunk)."""
     k = factors.num_factors
     keys: I64 = np.asarray(customers, np.int64)
@@ -146,18 +150,27 @@ def parts(
     known = keys >= 0
     user = np.zeros((keys.shape[0], k + 2), np.float64)
     user[known] = factors.customers[keys[known]]
-    base: F64 = factors.w0 + user[:, k + LINEAR] + t * (factors.time_weight + user[:, k + TIME])
+    typical = factors.typical_item
+
+    def item_side(items: F64, lo: int, hi: int) -> F64:
+        """w_x + <v_u, v_x> + t <v_x, v_t> for each row's item x (items: (n, K + 2))."""
+        side: F64 = (
+            items[:, k + LINEAR]
+            + np.einsum("nf,nf->n", items[:, :k], user[lo:hi, :k])
+            + t[lo:hi] * items[:, k + TIME]
+        )
+        return side
+
+    customer = factors.w0 + user[:, k + LINEAR] + t * (factors.time_weight + user[:, k + TIME])
+    base: F64 = customer + item_side(np.broadcast_to(typical, (keys.shape[0], k + 2)), 0, keys.shape[0])
     item: F64 = np.zeros(keys.shape[0], np.float64)
     for lo in range(0, keys.shape[0], chunk_rows):
         hi = min(lo + chunk_rows, keys.shape[0])
         rows = around.rows[lo:hi]
         neighbours = factors.items[np.where(rows >= 0, rows, 0)].astype(np.float64)  # (n, k_nb, K + 2)
         average = np.einsum("nj,njf->nf", around.weights[lo:hi], neighbours)  # padding has weight 0
-        item[lo:hi] = (
-            average[:, k + LINEAR]
-            + np.einsum("nf,nf->n", average[:, :k], user[lo:hi, :k])
-            + t[lo:hi] * average[:, k + TIME]
-        )
+        kept = around.mass[lo:hi] > 0
+        item[lo:hi] = np.where(kept, item_side(average, lo, hi) + customer[lo:hi] - base[lo:hi], 0.0)
     return ColdStartParts(base=base, item=item, mass=around.mass)
 
 

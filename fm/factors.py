@@ -157,6 +157,20 @@ class ServingFactors:
         return order
 
     @cached_property
+    def typical_item(self) -> F64:
+        """The review-weighted average product (K + 2,: factors, weight, time term), in float64: what a
+        customer's review is of on average, the product a new one is shrunk toward. Every product counts
+        once when no product has a review."""
+        weights = self.popularity.astype(np.float64)
+        if weights.sum() <= 0:
+            weights = np.ones(self.num_products, np.float64)
+        total = np.zeros(self.items.shape[1], np.float64)
+        for lo in range(0, self.num_products, 8192):  # float64 a block at a time, not a copy of every item
+            total += weights[lo : lo + 8192] @ self.items[lo : lo + 8192].astype(np.float64)
+        typical: F64 = total / weights.sum()
+        return typical
+
+    @cached_property
     def log_popularity(self) -> F32:
         """log(1 + review count) per product, the popularity term of a blended ranking."""
         values: F32 = np.log1p(self.popularity.astype(np.float64)).astype(np.float32)

@@ -3,17 +3,19 @@ its title (fm/coldstart.py has the arithmetic).
 
 The title's nearest known titles (cosine of title vectors: the title table's for known titles, BlazingText's
 for the others) stand in for the product: their similarity-weighted average item (factors, linear weight,
-time term) is scored once with the customer's own factors, and shrunk toward the customer's own side of FM
-by the similarity mass S of the neighbours kept (similarity >= min_similarity):
+time term) is scored once with the customer's own factors, and shrunk toward the customer's rating of the
+typical product (FM's user bias) by the similarity mass S of the neighbours kept (similarity >=
+min_similarity):
 
     rating = clip(customer_side + shrinkage * neighbour_item),   shrinkage = S / (S + alpha)
 
-customer_side is what FM says of the customer with no product at all (w0 + w_u + t (w_t + <v_u, v_t>)), and
-neighbour_item the average item's terms (w_bar + <v_u, v_bar> + t <v_bar, v_t>); alpha and min_similarity are
-the run's (serving/cold_start.json, chosen on validation rows). An unknown customer is FM's customer -1 as in
-fm/topn: no customer terms, at day 0. No FM endpoint row is sent for a cold item: the factors are the model's.
+customer_side is FM's rating of the typical product (the review-weighted average of every product) for the
+customer, and neighbour_item how much FM's rating of the neighbours' average item differs from it; alpha and
+min_similarity are the run's (serving/cold_start.json, chosen on validation rows). An unknown customer is
+FM's customer -1 as in fm/topn: no customer terms, at day 0. No FM endpoint row is sent for a cold item: the
+factors are the model's.
 
-A title with no meaningful neighbour gets the customer-side answer, flagged answered_from "customer_only"
+A title with no meaningful neighbour gets customer_side alone, flagged answered_from "customer_only"
 with a reason: its token holds no letter or digit (BlazingText's subwords of "!!!" are noise), it has no
 vector (no subword the model knows), or no known title is at or above min_similarity.
 """

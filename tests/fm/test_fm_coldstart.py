@@ -32,11 +32,13 @@ def test_the_neighbours_average_item_is_scored_once_and_shrunk_by_the_mass() -> 
     assert around.mass.tolist() == pytest.approx([0.8, 0.0])
     assert around.weights[0].tolist() == pytest.approx([0.75, 0.25])
     terms = parts(factors(), [0, 1], [0.0, 0.0], around)
-    # base(C1) = w0 + w_C1 = 3.5; the average item: w 0.15, v (0.4375, 0.0625); <v_C1, v> = 0.4375.
-    assert terms.base.tolist() == pytest.approx([3.5, 2.75])
-    assert terms.item.tolist() == pytest.approx([0.5875, 0.0])
+    # The typical product, reviews 3, 1, 0, 1 for P0..P3: v (0.5, -0.1), w 0.1, <v, v_t> 0.1.
+    # base(C1) = 3 + 0.5 + 0.1 + <(1, 0), (0.5, -0.1)> = 4.1; base(C2) = 3 - 0.25 + 0.1 - 0.1 = 2.75.
+    # The neighbours' average item: w 0.15, v (0.4375, 0.0625): C1 rates it 3.5 + 0.15 + 0.4375 = 4.0875.
+    assert terms.base.tolist() == pytest.approx([4.1, 2.75])
+    assert terms.item.tolist() == pytest.approx([4.0875 - 4.1, 0.0])
     assert terms.ratings(Shrinkage(alpha=0.0, min_similarity=0.0)).tolist() == pytest.approx([4.0875, 2.75])
-    assert terms.ratings(Shrinkage(alpha=0.8, min_similarity=0.0)).tolist() == pytest.approx([3.79375, 2.75])
+    assert terms.ratings(Shrinkage(alpha=0.8, min_similarity=0.0)).tolist() == pytest.approx([4.09375, 2.75])
 
 
 def test_rows_gathered_in_chunks_give_the_same_parts() -> None:
@@ -48,10 +50,11 @@ def test_rows_gathered_in_chunks_give_the_same_parts() -> None:
 
 
 def test_the_time_term_of_the_average_item_counts_at_t() -> None:
-    # At t = 1: base(C1) = 3.5 + w_t 0.5 + <v_C1, v_t> 0.2 = 4.2; item gains t <v_bar, v_t> = 0.0875.
+    # At t = 1 the customer's side is 3.5 + w_t 0.5 + <v_C1, v_t> 0.2 = 4.2; the typical product adds
+    # 0.1 + 0.5 + t 0.1 (base 4.9), the neighbours' average 0.15 + 0.4375 + t 0.0875 (4.875).
     terms = parts(factors(), [0], [1.0], neighbourhood([[0, 2]], [[0.6, 0.2]], 0.0))
-    assert terms.base[0] == pytest.approx(4.2)
-    assert terms.item[0] == pytest.approx(0.5875 + 0.0875)
+    assert terms.base[0] == pytest.approx(4.9)
+    assert terms.item[0] == pytest.approx(4.875 - 4.9)
 
 
 def test_min_similarity_keeps_the_strong_neighbours_only() -> None:
@@ -62,8 +65,8 @@ def test_min_similarity_keeps_the_strong_neighbours_only() -> None:
 
 def test_an_unknown_customer_gets_the_item_side_only() -> None:
     terms = parts(factors(), [-1], [0.0], neighbourhood([[0]], [[0.5]], 0.0))
-    assert terms.base[0] == pytest.approx(3.0)  # w0
-    assert terms.item[0] == pytest.approx(0.1)  # w_P0, no customer factors to meet
+    assert terms.base[0] == pytest.approx(3.1)  # w0 + the typical product's weight 0.1
+    assert terms.item[0] == pytest.approx(0.0)  # P0's weight is 0.1 too; no customer factors to meet
 
 
 def test_the_choice_is_made_on_the_given_rows_and_never_loses_to_base_there() -> None:
@@ -80,14 +83,14 @@ def test_the_choice_is_made_on_the_given_rows_and_never_loses_to_base_there() ->
         rating_range=(1.0, 5.0),
     )
     assert choice.chosen.alpha == 0.0 and choice.rmse == pytest.approx(0.0)
-    # Ratings equal to base: the neighbours mislead, the largest alpha (never trust them) wins.
+    # Ratings equal to base (4.1): the neighbours mislead, the largest alpha (never trust them) wins.
     choice = choose_shrinkage(
         fs,
         customers=[0],
         times=[0.0],
         neighbour_rows=[[0, 2]],
         similarities=[[0.6, 0.2]],
-        actual=[3.5],
+        actual=[4.1],
         rating_range=(1.0, 5.0),
     )
     assert choice.chosen.alpha == 1e9

@@ -174,23 +174,26 @@ def test_the_shrinkage_is_chosen_on_validation_rows_treated_as_new(run: tuple[Pa
     folder, index = run
     summary = export(folder, index)
     document = json.loads((folder / layout.COLD_START).read_text())
-    # C1 on P1 (rated 4): base 3.5; neighbours P2 (0.96, w + <v_C1, v> = 0.55) and P3 (0.8, 1.0): mass 1.76,
-    # item (0.96 * 0.55 + 0.8) / 1.76 = 0.7545. C2 on P3 (rated 3): base 2.75; P1 (0.8, 0.7) and P2 (0.6,
-    # 0.55). At min_similarity 0.8 C2 keeps P1 alone: mass 0.8, item 0.7. alpha 1: C1 3.5 + 1.76 / 2.76 *
-    # 0.7545 = 3.9812, C2 2.75 + 0.8 / 1.8 * 0.7 = 3.0611: RMSE 0.04522, the grid's lowest. The customer's
-    # own side alone: errors 0.5 and 0.25, RMSE 0.39528.
-    assert Shrinkage.from_json((folder / layout.COLD_START).read_bytes()) == Shrinkage(1.0, 0.8)
-    assert document["rmse"] == pytest.approx(0.045219, abs=1e-6)
-    assert document["base_rmse"] == pytest.approx(math.sqrt((0.5**2 + 0.25**2) / 2))
+    # Every prep row reviews P0 3 times, P1 2, P2 1, P3 2: the typical product is v (0.46875, -0.09375),
+    # w 0.125. C1 on P1 (rated 4): base 3.5 + 0.125 + 0.46875 = 4.09375; neighbours P2 (0.96, w + <v_C1, v>
+    # = 0.55) and P3 (0.8, 1.0): mass 1.76, their average rated 3.5 + (0.96 * 0.55 + 0.8) / 1.76 = 4.2545.
+    # C2 on P3 (rated 3): base 2.75 + 0.125 - 0.09375 = 2.78125; P1 (0.8, 0.7) and P2 (0.6, 0.55) rated
+    # 2.75 + 0.6357 = 3.3857 (P1 alone at min_similarity 0.8: 3.45). alpha 4 with either neighbour kept
+    # (min_similarity up to 0.6; ties go to the larger): C1 4.09375 + 1.76 / 5.76 * 0.1608, C2 2.78125 +
+    # 1.4 / 5.4 * 0.6045: RMSE 0.110145, the grid's lowest. The typical product alone: errors 0.09375 and
+    # 0.21875, RMSE 0.168286.
+    assert Shrinkage.from_json((folder / layout.COLD_START).read_bytes()) == Shrinkage(4.0, 0.6)
+    assert document["rmse"] == pytest.approx(0.110145, abs=1e-5)
+    assert document["base_rmse"] == pytest.approx(math.sqrt((0.09375**2 + 0.21875**2) / 2), abs=1e-6)
     assert document["never_loses"] is True
     assert (document["rows"], document["validation_rows"], document["neighbours"]) == (2, 2, 2)
     assert document["rows_without_title_vector"] == document["rows_without_neighbour"] == 0
     assert len(document["grid"]) == 45  # 9 alphas x 5 minimum similarities
     full = next(g for g in document["grid"] if g["alpha"] == 0 and g["min_similarity"] == 0)
     errors = (3.5 + (0.96 * 0.55 + 0.8 * 1.0) / 1.76 - 4, 2.75 + (0.8 * 0.7 + 0.6 * 0.55) / 1.4 - 3)
-    assert full["rmse"] == pytest.approx(math.hypot(*errors) / math.sqrt(2), abs=1e-6)  # float32 vectors
+    assert full["rmse"] == pytest.approx(math.hypot(*errors) / math.sqrt(2), abs=1e-5)  # float32 vectors
     assert "leave-one-out" in document["method"]
-    assert summary["cold_start"]["alpha"] == 1.0
+    assert summary["cold_start"]["alpha"] == 4.0
 
 
 def test_a_product_whose_title_has_no_vector_is_left_out_of_the_shrinkage(
@@ -315,7 +318,7 @@ def test_the_handler_on_a_file_uri_writes_what_the_function_writes(
     assert json.loads(json.dumps(summary, allow_nan=False)) == summary  # the state's output is JSON
     assert summary["serving_uri"] == folder.as_uri() + "/serving/"
     assert summary["ranking"]["popularity_weight"] == 3.0
-    assert summary["cold_start"]["alpha"] == 1.0
+    assert summary["cold_start"]["alpha"] == 4.0
     for path, data in expected_files(tmp_path).items():
         assert (folder / path).read_bytes() == data, path
 

@@ -110,7 +110,10 @@ def test_cold_start_scores_the_neighbours_average_item_in_fms_space_shrunk_by_th
     first, second, third, fourth = outcome.body["predictions"]
     # alice on 1970-04-20 is 9 days after her first review (day 100): t = log1p(9) / log1p(10).
     t = math.log1p(9) / math.log1p(10)
-    alice = 3.0 + 0.5 + t * (0.2 + 1.0 * 0.1)  # w0 + w_alice + t (w_t + <v_alice, v_t>)
+    # The typical product is pa (the only one reviewed): w 1, v 0.5, <v, v_t> 0.05. alice rates it
+    # w0 + w_alice + t (w_t + <v_alice, v_t>) + w_pa + <v_alice, v_pa> + t <v_pa, v_t>.
+    typical = 1.0 + 1.0 * 0.5 + t * 0.05
+    alice = 3.0 + 0.5 + t * (0.2 + 1.0 * 0.1) + typical
     assert first["status"] == "cold_start"
     assert first["answered_from"] == "title_neighbours"
     assert [(n["title"], n["product_id"]) for n in first["neighbours"]] == [
@@ -119,25 +122,26 @@ def test_cold_start_scores_the_neighbours_average_item_in_fms_space_shrunk_by_th
     ]
     assert [n["similarity"] for n in first["neighbours"]] == pytest.approx([s, s], abs=1e-6)
     assert [n["weight"] for n in first["neighbours"]] == pytest.approx([0.5, 0.5])
-    # The average item of pa and pb (weights 1/2): w_pa + <v_alice, v_pa> + t <v_pa, v_t>, and w_pb.
-    item = 0.5 * (1.0 + 1.0 * 0.5 + t * 0.5 * 0.1) + 0.5 * (-0.5)
+    # The average item of pa and pb (weights 1/2): w_pa + <v_alice, v_pa> + t <v_pa, v_t>, and w_pb,
+    # against the typical product's.
+    item = 0.5 * (1.0 + 1.0 * 0.5 + t * 0.5 * 0.1) + 0.5 * (-0.5) - typical
     mass = 2 * s
     shrinkage = mass / (mass + 0.5)
     assert (first["similarity_mass"], first["shrinkage"]) == pytest.approx((mass, shrinkage), abs=1e-6)
     assert (first["alpha"], first["min_similarity"]) == (0.5, 0.5)
     assert (first["customer_side"], first["neighbour_item"]) == pytest.approx((alice, item), abs=1e-6)
-    assert first["rating"] == pytest.approx(alice + shrinkage * item, abs=1e-6)
+    assert first["rating"] == pytest.approx(min(5.0, alice + shrinkage * item), abs=1e-6)  # clipped
     assert second["customer_known"] is False
     assert second["neighbours"] == [
         {"title": "title-c", "product_id": "pc", "similarity": pytest.approx(s), "weight": 1.0}
     ]
-    # No customer terms and day 0: w0 + lambda w_pc.
-    assert second["rating"] == pytest.approx(3.0 + s / (s + 0.5) * 0.25, abs=1e-6)
+    # No customer terms and day 0: w0 + w_pa (the typical product) + lambda (w_pc - w_pa).
+    assert second["rating"] == pytest.approx(3.0 + 1.0 + s / (s + 0.5) * (0.25 - 1.0), abs=1e-6)
     for answer, code in ((third, "title_has_no_vector"), (fourth, "title_has_no_letter_or_digit")):
         assert answer["status"] == "cold_start"
         assert answer["answered_from"] == "customer_only"
         assert answer["reason"]["code"] == code
-        assert answer["rating"] == pytest.approx(alice, abs=1e-6)
+        assert answer["rating"] == pytest.approx(min(5.0, alice), abs=1e-6)  # clipped to the rating range
         assert (answer["similarity_mass"], answer["shrinkage"], answer["neighbours"]) == (0.0, 0.0, [])
     # One BlazingText call for the three titles with a letter; no FM call: the factors are the model's.
     assert endpoints.calls == [
@@ -161,9 +165,10 @@ def test_neighbours_below_min_similarity_are_listed_with_no_weight() -> None:
     (answer,) = outcome.body["predictions"]
     assert [(n["title"], n["weight"]) for n in answer["neighbours"]] == [("title-a", 1.0), ("title-b", 0.0)]
     assert answer["similarity_mass"] == pytest.approx(2 / math.sqrt(5), abs=1e-6)
-    # bob (no factors, w 0) before his first review (day 200): t = 0, so w0 + lambda w_pa.
-    shrinkage = answer["similarity_mass"] / (answer["similarity_mass"] + 0.5)
-    assert answer["rating"] == pytest.approx(3.0 + shrinkage * 1.0, abs=1e-6)
+    # bob (no factors, w 0) before his first review (day 200): t = 0. His one neighbour, pa, is the
+    # typical product itself: w0 + w_pa whatever the shrinkage.
+    assert answer["shrinkage"] == pytest.approx(answer["similarity_mass"] / (answer["similarity_mass"] + 0.5))
+    assert (answer["rating"], answer["neighbour_item"]) == pytest.approx((3.0 + 1.0, 0.0), abs=1e-6)
 
 
 def test_no_endpoint_is_called_when_nothing_is_answerable() -> None:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests.lambdas.serving.support import (
+    REVIEW_COUNTS,
     SHRINKAGE,
     TIME_KEY,
     World,
@@ -119,20 +120,34 @@ def _expected_cold_start(title_word: str) -> list[tuple[str, float]]:
     return [(p, s) for s, p in ranked if s > 0]
 
 
+def _item_side(customer: int | None, key: int, t: float) -> float:
+    """w_j + <v_u, v_j> + t <v_j, v_t> for product key j (an unknown customer has no factors)."""
+    _, w, v = (np.asarray(a, np.float64) for a in fm_parameters())
+    v_u = v[customer] if customer is not None else np.zeros(v.shape[1])
+    return float(w[key] + v_u @ v[key] + t * v[key] @ v[TIME_KEY])
+
+
+def _typical(customer: int | None, t: float) -> float:
+    """The customer's item side of the typical product: the review-weighted average of every product."""
+    total = sum(REVIEW_COUNTS.values())
+    return sum(n / total * _item_side(customer, product_key(p), t) for p, n in REVIEW_COUNTS.items())
+
+
 def _fm_space(
     customer: int | None, neighbours: list[tuple[str, float]], t: float
 ) -> tuple[float, float, float]:
-    """(customer side, the kept neighbours' average item, their similarity mass) from the FM parameters:
-    w0 + w_u + t (w_t + <v_u, v_t>) and sum_j weight_j (w_j + <v_u, v_j> + t <v_j, v_t>), the neighbours
-    at or above SHRINKAGE.min_similarity weighted by similarity / mass."""
+    """(base, item, mass) from the FM parameters: base = FM's rating of the typical product, w0 + w_u +
+    t (w_t + <v_u, v_t>) + its item side; item = the kept neighbours' average item side (each weighted by
+    similarity / mass, those at or above SHRINKAGE.min_similarity) minus the typical product's."""
     w0, w, v = (np.asarray(a, np.float64) for a in fm_parameters())
     v_u = v[customer] if customer is not None else np.zeros(v.shape[1])
     w_u = w[customer] if customer is not None else 0.0
     side = float(w0 + w_u + t * (w[TIME_KEY] + v_u @ v[TIME_KEY]))
+    typical = _typical(customer, t)
     kept = [(product_key(p), s) for p, s in neighbours if s >= SHRINKAGE.min_similarity]
     mass = sum(s for _, s in kept)
-    item = sum(s / mass * (w[j] + v_u @ v[j] + t * v[j] @ v[TIME_KEY]) for j, s in kept) if kept else 0.0
-    return side, float(item), mass
+    item = sum(s / mass * _item_side(customer, j, t) for j, s in kept) - typical if kept else 0.0
+    return side + typical, float(item), mass
 
 
 def _shrunk(side: float, item: float, mass: float) -> float:
@@ -168,15 +183,17 @@ def test_cold_start_title_scores_its_neighbours_average_item_in_fms_space(world:
     #   the neighbours' terms with C1: SH1 0.25 + <(0.5, 0.1), (0.4, -0.2)> 0.18 + t <v_SH1, v_t> 0 = 0.43;
     #   SH2 0.5; SH3 -0.5 (no factors)
     t = math.log1p(10) / math.log1p(1000)
-    side = 3.5 + 0.17 * t
+    #   the typical product's (reviews SH1 3, SH2, IMG, KK1, DA1 1 each): _typical
+    side = 3.5 + 0.17 * t + _typical(0, t)
     item_terms = 0.43 * by_product["P-SH1"] + 0.5 * by_product["P-SH2"] - 0.5 * by_product["P-SH3"]
+    neighbour_item = item_terms / mass - _typical(0, t)
     shrinkage = mass / (mass + 1.0)  # alpha 1
     assert prediction["similarity_mass"] == pytest.approx(mass, abs=1e-5)
     assert prediction["shrinkage"] == pytest.approx(shrinkage, abs=1e-6)
     assert (prediction["alpha"], prediction["min_similarity"]) == (1.0, 0.65)
     assert prediction["customer_side"] == pytest.approx(side, abs=1e-6)
-    assert prediction["neighbour_item"] == pytest.approx(item_terms / mass, abs=1e-6)
-    assert prediction["rating"] == pytest.approx(side + shrinkage * item_terms / mass, abs=1e-5)
+    assert prediction["neighbour_item"] == pytest.approx(item, abs=1e-6)
+    assert prediction["rating"] == pytest.approx(min(5.0, side + shrinkage * item), abs=1e-5)
     assert prediction["rating"] == pytest.approx(_shrunk(*_fm_space(0, expected, time_feature(10))), abs=1e-5)
     # One BlazingText call for the unseen title; no FM row: the neighbours are scored from the factors.
     assert world.server.received(world.blazingtext) == [{"instances": ["sherlock-season-5"]}]
@@ -206,7 +223,7 @@ def test_a_mixed_batch_makes_one_call_per_model_and_says_how_each_item_was_answe
     assert predictions[1]["customer_known"] is False
     sherlock = _expected_cold_start("sherlock-season-5")
     side, item, mass = _fm_space(None, sherlock, 0.0)
-    assert side == 3.0
+    assert side == pytest.approx(3.0 + _typical(None, 0.0))
     assert predictions[1]["rating"] == pytest.approx(_shrunk(side, item, mass), abs=1e-5)
     assert predictions[2]["error"]["code"] == "title_required"
     assert "send its product_title" in predictions[2]["error"]["message"]
@@ -218,7 +235,7 @@ def test_a_mixed_batch_makes_one_call_per_model_and_says_how_each_item_was_answe
     kardashians = _expected_cold_start("keeping-up-with-the-kardashians-season-3")
     assert [n["weight"] > 0 for n in predictions[4]["neighbours"]] == [True, True, False]
     side, item, mass = _fm_space(2, kardashians, 1.0)
-    assert side == pytest.approx(3.1)
+    assert side == pytest.approx(3.1 + _typical(2, 1.0))
     assert predictions[4]["rating"] == pytest.approx(_shrunk(side, item, mass), abs=1e-5)
     [fm_request] = world.server.received(world.fm)
     assert len(fm_request["instances"]) == 2  # the two known products only
@@ -260,10 +277,11 @@ def test_a_title_without_a_neighbour_at_min_similarity_gets_the_customer_side_fl
 
     assert status == 200
     noise, punctuation = body["predictions"]
-    side = 3.5 + 0.17 * math.log1p(10) / math.log1p(1000)  # C1's own side of FM, 10 days in
+    t = math.log1p(10) / math.log1p(1000)
+    side = 3.5 + 0.17 * t + _typical(0, t)  # C1's rating of the typical product, 10 days in
     for answer in (noise, punctuation):
         assert (answer["status"], answer["answered_from"]) == ("cold_start", "customer_only")
-        assert answer["rating"] == pytest.approx(side, abs=1e-6)
+        assert answer["rating"] == pytest.approx(min(5.0, side), abs=1e-6)
         assert (answer["similarity_mass"], answer["shrinkage"]) == (0.0, 0.0)
     assert noise["reason"] == {
         "code": "no_neighbour_at_min_similarity",
