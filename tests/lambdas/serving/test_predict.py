@@ -192,8 +192,8 @@ def test_cold_start_title_scores_its_neighbours_average_item_in_fms_space(world:
     assert prediction["shrinkage"] == pytest.approx(shrinkage, abs=1e-6)
     assert (prediction["alpha"], prediction["min_similarity"]) == (1.0, 0.65)
     assert prediction["customer_side"] == pytest.approx(side, abs=1e-6)
-    assert prediction["neighbour_item"] == pytest.approx(item, abs=1e-6)
-    assert prediction["rating"] == pytest.approx(min(5.0, side + shrinkage * item), abs=1e-5)
+    assert prediction["neighbour_item"] == pytest.approx(neighbour_item, abs=1e-6)
+    assert prediction["rating"] == pytest.approx(min(5.0, side + shrinkage * neighbour_item), abs=1e-5)
     assert prediction["rating"] == pytest.approx(_shrunk(*_fm_space(0, expected, time_feature(10))), abs=1e-5)
     # One BlazingText call for the unseen title; no FM row: the neighbours are scored from the factors.
     assert world.server.received(world.blazingtext) == [{"instances": ["sherlock-season-5"]}]
