@@ -11,11 +11,12 @@ The split hash of a pair is blake2b(customer_id + TAB + product_id, UTF-8; key: 
 little-endian; digest_size 8), read as an unsigned big-endian 64-bit integer. No id holds a TAB (it
 separates the input's fields), so distinct pairs hash distinct messages. Because the hash is of the ids
 themselves, the choice depends neither on the order of the rows, of the files or of the ids, nor on the
-other customers' rows; it is unrelated to the product id's value, which a tie-break by id is not (ids
-correlate with age and popularity: the greatest id favours the newest products); and the seed changes it.
-
-Most customers review several products on their last date (553 of 610 in the bundled MovieLens data), so
-the tie-break decides most test rows: bench/split_quality.py measures what each rule picks.
+other customers' rows, and the seed changes it. A tie-break by id is not blind to the product: most
+customers review several products on their last date (553 of 610 in the bundled MovieLens data), and the
+greatest id (byte order) chose ids starting with 9 for 41 % of the test rows where 3 % of the candidates
+have one, products with fewer reviews (median 41 train reviews against the candidates' 59; on MovieLens
+100k 73 against 150) and a test set on which the bias baseline did worse (RMSE 0.920 against 0.908).
+bench/split_quality.py measures both rules.
 
 VALIDATION_MIN_PRODUCTS = 2: a validation customer keeps at least one product in train, so that validation
 scores known customers as the test set does, rather than customers whose only signal was taken away.
