@@ -150,7 +150,7 @@ def print_table(runs: dict[str, list[Measured]], data: Path, work: Path) -> None
     print(f"file: {data.relative_to(REPO)}  {size_mb:.1f} MB gzip, {manifest['counts']['rows_read']:,} rows")
     print(
         f"{'':26}{'wall s':>9}{'cpu s':>8}{'peak RSS MB':>13}{'rows kept':>12}{'N':>9}{'M':>8}{'train':>10}"
-        f"{'test':>9}"
+        f"{'valid.':>9}{'test':>9}"
     )
     for key, label in (
         ("gzip", "gzip -dc"),
@@ -165,14 +165,15 @@ def print_table(runs: dict[str, list[Measured]], data: Path, work: Path) -> None
             ref = json.loads((work / "notebook" / "summary.json").read_text())
             figures += (
                 f"{ref['rows_read']:12,}{ref['customers']:9,}{ref['products']:8,}{ref['train_rows']:10,}"
-                f"{ref['test_rows']:9,}"
+                f"{'-':>9}{ref['test_rows']:9,}"
             )
         elif key != "gzip":
             m = json.loads((work / key / "manifest.json").read_text())
             c = m["counts"]
+            validation = format(c["validation_rows"], ",") if "validation_rows" in c else "-"
             figures += (
                 f"{c['rows_usable']:12,}{m['num_customers']:9,}{m['num_products']:8,}{c['train_rows']:10,}"
-                f"{c['test_rows']:9,}"
+                f"{validation:>9}{c['test_rows']:9,}"
             )
         print(figures)
     for measured in runs.values():

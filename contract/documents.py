@@ -1,7 +1,8 @@
 """The documents that cross a process or state boundary, typed once.
 
 - RunPlan: what "Start run" answers; every later state reads it as $.run.
-- Manifest: prep/manifest.json, written by the prep job; the state machine reads feature_dim and baselines.
+- Manifest: prep/manifest.json, written by the prep job; the state machine reads feature_dim and baselines;
+  the gate and the report read the baseline predictions it lists.
 - GateDecision: gate.json and $.gate.value, written by the quality gate (the Lambda and the local twin).
 - RunRecord: serving/current.json, the deployed run; written by the state machine and the local twin, read by
   the shims, the gate (the deployed model's metrics) and the rollback (the deployed endpoint configurations).
@@ -62,22 +63,80 @@ class RunPlan(TypedDict):
 # ---------------------------------------------------------------------------------------------- manifest
 
 
-class BiasBaseline(TypedDict):
+class GlobalMeanBaseline(TypedDict):
+    value: float
     rmse: float
+    """On the test rows."""
+    validation_rmse: float | None
+    """On the validation rows; None when there is none."""
+
+
+class BiasBaseline(TypedDict):
+    """mu + b_user + b_item, clipped to the rating range."""
+
+    rmse: float
+    validation_rmse: float | None
     reg_user: float
     reg_item: float
     sweeps: int
     clipped_to: list[int]
 
 
-class GlobalMeanBaseline(TypedDict):
-    value: float
+class UserBiasBaseline(TypedDict):
+    """mu + b_user of the bias model's own fit without its item term, clipped: what the bias model says of a
+    product it never saw (the cold start's baseline)."""
+
     rmse: float
+    validation_rmse: float | None
 
 
 class Baselines(TypedDict):
+    """The baselines' RMSE, fitted once on the train rows and scored on the test and validation rows."""
+
     global_mean: GlobalMeanBaseline
     bias: BiasBaseline
+    user_bias: UserBiasBaseline
+    fitted_on: str
+    """"train": the rows the candidate FM is trained on, so that both are compared on equal terms."""
+
+
+BASELINE_COLUMNS = ("global_mean", "bias", "user_bias")
+"""The columns of the baseline prediction files (layout.BASELINES), in order: Baselines' three models."""
+
+
+class PredictionFile(TypedDict):
+    path: str
+    """Run-relative, e.g. prep/baselines/test.npy (layout.BASELINES_TEST)."""
+    shard: str
+    """Run-relative: the shard whose rows it predicts, in the same order (layout.TEST_SHARD)."""
+    rows: int
+
+
+class BaselinePredictions(TypedDict):
+    """What every baseline predicts for every test and validation row, so that a model is compared with
+    them on the same rows (paired)."""
+
+    format: str
+    """numpy .npy, float32, shape (rows, len(columns)): row i predicts the shard's row i."""
+    columns: list[str]
+    """BASELINE_COLUMNS."""
+    test: PredictionFile
+    validation: PredictionFile
+
+
+class SplitRule(TypedDict):
+    """How the kept rows are split, in words and parameters (jobs/prep/split.py)."""
+
+    test: str
+    validation: str
+    train: str
+    hash: str
+    """The tie-break among one date's reviews: what is hashed, how, and which hash wins."""
+    seed: int
+    """The hash's key."""
+    validation_min_products: int
+    """A customer gets a validation row when it has at least this many distinct products outside its test
+    pair."""
 
 
 class ManifestCounts(TypedDict):
@@ -86,6 +145,7 @@ class ManifestCounts(TypedDict):
     rows_usable: int
     rows_kept: int
     train_rows: int
+    validation_rows: int
     test_rows: int
     corpus_lines: int
     empty_files: int
@@ -97,23 +157,25 @@ class Manifest(TypedDict):
     empty_inputs: list[str]
     """Input files skipped for holding no text at all (zero-byte objects), by name under the input."""
     warnings: list[str]
-    """One line each: what to know before trusting the run (a training set too small to mean anything);
-    empty when there is nothing to say. The job logs them too."""
+    """One line each: what to know before trusting the run (a training set too small to mean anything, no
+    validation rows); empty when there is nothing to say. The job logs them too."""
     counts: ManifestCounts
     num_customers: int
     num_products: int
     feature_dim: int
     time_transform: dict[str, Any]
     baselines: Baselines
+    baseline_predictions: BaselinePredictions
     thresholds: dict[str, Any]
     shards: dict[str, Any]
-    split: str
+    split: SplitRule
     seed: int
     rating_range: list[int]
     timings_s: dict[str, float]
 
 
-MANIFEST_SCHEMA_VERSION = 1
+MANIFEST_SCHEMA_VERSION = 2
+"""2: the validation split, per-row baseline predictions, the split as a SplitRule."""
 
 
 # ---------------------------------------------------------------------------------------------- gate

@@ -101,7 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="train shards = fm instance count x this (%(default)s)",
     )
     p.add_argument(
-        "--seed", type=int, default=defaults.seed, help="seed of the train row shuffle (%(default)s)"
+        "--seed",
+        type=int,
+        default=defaults.seed,
+        help="seed of the train row shuffle and key of the split's hash, which picks the test and validation "
+        "rows among a date's reviews (%(default)s)",
     )
     p.add_argument(
         "--in-place",

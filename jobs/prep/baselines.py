@@ -1,20 +1,30 @@
-"""The baselines the quality gate holds FM against, on the same test rows.
+"""The baselines the quality gate holds FM against, on the same rows.
 
 - global mean: predict the mean training rating for everyone.
 - bias: rating ~ mu + b_user + b_item, the biases fitted on train by alternating regularized least squares
   (each sweep solves every user bias given the item biases, then every item bias given the user biases,
   in closed form: b_u = sum(r - mu - b_i) / (reg_user + n_u)). A user or item absent from train keeps a
   bias of 0. Predictions are clipped to the rating range, as any sensible model's would be.
+- user bias: mu + b_user of that same fit, without the item term, clipped: what the bias model says of a
+  product it never saw, the baseline of the cold start (whose own fallback is FM's user side, fitted
+  beside FM's item terms in the same way).
 Default regularization as in Koren's baseline predictors (reg_item 25, reg_user 10).
+
+All three are fitted once, on the train rows: the validation rows' predictions and the test rows' come
+from the same fit, as the candidate FM is trained on the train rows only (refitting the baselines on train
++ validation for the test rows would hand them rows FM never saw). The job writes every prediction, row by
+row in the shards' order (layout.BASELINES_TEST, BASELINES_VALIDATION, columns BASELINE_COLUMNS), so that
+the gate and the report compare models on the same rows.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
-from contract.documents import Baselines
+from contract.documents import BASELINE_COLUMNS, Baselines
 from contract.features import RATING_RANGE
 
 
@@ -25,9 +35,21 @@ class BiasSettings:
     sweeps: int = 5
 
 
+class Rows(NamedTuple):
+    """Some rows' user keys 0..N-1, item keys 0..M-1 and ratings."""
+
+    user: np.ndarray
+    item: np.ndarray
+    rating: np.ndarray
+
+
 def rmse(predicted: np.ndarray, actual: np.ndarray) -> float:
     diff = predicted.astype(np.float64) - actual.astype(np.float64)
     return float(np.sqrt(np.mean(diff * diff)))
+
+
+def _rmse_or_none(predicted: np.ndarray, actual: np.ndarray) -> float | None:
+    return rmse(predicted, actual) if len(actual) else None
 
 
 def fit_biases(
@@ -56,31 +78,55 @@ def fit_biases(
     return mu, b_user, b_item
 
 
+def predict_baselines(
+    mu: float, b_user: np.ndarray, b_item: np.ndarray, user: np.ndarray, item: np.ndarray
+) -> np.ndarray:
+    """(rows, 3) float64: each row's global mean, bias and user-bias predictions (BASELINE_COLUMNS)."""
+    low, high = RATING_RANGE
+    predicted = np.empty((len(user), len(BASELINE_COLUMNS)), dtype=np.float64)
+    predicted[:, 0] = mu
+    predicted[:, 1] = np.clip(mu + b_user[user] + b_item[item], low, high)
+    predicted[:, 2] = np.clip(mu + b_user[user], low, high)
+    return predicted
+
+
 def compute_baselines(
     *,
-    train_user: np.ndarray,
-    train_item: np.ndarray,
-    train_rating: np.ndarray,
-    test_user: np.ndarray,
-    test_item: np.ndarray,
-    test_rating: np.ndarray,
+    train: Rows,
+    test: Rows,
+    validation: Rows,
     num_users: int,
     num_items: int,
     settings: BiasSettings = BiasSettings(),
-) -> Baselines:
-    """Both baselines' test RMSE and parameters, as the manifest records them."""
-    low, high = RATING_RANGE
+) -> tuple[Baselines, np.ndarray, np.ndarray]:
+    """The baselines fitted on train: their test and validation RMSE and parameters, as the manifest
+    records them, and their predictions for the test and the validation rows (predict_baselines)."""
     mu, b_user, b_item = fit_biases(
-        train_user, train_item, train_rating, num_users=num_users, num_items=num_items, settings=settings
+        train.user, train.item, train.rating, num_users=num_users, num_items=num_items, settings=settings
     )
-    predicted = np.clip(mu + b_user[test_user] + b_item[test_item], low, high)
-    return {
-        "global_mean": {"value": mu, "rmse": rmse(np.full(len(test_rating), mu), test_rating)},
+    on_test = predict_baselines(mu, b_user, b_item, test.user, test.item)
+    on_validation = predict_baselines(mu, b_user, b_item, validation.user, validation.item)
+
+    def scores(column: int) -> tuple[float, float | None]:
+        return (
+            rmse(on_test[:, column], test.rating),
+            _rmse_or_none(on_validation[:, column], validation.rating),
+        )
+
+    (mean_rmse, mean_validation), (bias_rmse, bias_validation), (user_rmse, user_validation) = (
+        scores(c) for c in range(len(BASELINE_COLUMNS))
+    )
+    baselines: Baselines = {
+        "global_mean": {"value": mu, "rmse": mean_rmse, "validation_rmse": mean_validation},
         "bias": {
-            "rmse": rmse(predicted, test_rating),
+            "rmse": bias_rmse,
+            "validation_rmse": bias_validation,
             "reg_user": settings.reg_user,
             "reg_item": settings.reg_item,
             "sweeps": settings.sweeps,
-            "clipped_to": [low, high],
+            "clipped_to": list(RATING_RANGE),
         },
+        "user_bias": {"rmse": user_rmse, "validation_rmse": user_validation},
+        "fitted_on": "train",
     }
+    return baselines, on_test, on_validation

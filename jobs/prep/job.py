@@ -17,9 +17,10 @@ import numpy as np
 import pyarrow as pa
 
 from contract import layout
-from contract.documents import MANIFEST_SCHEMA_VERSION, Baselines, Manifest
+from contract.documents import BASELINE_COLUMNS, MANIFEST_SCHEMA_VERSION, Baselines, Manifest
 from contract.features import RATING_RANGE
-from jobs.prep.baselines import BiasSettings, compute_baselines
+from jobs.prep import split
+from jobs.prep.baselines import BiasSettings, Rows, compute_baselines
 from jobs.prep.destination import Destination
 from jobs.prep.failure import PrepError, fmt_count, name_list
 from jobs.prep.outputs import (
@@ -27,6 +28,7 @@ from jobs.prep.outputs import (
     train_shards,
     write_corpus,
     write_json_atomically,
+    write_predictions,
     write_records,
     write_serving_index,
 )
@@ -46,6 +48,7 @@ class PrepConfig:
     # only add objects. Raise it to keep files small when a host's share is large.
     shards_per_instance: int = 1
     seed: int = 42
+    """The train shuffle's seed and the split hash's key (jobs.prep.split)."""
     bias: BiasSettings = field(default_factory=BiasSettings)
 
     @property
@@ -59,6 +62,10 @@ class PrepConfig:
             (0.0 <= self.max_bad_row_fraction <= 1.0, "max_bad_row_fraction must be within 0..1"),
             (self.fm_instance_count >= 1, "fm_instance_count must be >= 1"),
             (self.shards_per_instance >= 1, "shards_per_instance must be >= 1"),
+            (
+                split.SEED_RANGE[0] <= self.seed <= split.SEED_RANGE[1],
+                f"seed must be within {split.SEED_RANGE[0]}..{split.SEED_RANGE[1]} (--seed)",
+            ),
         )
         for ok, message in checks:
             if not ok:
@@ -125,8 +132,9 @@ the default mini_batch_size (1,000, cdk.json), so an epoch is a single update, a
 would compare models fitted to almost nothing."""
 
 
-def training_set_warnings(*, train_rows: int, num_customers: int) -> list[str]:
-    """One line per reason the training set is too small to mean anything; empty when none applies."""
+def training_set_warnings(*, train_rows: int, num_customers: int, validation_rows: int) -> list[str]:
+    """One line per reason the training set is too small to mean anything, or the validation set empty;
+    empty when none applies."""
     warnings = []
     if train_rows < MIN_TRAIN_ROWS:
         warnings.append(
@@ -138,6 +146,12 @@ def training_set_warnings(*, train_rows: int, num_customers: int) -> list[str]:
             f"fewer train rows than customers: {fmt_count(train_rows)} train rows for "
             f"{fmt_count(num_customers)} customers (each customer's latest review is a test row): most "
             "customers have no training row; raise --min-customer-reviews"
+        )
+    if validation_rows == 0:
+        warnings.append(
+            f"no validation rows: no customer has {split.VALIDATION_MIN_PRODUCTS} distinct products outside "
+            "its test pair, so every choice made on validation (tuning, early stopping, shrinkage) has "
+            "nothing to go on; raise --min-customer-reviews"
         )
     return warnings
 
@@ -183,8 +197,9 @@ def _run(
     check_bad_rows(reviews, config.max_bad_row_fraction)
 
     with timer.step("prepare"):
-        prepared = prepare(reviews, config.thresholds)
+        prepared = prepare(reviews, config.thresholds, config.seed)
     train_rows = np.flatnonzero(prepared.is_train)
+    validation_rows = np.flatnonzero(prepared.is_validation)
     test_rows = np.flatnonzero(prepared.is_test)
     n_shards = config.train_shards
     if len(train_rows) < n_shards:
@@ -194,14 +209,14 @@ def _run(
             f"x --shards-per-instance {config.shards_per_instance})"
         )
 
+    def rows_at(positions: np.ndarray) -> Rows:
+        return Rows(prepared.user[positions], prepared.item[positions], prepared.rating[positions])
+
     with timer.step("baselines"):
-        baselines = compute_baselines(
-            train_user=prepared.user[train_rows],
-            train_item=prepared.item[train_rows],
-            train_rating=prepared.rating[train_rows],
-            test_user=prepared.user[test_rows],
-            test_item=prepared.item[test_rows],
-            test_rating=prepared.rating[test_rows],
+        baselines, on_test, on_validation = compute_baselines(
+            train=rows_at(train_rows),
+            test=rows_at(test_rows),
+            validation=rows_at(validation_rows),
             num_users=prepared.num_customers,
             num_items=prepared.num_products,
             settings=config.bias,
@@ -213,17 +228,24 @@ def _run(
         for i, rows in enumerate(train_shards(train_rows, n_shards, config.seed)):
             with destination.writing(out / layout.in_prep(layout.TRAIN) / shard_name(i)) as path:
                 shard_rows.append(write_records(path, prepared, rows))
-    with (
-        timer.step("write_test"),
-        destination.writing(out / layout.in_prep(layout.TEST) / shard_name(0)) as path,
-    ):
-        write_records(path, prepared, test_rows)
+    with timer.step("write_validation_test"):
+        for shard, positions in ((layout.VALIDATION_SHARD, validation_rows), (layout.TEST_SHARD, test_rows)):
+            with destination.writing(out / layout.in_prep(shard)) as path:
+                write_records(path, prepared, positions)
+        for name, predictions in (
+            (layout.BASELINES_TEST, on_test),
+            (layout.BASELINES_VALIDATION, on_validation),
+        ):
+            with destination.writing(out / layout.in_prep(name)) as path:
+                write_predictions(path, predictions)
     with timer.step("write_corpus"), destination.writing(out / layout.in_prep(layout.CORPUS_FILE)) as path:
         corpus_lines = write_corpus(path, prepared)
     with timer.step("write_index"), destination.writing(out / layout.in_prep(layout.INDEX)) as path:
         write_serving_index(path, prepared, baselines["global_mean"]["value"])
     timer.seconds["total"] = round(time.perf_counter() - started, 3)
-    warnings = training_set_warnings(train_rows=len(train_rows), num_customers=prepared.num_customers)
+    warnings = training_set_warnings(
+        train_rows=len(train_rows), num_customers=prepared.num_customers, validation_rows=len(validation_rows)
+    )
     for warning in warnings:
         log(f"warning: {warning}")
     manifest = _manifest(
@@ -241,7 +263,8 @@ def _run(
         write_json_atomically(path, manifest)
     log(
         f"done: N={prepared.num_customers} M={prepared.num_products} feature_dim={prepared.feature_dim} "
-        f"train={len(train_rows)} test={len(test_rows)} in {timer.seconds['total']:.1f} s"
+        f"train={len(train_rows)} validation={len(validation_rows)} test={len(test_rows)} "
+        f"in {timer.seconds['total']:.1f} s"
     )
     return manifest
 
@@ -258,6 +281,7 @@ def _manifest(
     warnings: list[str],
 ) -> Manifest:
     train_rows, test_rows = int(prepared.is_train.sum()), int(prepared.is_test.sum())
+    validation_rows = int(prepared.is_validation.sum())
     n_shards = config.train_shards
     manifest: Manifest = {
         "schema_version": MANIFEST_SCHEMA_VERSION,
@@ -270,6 +294,7 @@ def _manifest(
             "rows_usable": reviews.rows_usable,
             "rows_kept": prepared.rows_kept,
             "train_rows": train_rows,
+            "validation_rows": validation_rows,
             "test_rows": test_rows,
             "corpus_lines": corpus_lines,
             "empty_files": len(reviews.empty_files),
@@ -279,16 +304,33 @@ def _manifest(
         "feature_dim": prepared.feature_dim,
         "time_transform": prepared.time_transform.to_json(),
         "baselines": baselines,
+        "baseline_predictions": {
+            "format": "numpy .npy, float32, shape (rows, len(columns)): row i predicts the shard's row i",
+            "columns": list(BASELINE_COLUMNS),
+            "test": {"path": layout.BASELINES_TEST, "shard": layout.TEST_SHARD, "rows": test_rows},
+            "validation": {
+                "path": layout.BASELINES_VALIDATION,
+                "shard": layout.VALIDATION_SHARD,
+                "rows": validation_rows,
+            },
+        },
         "thresholds": {**asdict(config.thresholds), "max_bad_row_fraction": config.max_bad_row_fraction},
         "shards": {
             "train": n_shards,
+            "validation": 1,
             "test": 1,
             "fm_instance_count": config.fm_instance_count,
             "shards_per_instance": config.shards_per_instance,
             "train_rows_per_shard": shard_rows,
         },
-        "split": "test: each customer's latest review by review_date (ties: greatest product_id, then "
-        "highest rating); train: the other rows minus the test row's (customer, product) pair",
+        "split": {
+            "test": split.TEST_RULE,
+            "validation": split.VALIDATION_RULE,
+            "train": split.TRAIN_RULE,
+            "hash": split.HASH_RULE,
+            "seed": config.seed,
+            "validation_min_products": split.VALIDATION_MIN_PRODUCTS,
+        },
         "seed": config.seed,
         "rating_range": list(RATING_RANGE),
         "timings_s": timings,

@@ -1,4 +1,5 @@
-"""Writing a run's prep/ folder: RecordIO shards, the BlazingText corpus, the serving index, the manifest."""
+"""Writing a run's prep/ folder: RecordIO shards, the baselines' predictions, the BlazingText corpus, the
+serving index, the manifest."""
 
 from __future__ import annotations
 
@@ -47,6 +48,13 @@ def write_records(path: Path, prepared: Prepared, rows: np.ndarray) -> int:
         return write_sparse_records(f, indptr, indices, values, labels, prepared.feature_dim)
 
 
+def write_predictions(path: Path, predictions: np.ndarray) -> None:
+    """A (rows, columns) array as a float32 .npy file (numpy's format: np.load reads it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as f:
+        np.save(f, np.ascontiguousarray(predictions, dtype=np.float32), allow_pickle=False)
+
+
 def train_shards(train_rows: np.ndarray, num_shards: int, seed: int) -> list[np.ndarray]:
     """Split the train rows into `num_shards` parts whose sizes differ by at most one.
 
@@ -59,7 +67,7 @@ def train_shards(train_rows: np.ndarray, num_shards: int, seed: int) -> list[np.
 
 def write_corpus(path: Path, prepared: Prepared) -> int:
     """One line per customer (in feature-key order): the title tokens of the customer's kept reviews in
-    review-date order (ties as the test split orders them), space-separated. Each review contributes its
+    review-date order (one date's reviews by product id), space-separated. Each review contributes its
     product's title, the most frequent one, so that a product has exactly one word, the one the serving
     index names. Returns the number of lines."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,10 +7,11 @@
    count, ties by id (byte order), so that the same input always gives the same keys.
 3. The time feature: days since the customer's first kept review, through the bounded transform of
    contract.features (the notebook used the raw day count).
-4. Test = each customer's latest review by review_date; among reviews on that date the one whose product id
-   sorts last, then the highest rating, so that the split depends on the rows only, not on their order in
-   the file or on how the input is split into files (the notebook took the last row in file order).
-   Train = the other rows, minus every row of the test row's (customer, product) pair, as in the notebook.
+4. The split (jobs.prep.split): test = each customer's latest review by review_date, the tie among that
+   date's reviews broken by a seeded hash of (customer, product); validation = the same rule on what remains,
+   for customers with two products left; train = the other rows, minus every row of the test and validation
+   pairs. It depends on the rows only, not on their order in the file, on how the input is split into files
+   or on the ids' order (the notebook took the last row in file order).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import pyarrow.compute as pc
 from contract.features import FeatureLayout, TimeTransform
 from jobs.prep.failure import PrepError, fmt_count
 from jobs.prep.read import Reviews
+from jobs.prep.split import hash_rank, split_rows
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,8 @@ class Prepared:
     rating: np.ndarray  # int8 per kept row
     day: np.ndarray  # int32 per kept row
     time_value: np.ndarray  # float32 per kept row: the time feature
-    is_test: np.ndarray  # bool per kept row
+    is_test: np.ndarray  # bool per kept row: one per customer
+    is_validation: np.ndarray  # bool per kept row: at most one per customer
     is_train: np.ndarray  # bool per kept row
     time_transform: TimeTransform
 
@@ -101,8 +104,9 @@ def _title_per_product(reviews: Reviews, kept_products: np.ndarray) -> list[str]
     return [str(t) for t in titles]
 
 
-def prepare(reviews: Reviews, thresholds: Thresholds) -> Prepared:
-    """Apply the thresholds, assign feature keys, compute the time feature and split train/test."""
+def prepare(reviews: Reviews, thresholds: Thresholds, seed: int) -> Prepared:
+    """Apply the thresholds, assign feature keys, compute the time feature and split the rows into test,
+    validation and train (`seed`: the split hash's key)."""
     num_codes_c, num_codes_p = len(reviews.customer_ids), len(reviews.product_ids)
     customer_count = np.bincount(reviews.customer, minlength=num_codes_c)
     product_count = np.bincount(reviews.product, minlength=num_codes_p)
@@ -138,27 +142,31 @@ def prepare(reviews: Reviews, thresholds: Thresholds) -> Prepared:
     user, item = user_of_code[c_code], item_of_code[p_code]
     product_ids = kept_p_ids.take(pa.array(order_p))
 
-    # Rows in (user, day, product id, rating) order: first review per user first, test row last.
+    # Rows in (user, day, product id, rating) order: each customer's reviews in date order (the corpus's).
     product_id_rank = np.empty(m, dtype=np.int32)
     product_id_rank[pc.array_sort_indices(product_ids).to_numpy(zero_copy_only=False)] = np.arange(m)
     order = np.lexsort((rating, product_id_rank[item], day, user))
     user, item, rating, day = user[order], item[order], rating[order], day[order]
     per_user = np.bincount(user, minlength=n)
-    ends = np.cumsum(per_user)
-    starts = ends - per_user
-    first_review_day = day[starts].astype(np.int32)
-    is_test = np.zeros(len(user), dtype=bool)
-    is_test[ends - 1] = True
-    test_item = item[ends - 1]
-    is_train = item != test_item[user]  # drops the test row and every other row of its pair
+    first_review_day = day[np.cumsum(per_user) - per_user].astype(np.int32)
+    customer_ids = [str(c) for c in kept_c_ids.take(pa.array(order_c)).to_pylist()]
+    product_id_list = [str(p) for p in product_ids.to_pylist()]
+    is_test, is_validation, is_train = split_rows(
+        user=user,
+        item=item,
+        day=day,
+        rating=rating,
+        num_users=n,
+        tie_rank=hash_rank(customer_ids, product_id_list, seed),
+    )
 
     days_since_first = day - first_review_day[user]
     transform = TimeTransform(max(1, int(days_since_first.max())))
     return Prepared(
         num_customers=n,
         num_products=m,
-        customer_ids=[str(c) for c in kept_c_ids.take(pa.array(order_c)).to_pylist()],
-        product_ids=[str(p) for p in product_ids.to_pylist()],
+        customer_ids=customer_ids,
+        product_ids=product_id_list,
         product_titles=_title_per_product(reviews, kept_p[order_p]),
         first_review_day=first_review_day,
         user=user,
@@ -167,6 +175,7 @@ def prepare(reviews: Reviews, thresholds: Thresholds) -> Prepared:
         day=day,
         time_value=time_features(days_since_first, transform),
         is_test=is_test,
+        is_validation=is_validation,
         is_train=is_train,
         time_transform=transform,
     )

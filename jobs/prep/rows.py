@@ -14,6 +14,8 @@ it as a file (read()):
 - a row that does not pass is taken out of the text: read whole and handed over as a block of its own
   (a long row), or kept for `take_rows_aside` (a bare CR or bytes that are not UTF-8; the caller splits
   it on tabs), or, longer than `max_row_bytes`, counted in `rows_too_long` and skipped unheld;
+- no block but the last ends with a CR: a CRLF split between two pieces goes to pyarrow within one block
+  (_crossing_row_passes says why);
 - so a row of any length up to `max_row_bytes` is read, and a long row is never mistaken for a corrupt
   file. pyarrow calls read() on its own I/O thread; the rows set aside are handed over under a lock."""
 
@@ -176,7 +178,8 @@ class RowStream:
 
     def _crossing_row_passes(self, piece: bytes, last_end: int) -> bool:
         """Whether the row after piece[last_end] may go to pyarrow as it is: it ends in the next piece (or
-        the text ends), holds no CR but one directly before its LF, and is UTF-8."""
+        the text ends), holds no CR in this piece (at the very end of the text excepted) and none in the
+        next but one directly before its LF, and is UTF-8."""
         after = self._next_piece()
         cr = piece.find(b"\r", last_end + 1)
         if not after:  # the last row of the text, without LF; a CR at the very end ends it
@@ -184,7 +187,11 @@ class RowStream:
         row_end = after.find(b"\n")
         if row_end < 0:
             return False
-        if cr >= 0 and not (cr == len(piece) - 1 and row_end == 0):
+        # A CR in this piece's part, even one whose LF starts the next piece: the row is taken out and
+        # handed over whole. Arrow's CSV reader skips an LF that starts a block after a block ending with
+        # CR, and a block that was that LF alone ended its stream there: every row after it was lost
+        # (pyarrow 26.0.1; apache/arrow#51368, the straddling-CRLF handling in CSVBufferIterator).
+        if cr >= 0:
             return False
         cr = after.find(b"\r", 0, row_end)
         return (cr < 0 or cr == row_end - 1) and _is_utf8(piece[last_end + 1 :] + after[:row_end])

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 import re
+import typing
 
 import pytest
 
 from contract.documents import (
+    BASELINE_COLUMNS,
+    MANIFEST_SCHEMA_VERSION,
+    Baselines,
     GateDecision,
+    Manifest,
     RecordFormatError,
     RunMetrics,
     RunPlan,
@@ -89,3 +94,26 @@ def test_json_paths_follow_the_documents_types() -> None:
         json_path(RunPlan, "names", "fm_cfg", root="$.run")
     with pytest.raises(KeyError, match="goes into"):
         json_path(RunPlan, "run_id", "more", root="$.run")
+
+
+def test_the_paths_the_state_machine_and_the_gate_read_from_the_manifest() -> None:
+    root = "$.manifest.content"
+    assert json_path(Manifest, "feature_dim", root=root) == "$.manifest.content.feature_dim"
+    assert json_path(Manifest, "baselines", root=root) == "$.manifest.content.baselines"
+    assert json_path(Manifest, "baselines", "user_bias", "validation_rmse", root=root).endswith(
+        ".baselines.user_bias.validation_rmse"
+    )
+    assert json_path(Manifest, "counts", "validation_rows", root=root).endswith(".counts.validation_rows")
+    assert json_path(Manifest, "baseline_predictions", "test", "path", root=root).endswith(
+        ".baseline_predictions.test.path"
+    )
+    assert json_path(Manifest, "split", "seed", root=root).endswith(".split.seed")
+    with pytest.raises(KeyError, match="Manifest has no field"):
+        json_path(Manifest, "baselines", "user_item", root=root)
+
+
+def test_the_baseline_columns_are_the_baselines_models() -> None:
+    assert BASELINE_COLUMNS == ("global_mean", "bias", "user_bias")
+    models = [k for k, v in typing.get_type_hints(Baselines).items() if typing.is_typeddict(v)]
+    assert models == list(BASELINE_COLUMNS)
+    assert MANIFEST_SCHEMA_VERSION == 2

@@ -43,8 +43,9 @@ def test_paths_in_the_prep_folder() -> None:
 def test_every_folder_ends_with_a_slash_and_every_file_does_not() -> None:
     folders = [layout.PREP, layout.TRAIN, layout.TEST, layout.CORPUS, layout.INDEX]
     folders += [layout.FM_OUTPUT, layout.BLAZINGTEXT_OUTPUT, layout.SERVING]
-    folders += [layout.SERVING_FACTORS, layout.RECOMMENDATIONS]
-    files = [layout.MANIFEST, layout.CORPUS_FILE, layout.GATE]
+    folders += [layout.SERVING_FACTORS, layout.RECOMMENDATIONS, layout.VALIDATION, layout.BASELINES]
+    files = [layout.MANIFEST, layout.CORPUS_FILE, layout.GATE, layout.TEST_SHARD, layout.VALIDATION_SHARD]
+    files += [layout.BASELINES_TEST, layout.BASELINES_VALIDATION]
     files += [layout.SERVING_FACTORS_MANIFEST, layout.RECOMMENDATIONS_MANIFEST]
     assert all(f.endswith("/") for f in folders)
     assert not any(f.endswith("/") for f in files)
@@ -62,3 +63,14 @@ def test_the_recommend_job_reads_and_writes_processing_paths() -> None:
     assert all(p.startswith("/opt/ml/processing/input/") for p in inputs)
     assert layout.RECOMMEND_CONTAINER_OUTPUT.startswith("/opt/ml/processing/output/")
     assert len({*inputs, layout.CONTAINER_INPUT}) == 3  # distinct mounts
+
+
+def test_each_shard_lies_in_its_channel_and_the_baseline_predictions_in_neither() -> None:
+    assert layout.in_prep(layout.TEST_SHARD) == "test/part-00000.rio"
+    assert layout.in_prep(layout.VALIDATION_SHARD) == "validation/part-00000.rio"
+    assert layout.in_prep(layout.BASELINES_TEST) == "baselines/test.npy"
+    assert layout.in_prep(layout.BASELINES_VALIDATION) == "baselines/validation.npy"
+    channels = (layout.TRAIN, layout.TEST, layout.VALIDATION)
+    for path in (layout.BASELINES_TEST, layout.BASELINES_VALIDATION):
+        assert path.startswith(layout.BASELINES)
+        assert not any(path.startswith(channel) for channel in channels), path

@@ -239,8 +239,9 @@ ONE_REVIEW_CUSTOMER = ("56", "B2", "Beta Film", "3", "2015-01-05")
 
 
 def test_a_tiny_training_set_is_warned_about(tmp_path: Path) -> None:
-    # Thresholds 1/1 keep all 10 rows; 5 customers give 5 test rows; train = 7's B2, 100's B2, 20's B1
-    # and B2 (the test rows' pairs removed), 55 and 56 none: 4 rows.
+    # Thresholds 1/1 keep all 10 rows; 5 customers give 5 test rows (20's is B3, alone on its latest date);
+    # 20 keeps B1 and B2 outside it: validation B1 (the smaller split hash: test_prep_semantics.py);
+    # train = 7's B2, 100's B2, 20's B2 (the test and validation pairs removed), 55 and 56 none: 3 rows.
     write_tsv(tmp_path / "in" / "reviews.tsv", tsv_bytes([*ROWS, ONE_REVIEW_CUSTOMER]))
     log: list[str] = []
     manifest = run_prep(
@@ -249,11 +250,12 @@ def test_a_tiny_training_set_is_warned_about(tmp_path: Path) -> None:
         PrepConfig(thresholds=Thresholds(1, 1), fm_instance_count=1),
         log=log.append,
     )
-    assert (manifest["counts"]["train_rows"], manifest["counts"]["test_rows"]) == (4, 5)
+    counts = manifest["counts"]
+    assert (counts["train_rows"], counts["validation_rows"], counts["test_rows"]) == (3, 1, 5)
     expected = [
-        "small training set: 4 train rows, fewer than 1,000 (one FM mini-batch at the default "
+        "small training set: 3 train rows, fewer than 1,000 (one FM mini-batch at the default "
         "mini_batch_size): the run's figures mean little",
-        "fewer train rows than customers: 4 train rows for 5 customers (each customer's latest review is a "
+        "fewer train rows than customers: 3 train rows for 5 customers (each customer's latest review is a "
         "test row): most customers have no training row; raise --min-customer-reviews",
     ]
     assert manifest["warnings"] == expected

@@ -28,10 +28,10 @@ def test_cli_writes_a_run(tmp_path: Path) -> None:
         "--failure-message", tmp_path / "message",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "done: N=3 M=2 feature_dim=6 train=3 test=3" in result.stderr
+    assert "done: N=3 M=2 feature_dim=6 train=3 validation=0 test=3" in result.stderr
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["feature_dim"] == 6
-    assert manifest["seed"] == 5
+    assert manifest["seed"] == manifest["split"]["seed"] == 5
     assert manifest["thresholds"] == {
         "min_customer_reviews": 2,
         "min_product_reviews": 2,
@@ -39,11 +39,13 @@ def test_cli_writes_a_run(tmp_path: Path) -> None:
     }
     assert manifest["shards"]["train_rows_per_shard"] == [1, 1, 1]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "baselines",
         "corpus",
         "index",
         "manifest.json",
         "test",
         "train",
+        "validation",
     ]
     assert sorted(p.name for p in (tmp_path / "out" / "index").iterdir()) == [
         "customers.tsv",

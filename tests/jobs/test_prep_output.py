@@ -18,7 +18,16 @@ from jobs.prep.__main__ import writes_in_place
 from jobs.prep.failure import PrepError
 from jobs.prep.job import PrepConfig, run_prep
 from jobs.prep.prepare import Thresholds
-from tests.jobs.test_prep_support import ROWS, many_rows, remount, run_cli, tmpfs, tsv_bytes, write_tsv
+from tests.jobs.test_prep_support import (
+    PREP_ENTRIES,
+    ROWS,
+    many_rows,
+    remount,
+    run_cli,
+    tmpfs,
+    tsv_bytes,
+    write_tsv,
+)
 
 CONFIG = PrepConfig(thresholds=Thresholds(1, 1), fm_instance_count=1)
 
@@ -138,7 +147,7 @@ def test_disk_full_in_place_empties_the_folder_and_a_rerun_works(tmp_path: Path)
         assert entries(disk) == []
         remount(disk, "size=8m")
         run_prep(inputs, disk, CONFIG, log=_quiet, in_place=True)
-        assert entries(disk) == ["corpus", "index", "manifest.json", "test", "train"]
+        assert entries(disk) == PREP_ENTRIES
 
 
 def test_file_size_limit_through_the_cli(tmp_path: Path) -> None:
@@ -169,7 +178,7 @@ def test_a_good_run_leaves_only_the_output_folder(tmp_path: Path) -> None:
     write_tsv(tmp_path / "in" / "reviews.tsv", tsv_bytes(ROWS))
     run_prep(tmp_path / "in", tmp_path / "runs" / "prep", CONFIG, log=_quiet)
     assert entries(tmp_path / "runs") == ["prep"]
-    assert entries(tmp_path / "runs" / "prep") == ["corpus", "index", "manifest.json", "test", "train"]
+    assert entries(tmp_path / "runs" / "prep") == PREP_ENTRIES
 
 
 def test_a_folder_in_use_is_refused_and_left_alone(tmp_path: Path) -> None:
@@ -198,4 +207,4 @@ def test_a_mount_point_needs_in_place(tmp_path: Path) -> None:
             "run with --in-place"
         )
         run_prep(tmp_path / "in", mount, CONFIG, log=_quiet, in_place=True)
-        assert entries(mount) == ["corpus", "index", "manifest.json", "test", "train"]
+        assert entries(mount) == PREP_ENTRIES

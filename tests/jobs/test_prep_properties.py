@@ -2,8 +2,10 @@
 
 Whatever the bytes (field counts, tabs, CR and LF anywhere, quotes, long fields, bad UTF-8, empty and
 truncated files, bad dates and ratings), reading ends in exact counts or in a one-line PrepError, and the
-job ends in a manifest or a one-line PrepError with no output folder left. The expected answer comes
-from `expect`, a plain-Python statement of the schema's rules, independent of the reader's code:
+job ends in a manifest or a one-line PrepError with no output folder left; its train, validation and test
+shards hold the rows that a plain-Python statement of the split picks (tests/jobs/test_prep_support.py
+plain_split). The expected answer comes from `expect`, a plain-Python statement of the schema's rules,
+independent of the reader's code:
 - a file with no text at all is skipped; the header is the text up to the first LF;
 - a row ends at LF; one CR before its end is dropped; an empty row is no row; a row longer than
   max_row_bytes is row_too_long; then, first reason first: not the header's field count, a needed field
@@ -26,11 +28,12 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from contract.index import normalize_id
+from fm.recordio import read_sparse_records
 from jobs.prep.failure import PrepError
 from jobs.prep.job import PrepConfig, run_prep, training_set_warnings
 from jobs.prep.prepare import Thresholds
 from jobs.prep.read import BAD_ROW_REASONS, NEEDED_COLUMNS, Reviews, RowLimits, read_reviews
-from tests.jobs.test_prep_support import HEADER
+from tests.jobs.test_prep_support import HEADER, PREP_ENTRIES, plain_split
 
 COLUMNS = HEADER.split("\t")
 EPOCH = datetime.date(1970, 1, 1)
@@ -139,16 +142,22 @@ def expect(files: list[tuple[str, bytes, bool]], max_row_bytes: int) -> Expected
     return out
 
 
-def split_counts(usable: list[UsableRow]) -> tuple[int, int]:
-    """(train rows, test rows) with thresholds 1/1: test = each customer's latest review (ties: greatest
-    product id, then highest rating); train = the rest minus the test rows' (customer, product) pairs."""
-    latest: dict[str, tuple[int, bytes, int, str]] = {}
-    for customer, product, _, rating, day in usable:
-        key = (day, product.encode(), rating, product)
-        latest[customer] = max(latest.get(customer, key), key)
-    test_pair = {customer: key[3] for customer, key in latest.items()}
-    train = sum(1 for c, p, *_ in usable if test_pair[c] != p)
-    return train, len(latest)
+def split_ratings(usable: list[UsableRow]) -> dict[str, list[float]]:
+    """The sorted ratings of each channel (train, validation, test) with thresholds 1/1 and the default seed,
+    by the split's rules in plain Python (tests/jobs/test_prep_support.py plain_split)."""
+    test, validation, train = plain_split([(c, p, r, d) for c, p, _, r, d in usable], PrepConfig().seed)
+    return {
+        name: sorted(float(r[2]) for r in rows)
+        for name, rows in (("train", train), ("validation", validation), ("test", test))
+    }
+
+
+def shard_ratings(folder: Path) -> list[float]:
+    labels: list[float] = []
+    for path in sorted(folder.iterdir()):
+        with path.open("rb") as f:
+            labels += read_sparse_records(f).labels.tolist()
+    return sorted(labels)
 
 
 def usable_rows(reviews: Reviews) -> list[UsableRow]:
@@ -306,7 +315,8 @@ def test_job_ends_in_a_manifest_or_one_line(files: list[tuple[str, bytes, bool]]
         write_files(Path(tmp) / "in", files)
         want = expect(files, RowLimits().max_row_bytes)
         n_bad = sum(want.bad.values())
-        train, test = split_counts(want.usable)
+        ratings = split_ratings(want.usable)
+        train, validation, test = (len(ratings[c]) for c in ("train", "validation", "test"))
         if want.error is None and not want.usable:
             want.error = ("no usable rows: ",)
         elif want.error is None and n_bad > max_bad * want.rows_read:
@@ -328,8 +338,17 @@ def test_job_ends_in_a_manifest_or_one_line(files: list[tuple[str, bytes, bool]]
         counts = manifest["counts"]
         assert (counts["rows_read"], counts["rows_usable"]) == (want.rows_read, len(want.usable))
         assert counts["bad_rows"] == {r: want.bad[r] for r in BAD_ROW_REASONS if want.bad[r]}
-        assert (counts["train_rows"], counts["test_rows"]) == (train, test)
+        assert (counts["train_rows"], counts["validation_rows"], counts["test_rows"]) == (
+            train,
+            validation,
+            test,
+        )
+        event(f"job: {'some' if validation else 'no'} validation rows")
         assert manifest["empty_inputs"] == want.empty
-        assert manifest["warnings"] == training_set_warnings(train_rows=train, num_customers=test)
-        assert sorted(p.name for p in out.iterdir()) == ["corpus", "index", "manifest.json", "test", "train"]
+        assert manifest["warnings"] == training_set_warnings(
+            train_rows=train, num_customers=test, validation_rows=validation
+        )
+        assert sorted(p.name for p in out.iterdir()) == PREP_ENTRIES
+        for channel, expected in ratings.items():
+            assert shard_ratings(out / channel) == expected, channel
         assert sorted(p.name for p in out.parent.iterdir()) == ["prep"]

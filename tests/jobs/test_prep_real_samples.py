@@ -14,9 +14,11 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from fm.recordio import read_sparse_records
 from jobs.prep.job import PrepConfig, run_prep
 from jobs.prep.prepare import Thresholds
 from jobs.prep.read import NEEDED_COLUMNS, find_input_files, read_reviews
+from tests.jobs.test_prep_support import plain_split
 
 SAMPLES = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "amazon-reviews-us-samples"
 pytestmark = pytest.mark.skipif(not SAMPLES.is_dir(), reason=f"the Amazon sample rows are not at {SAMPLES}")
@@ -36,6 +38,14 @@ def python_rows() -> list[Row]:
                 c, p, t, r, d = (fields[i] for i in at)
                 rows.append((c, p, t, int(r), (dt.date.fromisoformat(d) - EPOCH).days))
     return rows
+
+
+def labels(folder: Path) -> list[float]:
+    found: list[float] = []
+    for path in sorted(folder.iterdir()):
+        with path.open("rb") as f:
+            found += read_sparse_records(f).labels.tolist()
+    return sorted(found)
 
 
 def test_every_sample_row_is_read_as_plain_python_reads_it() -> None:
@@ -66,18 +76,19 @@ def test_the_job_on_the_samples_matches_a_plain_python_statement(tmp_path: Path)
     by_customer: dict[str, list[Row]] = defaultdict(list)
     for row in rows:
         by_customer[row[0]].append(row)
-    # Test = latest by (date, product id, rating); train = rows not of a test row's (customer, product).
-    test_pair = {c: max(rs, key=lambda r: (r[4], r[1], r[3]))[1] for c, rs in by_customer.items()}
-    train = [r for r in rows if r[1] != test_pair[r[0]]]
-    assert manifest["num_customers"] == len(by_customer)
+    test, validation, train = plain_split([(c, p, r, d) for c, p, _, r, d in rows], seed=42)
+    assert manifest["num_customers"] == len(by_customer) == len(test)
     assert manifest["num_products"] == len({r[1] for r in rows})
     counts = manifest["counts"]
     assert isinstance(counts, dict)
-    assert (counts["rows_kept"], counts["test_rows"], counts["train_rows"]) == (
+    assert (counts["rows_kept"], counts["test_rows"], counts["validation_rows"], counts["train_rows"]) == (
         874,
-        len(by_customer),
+        len(test),
+        len(validation),
         len(train),
     )
+    for channel, expected in (("test", test), ("validation", validation), ("train", train)):
+        assert labels(tmp_path / "out" / channel) == sorted(float(r[2]) for r in expected), channel
 
     titles: dict[str, Counter[str]] = defaultdict(Counter)
     for _, p, t, _, _ in rows:

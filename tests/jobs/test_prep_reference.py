@@ -2,12 +2,16 @@
 
 On a generated file without quote characters (pandas' default quoting then loses nothing) and with rows
 oldest-first with distinct dates per customer (the notebook's "last row in file order" is then our "latest
-by date"), both must keep the same customers and products and make the same split: same N, M,
-feature_dim, train and test row counts, the same ratings in each set, and the same corpus lines.
+by date", and no date holds a tie for the split hash to break), both must keep the same customers and
+products and make the same test split: same N, M, feature_dim, test rows, the same ratings in the test
+set, and the same corpus lines. The notebook has no validation set: its train rows are ours plus every row
+of our validation pairs (each validation row, and any other review of the same pair, leaves train), the
+same count and the same ratings.
 """
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import io
 import json
@@ -20,6 +24,7 @@ import numpy as np
 import pytest
 
 from bench.synth_reviews import clean_shape, generate
+from contract.index import load_index
 from fm.recordio import read_sparse_records
 from jobs.prep.job import PrepConfig, run_prep
 
@@ -46,6 +51,19 @@ def labels(files: list[Path]) -> list[float]:
     return sorted(out)
 
 
+def validation_pair_ratings(data: Path, out: Path) -> list[float]:
+    """The ratings of every input row of a validation pair (customer id, product id), read with csv."""
+    index = load_index(out / "index")
+    with (out / "validation" / "part-00000.rio").open("rb") as f:
+        keys = read_sparse_records(f).indices.reshape(-1, 3)
+    pairs = {(index.customer_ids[u], index.product_ids[i - index.num_customers]) for u, i, _ in keys.tolist()}
+    with data.open(encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        return [
+            float(row["star_rating"]) for row in reader if (row["customer_id"], row["product_id"]) in pairs
+        ]
+
+
 def test_same_kept_customers_products_and_split_as_the_notebook(tmp_path: Path) -> None:
     data = generate(tmp_path / "in" / "reviews.tsv", clean_shape(30_000, seed=3))
     assert '"' not in data.read_text(encoding="utf-8")
@@ -61,12 +79,15 @@ def test_same_kept_customers_products_and_split_as_the_notebook(tmp_path: Path) 
     assert ref["products"] == ours["num_products"] > 10
     assert ref["feature_dim"] == ours["feature_dim"]
     assert ref["test_rows"] == counts["test_rows"]
-    assert ref["train_rows"] == counts["train_rows"]
     assert labels(sorted((tmp_path / "ref" / "test").iterdir())) == labels(
         [tmp_path / "out" / "test" / "part-00000.rio"]
     )
-    assert labels(sorted((tmp_path / "ref" / "train").iterdir())) == labels(
-        sorted((tmp_path / "out" / "train").iterdir())
+    left_train = validation_pair_ratings(data, tmp_path / "out")
+    assert counts["validation_rows"] > 100
+    assert len(left_train) > counts["validation_rows"]  # some pairs were reviewed more than once
+    assert ref["train_rows"] == counts["train_rows"] + len(left_train)
+    assert labels(sorted((tmp_path / "ref" / "train").iterdir())) == sorted(
+        labels(sorted((tmp_path / "out" / "train").iterdir())) + left_train
     )
     # The same customers with the same titles in the same order (line order differs: we order by key).
     ref_lines = (tmp_path / "ref" / "customer_purchases.txt").read_text(encoding="utf-8").split("\n")

@@ -12,19 +12,22 @@ import pytest
 from contract.index import load_index
 from jobs.prep.job import PrepConfig, run_prep
 from jobs.prep.prepare import Thresholds
-from jobs.prep.read import read_reviews
+from jobs.prep.read import RowLimits, read_reviews
 from jobs.prep.rows import MAX_ROW_BYTES, RowStream
 from tests.jobs.test_prep_support import HEADER, ROWS, line, tsv_bytes, write_tsv
 
 
 def drain(stream: RowStream) -> tuple[list[bytes], list[bytes]]:
     """(the rows pyarrow would get, split on LF, and the rows set aside), reading to the end, checking
-    what pyarrow needs: a row that crosses the end of a block ends within the next block."""
+    what pyarrow needs: a row that crosses the end of a block ends within the next block, and no block but
+    the last ends with a CR (Arrow's CSV reader then skips the LF that starts the next block: a next block
+    of that LF alone ends the stream there, apache/arrow#51368)."""
     blocks = []
     while block := bytes(stream.read(1 << 16)):
         blocks.append(block)
     for block, following in itertools.pairwise(blocks):
         assert block.endswith(b"\n") or b"\n" in following or following is blocks[-1]
+        assert not block.endswith(b"\r"), (block, following)
     rows = b"".join(blocks).split(b"\n")
     if rows[-1] == b"":
         rows.pop()
@@ -55,7 +58,7 @@ def test_bare_cr_rows_are_set_aside_crlf_rows_are_not() -> None:
 
 def test_crlf_split_between_pieces_is_a_line_end() -> None:
     data = b"h\nab\r\ncd\r\n"
-    for piece in range(1, 8):
+    for piece in range(1, 12):
         handed, aside, _ = rows_of(data, piece=piece, max_row=64)
         assert [r.removesuffix(b"\r") for r in handed] == [b"ab", b"cd"]
         assert aside == []
@@ -163,3 +166,19 @@ def test_a_row_of_the_wrong_field_count_that_is_not_utf8_is_one_bad_row(tmp_path
     path = write_tsv(tmp_path / "r.tsv.gz", tsv_bytes(ROWS, [latin1, also_latin1]))
     reviews = read_reviews([path])
     assert (reviews.rows_read, reviews.rows_usable, reviews.bad_rows) == (11, 10, {"wrong_field_count": 1})
+
+
+@pytest.mark.parametrize(("long_at", "piece"), [(3, 118), (4, 102), (5, 77)])
+def test_a_crlf_split_before_a_long_row_loses_no_row(tmp_path: Path, long_at: int, piece: int) -> None:
+    """A CRLF file whose piece boundary falls between a row's CR and its LF, the next piece holding that LF
+    and the start of a row longer than a piece: pyarrow once got a block ending with the CR, then a block
+    of the LF alone, and ended the file there (every row from the long one on was lost, without a word)."""
+    rows = [(f"C{i}", f"P{i}", "T", "4", "2015-01-01") for i in range(6)]
+    text = (
+        HEADER
+        + "\r\n"
+        + "".join(line(r, body="L" * 200 if i == long_at else "b") + "\r\n" for i, r in enumerate(rows))
+    )
+    write_tsv(tmp_path / "a.tsv", text.encode())
+    reviews = read_reviews([tmp_path / "a.tsv"], root=tmp_path, limits=RowLimits(piece, 4096))
+    assert (reviews.rows_read, reviews.rows_usable, reviews.bad_rows) == (6, 6, {})

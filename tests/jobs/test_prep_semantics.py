@@ -8,10 +8,11 @@ The input (tests/jobs/test_prep_support.py ROWS), thresholds 2 customers / 2 pro
 - first reviews: 7 on 2015-01-01 (day 16436), 100 on 2014-12-31 (16435), 20 on 2015-02-01 (16467);
   largest days-since-first: 100's 2015-03-01, 60 days -> scale_days 60, feature = log1p(d) / log1p(60).
 - test: 7's latest is 2015-01-10 (B1, 3 stars, day 9); 100's is 2015-03-01 (B1, 5 stars, day 60); 20 has
-  two reviews on 2015-02-01: the greatest product id wins, B2 (1 star, day 0) although B1 is later in
-  the file.
+  two reviews on 2015-02-01: the smaller split hash wins (seed 42: blake2b of "20\tB1" 9626c8b05dfaa47a,
+  of "20\tB2" cc66983f76c88f31), B1 (2 stars, day 0), where the greatest product id would take B2.
+- validation: none: every customer has one product outside its test pair, fewer than two.
 - train: the rest minus each test row's (customer, product) pair: 7's B2 (4 stars, day 2), 100's B2
-  (4 stars, day 0), 20's B1 (2 stars, day 0).
+  (4 stars, day 0), 20's B2 (1 star, day 0).
 - B2's titles "Beta  Film", "beta film", "Beta Film" occur once each: the smallest, "Beta  Film", wins.
 """
 
@@ -22,6 +23,7 @@ import gzip
 import hashlib
 import json
 import math
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +32,7 @@ import pytest
 from contract.documents import Manifest
 from contract.index import load_index
 from fm.recordio import read_sparse_records
-from jobs.prep.baselines import BiasSettings, compute_baselines
+from jobs.prep.baselines import BiasSettings, Rows, compute_baselines
 from jobs.prep.job import PrepConfig, run_prep
 from jobs.prep.prepare import Thresholds
 from tests.jobs.test_prep_support import ROWS, tsv_bytes, write_tsv
@@ -46,12 +48,12 @@ CONFIG = PrepConfig(
 EXPECTED_TEST = [
     ([0, 3, 5], [1.0, 1.0, math.log(10.0) / LN61], 3.0),
     ([1, 3, 5], [1.0, 1.0, 1.0], 5.0),
-    ([2, 4, 5], [1.0, 1.0, 0.0], 1.0),
+    ([2, 3, 5], [1.0, 1.0, 0.0], 2.0),
 ]
 EXPECTED_TRAIN = [
     ([0, 4, 5], [1.0, 1.0, math.log(3.0) / LN61], 4.0),
     ([1, 4, 5], [1.0, 1.0, 0.0], 4.0),
-    ([2, 3, 5], [1.0, 1.0, 0.0], 2.0),
+    ([2, 4, 5], [1.0, 1.0, 0.0], 1.0),
 ]
 
 
@@ -100,7 +102,7 @@ def test_keys_and_feature_dim(run: tuple[Path, Manifest]) -> None:
     assert (out / "index" / "customers.tsv").read_text() == "7\t16436\n100\t16435\n20\t16467\n"
     assert (out / "index" / "products.tsv").read_text() == "B1\tAlpha Show\nB2\tBeta  Film\n"
     assert index.time_transform.scale_days == 60
-    assert index.global_mean == pytest.approx(10 / 3)
+    assert index.global_mean == pytest.approx(3.0)
 
 
 def test_test_rows_are_the_latest_review_per_customer(run: tuple[Path, Manifest]) -> None:
@@ -119,6 +121,7 @@ def test_train_rows_drop_the_test_pair(run: tuple[Path, Manifest]) -> None:
         "rows_usable": 9,
         "rows_kept": 7,
         "train_rows": 3,
+        "validation_rows": 0,
         "test_rows": 3,
         "corpus_lines": 3,
         "empty_files": 0,
@@ -133,14 +136,27 @@ def test_corpus_lists_titles_in_date_order(run: tuple[Path, Manifest]) -> None:
 
 
 def test_baselines_by_hand(run: tuple[Path, Manifest]) -> None:
-    # train (u0,B2,4) (u1,B2,4) (u2,B1,2): mu = 10/3; test ratings 3, 5, 1 -> global mean RMSE 5/3.
-    # One sweep, reg 1: b_u = (1/3, 1/3, -2/3); b_B1 = -1/3, b_B2 = 2/9; test predictions 10/3, 10/3, 26/9.
-    _, manifest = run
+    # train (u0,B2,4) (u1,B2,4) (u2,B2,1): mu = 3; test (u0,B1,3) (u1,B1,5) (u2,B1,2) -> global mean RMSE
+    # sqrt((0 + 4 + 1) / 3). One sweep, reg 1: b_u = (1/2, 1/2, -1); b_B1 = 0 (no train row),
+    # b_B2 = (1/2 + 1/2 - 1) / 4 = 0; test predictions 7/2, 7/2, 2 -> errors 1/2, -3/2, 0 -> sqrt(5/6), the
+    # user bias alike (b_B1 = 0). No validation row: no validation RMSE.
+    out, manifest = run
     baselines = manifest["baselines"]
-    assert baselines["global_mean"]["value"] == pytest.approx(10 / 3)
-    assert baselines["global_mean"]["rmse"] == pytest.approx(5 / 3)
-    assert baselines["bias"]["rmse"] == pytest.approx(math.sqrt(523 / 243))
+    assert baselines["global_mean"] == {
+        "value": 3.0,
+        "rmse": pytest.approx(math.sqrt(5 / 3)),
+        "validation_rmse": None,
+    }
+    assert baselines["bias"]["rmse"] == pytest.approx(math.sqrt(5 / 6))
+    assert baselines["user_bias"]["rmse"] == pytest.approx(math.sqrt(5 / 6))
+    assert baselines["user_bias"]["validation_rmse"] is None
+    assert baselines["bias"]["validation_rmse"] is None
     assert (baselines["bias"]["reg_user"], baselines["bias"]["sweeps"]) == (1.0, 1)
+    assert baselines["fitted_on"] == "train"
+    test = np.load(out / "baselines" / "test.npy")
+    assert test.dtype == np.float32
+    assert test.tolist() == [[3.0, 3.5, 3.5], [3.0, 3.5, 3.5], [3.0, 2.0, 2.0]]
+    assert np.load(out / "baselines" / "validation.npy").shape == (0, 3)
 
 
 def test_manifest_records_inputs_and_settings(run: tuple[Path, Manifest]) -> None:
@@ -157,8 +173,8 @@ def test_manifest_records_inputs_and_settings(run: tuple[Path, Manifest]) -> Non
     ]
     assert json.loads((out / "manifest.json").read_text()) == manifest
     assert manifest["empty_inputs"] == []
-    # 3 train rows: fewer than 1,000, and as many as the 3 customers (not fewer).
-    assert [w.split(":")[0] for w in manifest["warnings"]] == ["small training set"]
+    # 3 train rows: fewer than 1,000, and as many as the 3 customers (not fewer); no validation row.
+    assert [w.split(":")[0] for w in manifest["warnings"]] == ["small training set", "no validation rows"]
     assert manifest["time_transform"] == {
         "kind": "log1p_ratio",
         "scale_days": 60,
@@ -172,6 +188,7 @@ def test_manifest_records_inputs_and_settings(run: tuple[Path, Manifest]) -> Non
     }
     assert manifest["shards"] == {
         "train": 1,
+        "validation": 1,
         "test": 1,
         "fm_instance_count": 1,
         "shards_per_instance": 1,
@@ -193,7 +210,15 @@ def test_split_across_files_gives_the_same_output(run: tuple[Path, Manifest], tm
     assert manifest["inputs"][1]["bytes"] == len(gz)
     assert manifest["inputs"][1]["sha256"] == hashlib.sha256(gz).hexdigest()
     assert gzip.decompress(gz) == tsv_bytes(shuffled[4:])
-    for rel in ("train/part-00000.rio", "test/part-00000.rio", "corpus/corpus.txt", "index/customers.tsv"):
+    for rel in (
+        "train/part-00000.rio",
+        "validation/part-00000.rio",
+        "test/part-00000.rio",
+        "baselines/test.npy",
+        "baselines/validation.npy",
+        "corpus/corpus.txt",
+        "index/customers.tsv",
+    ):
         assert (tmp_path / "out" / rel).read_bytes() == (out / rel).read_bytes(), rel
 
 
@@ -213,35 +238,36 @@ def test_shards_are_equal_within_one_row_and_cover_train(tmp_path: Path) -> None
 
 def test_bias_baseline_predictions_are_clipped_to_the_rating_range() -> None:
     # Train (u0,i0,5) (u1,i1,1) (u1,i0,3), no regularization, one sweep: mu 3, b_u = (2, -1),
-    # b_i = (0.5, -1): (u0,i0) predicts 5.5 -> 5 and (u1,i1) predicts 1, both exact once clipped.
-    result = compute_baselines(
-        train_user=np.array([0, 1, 1]),
-        train_item=np.array([0, 1, 0]),
-        train_rating=np.array([5, 1, 3], dtype=np.int8),
-        test_user=np.array([0, 1]),
-        test_item=np.array([0, 1]),
-        test_rating=np.array([5, 1], dtype=np.int8),
+    # b_i = (0.5, -1): (u0,i0) predicts 5.5 -> 5 and (u1,i1) predicts 1, both exact once clipped; without
+    # the item term 5 and 2. Validation (u0,i1,4): 4, and 5 without the item term.
+    result, on_test, on_validation = compute_baselines(
+        train=Rows(np.array([0, 1, 1]), np.array([0, 1, 0]), np.array([5, 1, 3], dtype=np.int8)),
+        test=Rows(np.array([0, 1]), np.array([0, 1]), np.array([5, 1], dtype=np.int8)),
+        validation=Rows(np.array([0]), np.array([1]), np.array([4], dtype=np.int8)),
         num_users=2,
         num_items=2,
         settings=BiasSettings(reg_user=0.0, reg_item=0.0, sweeps=1),
     )
-    assert result["bias"]["rmse"] == 0.0
-    assert result["global_mean"] == {"value": 3.0, "rmse": 2.0}
+    assert (result["bias"]["rmse"], result["bias"]["validation_rmse"]) == (0.0, 0.0)
+    assert result["global_mean"] == {"value": 3.0, "rmse": 2.0, "validation_rmse": 1.0}
+    assert result["user_bias"]["rmse"] == pytest.approx(math.sqrt(1 / 2))
+    assert result["user_bias"]["validation_rmse"] == 1.0
+    assert on_test.tolist() == [[3.0, 5.0, 5.0], [3.0, 1.0, 2.0]]
+    assert on_validation.tolist() == [[3.0, 4.0, 5.0]]
 
 
 def test_bias_baseline_gives_unseen_users_and_items_zero_bias() -> None:
-    result = compute_baselines(
-        train_user=np.array([0]),
-        train_item=np.array([0]),
-        train_rating=np.array([4], dtype=np.int8),
-        test_user=np.array([1]),
-        test_item=np.array([1]),
-        test_rating=np.array([2], dtype=np.int8),
+    result, on_test, _ = compute_baselines(
+        train=Rows(np.array([0]), np.array([0]), np.array([4], dtype=np.int8)),
+        test=Rows(np.array([1]), np.array([1]), np.array([2], dtype=np.int8)),
+        validation=Rows(np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int8)),
         num_users=2,
         num_items=2,
         settings=BiasSettings(reg_user=0.0, reg_item=0.0, sweeps=3),
     )
     assert result["bias"]["rmse"] == 2.0  # predicts mu = 4 for the unseen pair
+    assert on_test.tolist() == [[4.0, 4.0, 4.0]]
+    assert result["bias"]["validation_rmse"] is None
 
 
 def test_whitespace_around_an_id_is_not_part_of_it(tmp_path: Path) -> None:
@@ -258,3 +284,22 @@ def test_whitespace_around_an_id_is_not_part_of_it(tmp_path: Path) -> None:
     assert manifest["counts"]["bad_rows"] == {"empty_id": 1}
     for name in ("index/customers.tsv", "index/products.tsv", "train/part-00000.rio", "test/part-00000.rio"):
         assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "out-plain" / name).read_bytes(), name
+
+
+def typed_keys(document: type) -> dict[str, object]:
+    """The fields of a TypedDict, nested TypedDicts as their own field tables."""
+    hints = typing.get_type_hints(document)
+    return {name: typed_keys(hint) if typing.is_typeddict(hint) else None for name, hint in hints.items()}
+
+
+def written_keys(value: object, shape: object) -> object:
+    if isinstance(shape, dict):
+        assert isinstance(value, dict)
+        return {k: written_keys(value[k], shape[k]) if k in shape else "extra" for k in value}
+    return None
+
+
+def test_the_manifest_has_exactly_the_fields_of_contract_documents(run: tuple[Path, Manifest]) -> None:
+    out, _ = run
+    written = json.loads((out / "manifest.json").read_text())
+    assert written_keys(written, typed_keys(Manifest)) == typed_keys(Manifest)

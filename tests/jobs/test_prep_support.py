@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import random
 import resource
 import shutil
 import subprocess
 import sys
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +18,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+PREP_ENTRIES = ["baselines", "corpus", "index", "manifest.json", "test", "train", "validation"]
+"""What a run's prep/ folder holds, sorted."""
 
 HEADER = (
     "marketplace\tcustomer_id\treview_id\tproduct_id\tproduct_parent\tproduct_title\tproduct_category\t"
@@ -92,6 +96,39 @@ def many_rows(n: int, customers: int = 500, products: int = 50, seed: int = 3) -
         )
         for _ in range(n)
     ]
+
+
+SplitRow = tuple[str, str, int, int]  # customer, product, rating, day
+
+
+def split_hash(customer: str, product: str, seed: int) -> int:
+    """The split hash as jobs/prep/split.py states it, straight from hashlib."""
+    message = f"{customer}\t{product}".encode()
+    return int(hashlib.blake2b(message, key=seed.to_bytes(8, "little"), digest_size=8).hexdigest(), 16)
+
+
+def plain_split(rows: Sequence[SplitRow], seed: int) -> tuple[list[SplitRow], list[SplitRow], list[SplitRow]]:
+    """(test, validation, train) rows by the split's rules, in plain Python: per customer, test = the latest
+    day's row with the smallest split hash, then the highest rating; validation = the same among the rows
+    outside the test pair when they hold at least 2 products; train = the rows outside both pairs."""
+    by_customer: dict[str, list[SplitRow]] = defaultdict(list)
+    for row in rows:
+        by_customer[row[0]].append(row)
+
+    def pick(candidates: list[SplitRow]) -> SplitRow:
+        return min(candidates, key=lambda r: (-r[3], split_hash(r[0], r[1], seed), -r[2]))
+
+    test, validation, train = [], [], []
+    for reviews in by_customer.values():
+        chosen = pick(reviews)
+        test.append(chosen)
+        rest = [r for r in reviews if r[1] != chosen[1]]
+        if len({r[1] for r in rest}) >= 2:
+            chosen = pick(rest)
+            validation.append(chosen)
+            rest = [r for r in rest if r[1] != chosen[1]]
+        train += rest
+    return test, validation, train
 
 
 def can_mount() -> bool:
