@@ -29,10 +29,11 @@ from hypothesis import strategies as st
 
 from contract.index import normalize_id
 from fm.recordio import read_sparse_records
+from jobs.prep.blocks import BAD_ROW_REASONS, NEEDED_COLUMNS
 from jobs.prep.failure import PrepError
 from jobs.prep.job import PrepConfig, run_prep, training_set_warnings
 from jobs.prep.prepare import Thresholds
-from jobs.prep.read import BAD_ROW_REASONS, NEEDED_COLUMNS, Reviews, RowLimits, read_reviews
+from jobs.prep.read import Reviews, RowLimits, read_reviews
 from tests.jobs.test_prep_support import HEADER, PREP_ENTRIES, plain_split
 
 COLUMNS = HEADER.split("\t")

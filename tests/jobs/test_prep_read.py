@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from jobs.prep.read import _IdColumn, find_input_files, read_reviews
+from jobs.prep.blocks import _IdColumn
+from jobs.prep.read import find_input_files, read_reviews
 from tests.jobs.test_prep_support import ROWS, tsv_bytes, write_tsv
 
 

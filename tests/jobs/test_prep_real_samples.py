@@ -15,9 +15,10 @@ import pyarrow as pa
 import pytest
 
 from fm.recordio import read_sparse_records
+from jobs.prep.blocks import NEEDED_COLUMNS
 from jobs.prep.job import PrepConfig, run_prep
 from jobs.prep.prepare import Thresholds
-from jobs.prep.read import NEEDED_COLUMNS, find_input_files, read_reviews
+from jobs.prep.read import find_input_files, read_reviews
 from tests.jobs.test_prep_support import plain_split
 
 SAMPLES = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "amazon-reviews-us-samples"
