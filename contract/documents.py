@@ -215,6 +215,9 @@ class GateDecision(TypedDict):
     versus: NotRequired[list[Comparison]]
     """The paired comparisons the decision rests on: each baseline, then the deployed run if any."""
     bootstrap: NotRequired[Bootstrap]
+    ranking: NotRequired[dict[str, Any]]
+    """The top-N ranking on the test rows (Recall@10, NDCG@10 of FM's top-N against most-popular and
+    random, with paired bootstrap intervals: fm.ranking), as the "Export FM factors" step measured it."""
 
 
 # ---------------------------------------------------------------------------------------------- run record
@@ -238,6 +241,8 @@ class RunRecord(TypedDict):
     title_table_uri: str
     manifest_uri: str
     metrics: RunMetrics
+    recommendations_uri: NotRequired[str]
+    """The run's batch top-N (layout.RECOMMENDATIONS), when the run wrote it."""
 
 
 RUN_RECORD_SCHEMA_VERSION = 1
@@ -255,6 +260,7 @@ def run_record(
     metrics: RunMetrics,
     endpoint_configs: dict[str, str] | None,
     endpoints: dict[str, str] | None = None,
+    recommendations: bool = False,
     join: Callable[[str, str], str] = layout.under,
 ) -> RunRecord:
     """The record of a deployed run. `join(run_uri, path)` makes the URI of a path in the run: plain string
@@ -272,6 +278,8 @@ def run_record(
     }
     if endpoint_configs is not None:
         record["endpoint_configs"] = endpoint_configs
+    if recommendations:
+        record["recommendations_uri"] = join(run_uri, layout.RECOMMENDATIONS)
     return record
 
 
@@ -322,6 +330,8 @@ def parse_run_record(raw: bytes, uri: str) -> RunRecord:
     }
     if "endpoint_configs" in document:
         record["endpoint_configs"] = _model_names(document, "endpoint_configs", uri)
+    if "recommendations_uri" in document:
+        record["recommendations_uri"] = _string(document, "recommendations_uri", uri)
     return record
 
 

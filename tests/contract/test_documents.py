@@ -39,6 +39,23 @@ def test_a_record_written_is_read_back() -> None:
     assert record["manifest_uri"] == "s3://b/runs/r1/prep/manifest.json"
     assert record["endpoints"] == {"fm": "loftrec-fm", "blazingtext": "loftrec-blazingtext"}
     assert parse_run_record(json.dumps(record).encode(), "s3://b/serving/current.json") == record
+    assert "recommendations_uri" not in record
+
+
+def test_a_run_with_batch_recommendations_points_at_them() -> None:
+    record = run_record(
+        run_id="r1",
+        deployed_at="t",
+        run_uri="s3://b/runs/r1/",
+        metrics=METRICS,
+        endpoint_configs=None,
+        recommendations=True,
+    )
+    assert record["recommendations_uri"] == "s3://b/runs/r1/recommendations/"
+    assert parse_run_record(json.dumps(record).encode(), "u") == record
+    record["recommendations_uri"] = ""
+    with pytest.raises(RecordFormatError, match="recommendations_uri is '', not a non-empty string"):
+        parse_run_record(json.dumps(record).encode(), "u")
 
 
 def test_the_writer_joins_paths_the_way_it_is_told() -> None:
