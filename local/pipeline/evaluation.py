@@ -12,8 +12,9 @@ import numpy as np
 import numpy.typing as npt
 
 from contract.features import RATING_RANGE, FeatureLayout
+from fm.metrics import rmse
 from fm.recordio import SparseRecords
-from jobs.prep.baselines import BiasSettings, fit_biases, rmse
+from jobs.prep.baselines import BiasSettings, fit_biases
 from local.pipeline.records import row_keys
 
 __all__ = ["BOOTSTRAP_SAMPLES", "bias_predictions", "bootstrap", "range_violations"]
