@@ -34,11 +34,16 @@ class ResourceNames(TypedDict):
     blazingtext_model: str
     fm_config: str
     blazingtext_config: str
+    fm_test_predictions: str
+    """The Batch Transform job that predicts the test rows with the candidate FM (the quality gate's)."""
+    recommend: str
+    """The Processing job that writes the batch recommendations."""
 
 
 def resource_names(run_id: str) -> ResourceNames:
     """The SageMaker resources one run creates (each within SageMaker's 63 characters for a run id of at
-    most 40): the prep job, the two training jobs, the two models and the two endpoint configurations."""
+    most 40): the prep job, the two training jobs, the two models, the two endpoint configurations, the
+    test rows' Batch Transform job and the batch recommendations' Processing job."""
     prefix = f"{RESOURCE_PREFIX}-{run_id}"
     return {
         "prep": f"{prefix}-prep",
@@ -48,6 +53,8 @@ def resource_names(run_id: str) -> ResourceNames:
         "blazingtext_model": f"{prefix}-bt",
         "fm_config": f"{prefix}-fm-config",
         "blazingtext_config": f"{prefix}-bt-config",
+        "fm_test_predictions": f"{prefix}-fm-test",
+        "recommend": f"{prefix}-recommend",
     }
 
 

@@ -1,5 +1,6 @@
 """Phase 2, train models: FM and BlazingText in parallel ("Train models"), BlazingText followed by the export
-of its known-title vector table for the shims ("Export title table")."""
+of its known-title vector table for the shims ("Export title table"); then FM's factors for top-N and the
+cold start, which need both models' outputs ("Export FM factors")."""
 
 from __future__ import annotations
 
@@ -54,6 +55,41 @@ class ExportTitleTableStep(LambdaStep):
         storage.grant_put_objects(self.role, layout.any_run(layout.SERVING), reason)
 
 
+class ExportFmFactorsStep(LambdaStep):
+    """lambdas.pipeline.export_factors: FM's factors laid out for top-N (serving/fm/), the ranking's
+    popularity weight (serving/ranking.json) and the cold start's shrinkage (serving/cold_start.json), from
+    the run's model, index, shards and title table."""
+
+    # bench/export_factors.py at the notebook's scale (120k customers x 58k products x 256 factors, 4M train
+    # rows): the module's docstring and the bench size the function at 2048 MB and 600 s.
+    MEMORY_MB = 2048
+    TIMEOUT = Duration.seconds(600)
+    READS = (layout.INDEX, layout.TRAIN, layout.VALIDATION, layout.TEST, layout.FM_OUTPUT)
+
+    def __init__(self, shared: SharedResources) -> None:
+        super().__init__(
+            shared,
+            "ExportFactors",
+            handler="lambdas.pipeline.export_factors.handler",
+            description="Exports FM's factors, the ranking weight and the cold start's shrinkage of a run",
+            environment={"NEIGHBOURS": str(shared.config.serving_neighbours)},
+            timeout=self.TIMEOUT,
+            memory_size=self.MEMORY_MB,
+            numpy=True,
+        )
+        storage = shared.storage
+        reason = "Run ids are made at run time: these paths in every run."
+        storage.grant_key(self.role)
+        for path in self.READS:
+            storage.grant_read_objects(self.role, layout.any_run(path), f"Reads the run's {path}. {reason}")
+        for name in layout.TITLE_TABLE_FILES:
+            storage.grant_read_objects(
+                self.role, layout.any_run(layout.SERVING + name), f"Reads the title table. {reason}"
+            )
+        for path in (layout.SERVING_FACTORS, layout.RANKING, layout.COLD_START):
+            storage.grant_put_objects(self.role, layout.any_run(path), f"Writes the run's {path}. {reason}")
+
+
 def _trained_model() -> dict[str, str]:
     """The ResultSelector of a training state: what later phases read at $.training.<model>."""
     fields: paths.TrainedModel = {
@@ -86,6 +122,7 @@ class TrainModels(sfn.StateMachineFragment):
         super().__init__(scope, construct_id)
         self._shared = shared
         self.export_titles = ExportTitleTableStep(shared)
+        self.export_factors = ExportFmFactorsStep(shared)
         self._parallel = sfn.Parallel(
             self,
             "Train models",
@@ -95,7 +132,19 @@ class TrainModels(sfn.StateMachineFragment):
         branches = {FM: self._train_fm(), BLAZINGTEXT: self._train_blazingtext()}
         for model in MODELS:
             self._parallel.branch(branches[model])
-        self.fallible: list[Fallible] = [self._parallel]
+        # The popularity weight it chose ($.export.value.ranking.popularity_weight) ranks the batch
+        # recommendations.
+        self._export = self.export_factors.state(
+            self,
+            "Export FM factors",
+            {
+                "model_artifact_uri.$": paths.trained(FM, "model_data"),
+                "run_uri.$": paths.run("run_uri"),
+            },
+            result_path=paths.EXPORT,
+        )
+        self._parallel.next(self._export)
+        self.fallible: list[Fallible] = [self._parallel, self._export]
 
     @property
     def start_state(self) -> sfn.State:
@@ -103,11 +152,12 @@ class TrainModels(sfn.StateMachineFragment):
 
     @property
     def end_states(self) -> list[sfn.INextable]:
-        return [self._parallel]
+        return [self._export]
 
     def grant(self, role: iam.IRole) -> None:
         """What the state machine's role needs for this phase's states."""
         self.export_titles.grant(role)
+        self.export_factors.grant(role)
         start_sagemaker_work(role, self._shared)
         allow(
             role,
@@ -161,7 +211,10 @@ class TrainModels(sfn.StateMachineFragment):
                     ),
                     "InputDataConfig": [
                         _channel("train", layout.TRAIN, "ShardedByS3Key", protobuf),
-                        _channel("test", layout.TEST, "FullyReplicated", protobuf),
+                        # FM reports test:rmse on its "test" channel: the validation shard, so that the
+                        # metric (and a tuning job's objective) is a validation figure and the test shard
+                        # stays for the quality gate.
+                        _channel("test", layout.VALIDATION, "FullyReplicated", protobuf),
                     ],
                     # Decided by "Start run" for the run's instance type and count (a run may override
                     # them): the volume key unless the type has local storage, and encrypted traffic

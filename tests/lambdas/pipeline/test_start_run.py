@@ -70,6 +70,8 @@ def test_any_execution_name_gives_valid_sagemaker_names(name: str) -> None:
         "blazingtext_model",
         "fm_config",
         "blazingtext_config",
+        "fm_test_predictions",
+        "recommend",
     }
     for resource, value in run["names"].items():
         assert isinstance(value, str), (resource, value)

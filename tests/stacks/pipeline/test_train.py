@@ -20,8 +20,11 @@ def _branches(alone: Alone[TrainModels]) -> list[list[str]]:
     return [list(branch["States"]) for branch in alone.state("Train models")["Branches"]]
 
 
-def test_fm_and_blazingtext_train_side_by_side(alone: Alone[TrainModels]) -> None:
-    assert list(alone.machine["States"]) == ["Train models"]
+def test_fm_and_blazingtext_train_side_by_side_then_fms_factors_are_exported(
+    alone: Alone[TrainModels],
+) -> None:
+    assert list(alone.machine["States"]) == ["Train models", "Export FM factors"]
+    assert alone.state("Train models")["Next"] == "Export FM factors"
     assert _branches(alone) == [
         ["Train FM"],
         ["Train BlazingText", "Export title table", "BlazingText ready"],
@@ -39,7 +42,7 @@ def test_fm_and_blazingtext_train_side_by_side(alone: Alone[TrainModels]) -> Non
 
 def test_every_task_sends_what_its_service_accepts(alone: Alone[TrainModels]) -> None:
     tasks = asl.task_states(alone.machine)
-    assert set(tasks) == {"Train FM", "Train BlazingText", "Export title table"}
+    assert set(tasks) == {"Train FM", "Train BlazingText", "Export title table", "Export FM factors"}
     assert {name: asl.request_errors(s) for name, s in tasks.items() if asl.request_errors(s)} == {}
     assert {name: asl.literal_errors(s) for name, s in tasks.items() if asl.literal_errors(s)} == {}
 
@@ -50,7 +53,10 @@ def test_channels_and_outputs_are_the_runs_folders(alone: Alone[TrainModels]) ->
 
     fm, bt = alone.state("Train FM")["Parameters"], alone.state("Train BlazingText")["Parameters"]
     run = "$.run.run_uri"
-    assert uris(fm) == [f"States.Format('{{}}prep/train/', {run})", f"States.Format('{{}}prep/test/', {run})"]
+    assert uris(fm) == [
+        f"States.Format('{{}}prep/train/', {run})",
+        f"States.Format('{{}}prep/validation/', {run})",
+    ]
     assert uris(bt) == [f"States.Format('{{}}prep/corpus/', {run})"]
     assert fm["OutputDataConfig"]["S3OutputPath.$"] == f"States.Format('{{}}fm/', {run})"
     assert bt["OutputDataConfig"]["S3OutputPath.$"] == f"States.Format('{{}}blazingtext/', {run})"
@@ -87,10 +93,11 @@ def test_the_state_machine_may_run_training_jobs_only(alone: Alone[TrainModels])
         f"arn:aws:events:{account}:rule/StepFunctionsGetEventsForSageMakerTrainingJobsRule"
     ]
     assert not [action for action in grants if action.startswith("s3:")]
-    function = asl.resource_arn(
-        alone.document, alone.logical_id("AWS::Lambda::Function", "ExportTitlesFunction")
-    )
-    assert grants["lambda:InvokeFunction"] == [function, f"{function}:*"]
+    functions = [
+        asl.resource_arn(alone.document, alone.logical_id("AWS::Lambda::Function", name))
+        for name in ("ExportFactorsFunction", "ExportTitlesFunction")
+    ]
+    assert grants["lambda:InvokeFunction"] == sorted([*functions, *(f"{f}:*" for f in functions)])
 
 
 def test_the_export_reads_runs_and_writes_only_their_serving_folders(alone: Alone[TrainModels]) -> None:
@@ -100,3 +107,40 @@ def test_the_export_reads_runs_and_writes_only_their_serving_folders(alone: Alon
     assert grants["s3:PutObject"] == [f"{bucket}/runs/*/serving/*"]
     assert "kms:GenerateDataKey*" in grants
     assert alone.function("lambdas.serving.title_table.handler")["Timeout"] == 300
+
+
+def test_fms_factors_are_exported_from_its_model_into_the_run(alone: Alone[TrainModels]) -> None:
+    export = alone.state("Export FM factors")
+    assert export["Parameters"]["Payload"] == {
+        "model_artifact_uri.$": "$.training.fm.model_data",
+        "run_uri.$": "$.run.run_uri",
+    }
+    assert (export["ResultSelector"], export["ResultPath"]) == ({"value.$": "$.Payload"}, "$.export")
+    function = alone.function("lambdas.pipeline.export_factors.handler")
+    # bench/export_factors.py at the notebook's scale; numpy from the layer the shims use.
+    assert (function["MemorySize"], function["Timeout"]) == (2048, 600)
+    assert len(function["Layers"]) == 2
+    assert function["Environment"]["Variables"]["NEIGHBOURS"] == "10"
+
+
+def test_the_factor_export_reads_the_runs_inputs_and_writes_only_its_serving_data(
+    alone: Alone[TrainModels],
+) -> None:
+    grants = alone.grants("ExportFactorsFunctionServiceRole")
+    bucket = asl.resource_arn(alone.document, alone.logical_id("AWS::S3::Bucket", "StorageData"))
+    reads = {
+        f"{bucket}/runs/*/{path}"
+        for path in (
+            "prep/index/*",
+            "prep/train/*",
+            "prep/validation/*",
+            "prep/test/*",
+            "fm/*",
+            "serving/titles.txt",
+            "serving/titles.f32",
+            "serving/titles.json",
+        )
+    }
+    assert set(grants["s3:GetObject*"]) == {bucket, *reads}
+    writes = ("serving/fm/*", "serving/ranking.json", "serving/cold_start.json")
+    assert grants["s3:PutObject"] == sorted(f"{bucket}/runs/*/{path}" for path in writes)
