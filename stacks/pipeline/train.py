@@ -14,6 +14,7 @@ from constructs import Construct
 from contract import layout
 from contract.algorithms import BLAZINGTEXT, FM, MODELS
 from contract.documents import json_path
+from stacks.config import FM_TUNING_OBJECTIVE
 from stacks.pipeline import asl, paths
 from stacks.pipeline.images import algorithm_image
 from stacks.pipeline.shared import (
@@ -32,6 +33,10 @@ OUTPUTS = {FM: layout.FM_OUTPUT, BLAZINGTEXT: layout.BLAZINGTEXT_OUTPUT}
 SPOT_MAX_WAIT_SECONDS = 3600
 RESULT = "$.result"
 """Where a branch keeps its training job's TrainedModel while it runs."""
+TUNED = "$.tuned"
+"""Where FM's branch keeps its tuning job's best training job's name."""
+TUNING_SEED = 42
+"""The tuning job's RandomSeed: the same hyperparameter configurations for the same ranges."""
 
 
 class ExportTitleTableStep(LambdaStep):
@@ -172,6 +177,20 @@ class TrainModels(sfn.StateMachineFragment):
             reason="Each run names its training-jobs at run time; all of loftrec's start with loftrec-.",
         )
         follow_sagemaker_jobs(role, "StepFunctionsGetEventsForSageMakerTrainingJobsRule")
+        if self._shared.config.fm_tuning.ranges:
+            allow(
+                role,
+                [
+                    "sagemaker:CreateHyperParameterTuningJob",
+                    "sagemaker:DescribeHyperParameterTuningJob",
+                    "sagemaker:StopHyperParameterTuningJob",
+                    "sagemaker:AddTags",
+                    "sagemaker:ListTags",
+                ],
+                [run_resources("hyper-parameter-tuning-job")],
+                reason="Each run names its tuning job at run time; all of loftrec's start with loftrec-.",
+            )
+            follow_sagemaker_jobs(role, "StepFunctionsGetEventsForSageMakerTuningJobsRule")
 
     def _training_job(self, model: str, parameters: dict[str, Any]) -> dict[str, Any]:
         shared = self._shared
@@ -197,9 +216,25 @@ class TrainModels(sfn.StateMachineFragment):
             stopping["MaxWaitTimeInSeconds"] = SPOT_MAX_WAIT_SECONDS
         return job
 
-    def _train_fm(self) -> sfn.IChainable:
+    def _fm_job(self) -> dict[str, Any]:
+        """What FM's training job and a tuning job's training jobs share: channels, resources, encryption."""
         protobuf = "application/x-recordio-protobuf"
-        return asl.task(
+        return {
+            "InputDataConfig": [
+                _channel("train", layout.TRAIN, "ShardedByS3Key", protobuf),
+                # FM reports test:rmse on its "test" channel: the validation shard, so that the metric (and
+                # a tuning job's objective) is a validation figure and the test shard stays for the gate.
+                _channel("test", layout.VALIDATION, "FullyReplicated", protobuf),
+            ],
+            # Decided by "Start run" for the run's instance type and count (a run may override them): the
+            # volume key unless the type has local storage, and encrypted traffic between several hosts.
+            "ResourceConfig.$": paths.run("fm", "resource_config"),
+            "EnableInterContainerTrafficEncryption.$": paths.run("fm", "inter_container_encryption"),
+        }
+
+    def _train_fm(self) -> sfn.IChainable:
+        """Train FM, or with the run's tuning on ("Tune FM?"), tune it and take its best job forward."""
+        train = asl.task(
             self,
             "Train FM",
             asl.integration("sagemaker:createTrainingJob.sync"),
@@ -209,24 +244,69 @@ class TrainModels(sfn.StateMachineFragment):
                     "HyperParameters.$": (
                         f"States.JsonMerge({paths.run('fm', 'hyperparameters')}, {paths.FM_FIXED}, false)"
                     ),
-                    "InputDataConfig": [
-                        _channel("train", layout.TRAIN, "ShardedByS3Key", protobuf),
-                        # FM reports test:rmse on its "test" channel: the validation shard, so that the
-                        # metric (and a tuning job's objective) is a validation figure and the test shard
-                        # stays for the quality gate.
-                        _channel("test", layout.VALIDATION, "FullyReplicated", protobuf),
-                    ],
-                    # Decided by "Start run" for the run's instance type and count (a run may override
-                    # them): the volume key unless the type has local storage, and encrypted traffic
-                    # between several hosts.
-                    "ResourceConfig.$": paths.run("fm", "resource_config"),
-                    "EnableInterContainerTrafficEncryption.$": paths.run("fm", "inter_container_encryption"),
+                    **self._fm_job(),
                 },
             ),
             result_selector=_trained_model(),
             result_path=RESULT,
             output_path=RESULT,
         )
+        if not self._shared.config.fm_tuning.ranges:
+            return train
+        return (
+            sfn.Choice(self, "Tune FM?")
+            .when(sfn.Condition.boolean_equals(paths.run("fm", "tuning", "enabled"), True), self._tune_fm())
+            .otherwise(train)
+        )
+
+    def _tune_fm(self) -> sfn.IChainable:
+        """A tuning job of FM with test:rmse on the validation shard as its objective; the best training job's
+        model goes on exactly as Train FM's would: its name and model artifact, from DescribeTrainingJob."""
+        tuning = self._shared.config.fm_tuning
+        job = self._training_job(FM, self._fm_job())
+        definition = {
+            "StaticHyperParameters.$": (
+                f"States.JsonMerge({paths.run('fm', 'tuning', 'static_hyperparameters')}, "
+                f"{paths.FM_FIXED}, false)"
+            ),
+            **{key: value for key, value in job.items() if key not in ("TrainingJobName.$", "Tags")},
+        }
+        tune = asl.task(
+            self,
+            "Tune FM",
+            asl.integration("sagemaker:createHyperParameterTuningJob.sync"),
+            {
+                "HyperParameterTuningJobName.$": paths.run("names", "fm_tuning"),
+                "HyperParameterTuningJobConfig": {
+                    "Strategy": "Bayesian",
+                    "HyperParameterTuningJobObjective": {
+                        "Type": "Minimize",
+                        "MetricName": FM_TUNING_OBJECTIVE,
+                    },
+                    "ResourceLimits": {
+                        "MaxNumberOfTrainingJobs": tuning.max_jobs,
+                        "MaxParallelTrainingJobs": tuning.max_parallel_jobs,
+                    },
+                    "ParameterRanges": tuning.parameter_ranges(),
+                    "TrainingJobEarlyStoppingType": "Off",
+                    "RandomSeed": TUNING_SEED,
+                },
+                "TrainingJobDefinition": definition,
+                "Tags": TAGS,
+            },
+            result_selector={"best.$": "$.BestTrainingJob.TrainingJobName"},
+            result_path=TUNED,
+        )
+        best = asl.task(
+            self,
+            "Describe best FM job",
+            asl.sdk("sagemaker", "describeTrainingJob"),
+            {"TrainingJobName.$": f"{TUNED}.best"},
+            result_selector=_trained_model(),
+            result_path=RESULT,
+            output_path=RESULT,
+        )
+        return tune.next(best)
 
     def _train_blazingtext(self) -> sfn.IChainable:
         train = asl.task(

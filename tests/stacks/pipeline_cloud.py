@@ -127,6 +127,7 @@ JOB_STATUS = {
     "TrainingJob": "TrainingJobStatus",
     "ProcessingJob": "ProcessingJobStatus",
     "TransformJob": "TransformJobStatus",
+    "HyperParameterTuningJob": "HyperParameterTuningJobStatus",
 }
 
 
@@ -147,6 +148,7 @@ class Script:
     update_requests: list[dict[str, Any]] = field(default_factory=list)  # every UpdateEndpoint request
     scaling_policies_put: list[str] = field(default_factory=list)  # resource ids, this execution
     recommend_arguments: list[list[str]] = field(default_factory=list)  # each recommend job's arguments
+    tuning_requests: list[dict[str, Any]] = field(default_factory=list)  # CreateHyperParameterTuningJob's
 
 
 @dataclass(frozen=True)
@@ -345,6 +347,7 @@ class ScriptedSageMaker:
         self.create_training_job = sagemaker_models.SageMakerModelBackend.create_training_job
         self.create_endpoint = sagemaker_models.SageMakerModelBackend.create_endpoint
         self.create_transform_job = sagemaker_models.SageMakerModelBackend.create_transform_job
+        self.create_tuning_job = sagemaker_models.SageMakerModelBackend.create_hyper_parameter_tuning_job
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
         backend = sagemaker_models.SageMakerModelBackend
@@ -353,6 +356,9 @@ class ScriptedSageMaker:
         )
         monkeypatch.setattr(backend, "create_training_job", self._training_job(self.create_training_job))
         monkeypatch.setattr(backend, "create_transform_job", self._transform_job(self.create_transform_job))
+        monkeypatch.setattr(
+            backend, "create_hyper_parameter_tuning_job", self._tuning_job(self.create_tuning_job)
+        )
         monkeypatch.setattr(
             backend, "describe_training_job", self._describe_training_job(backend.describe_training_job)
         )
@@ -422,6 +428,44 @@ class ScriptedSageMaker:
         assert recommend_main(arguments) == 0, message.read_text()
         self._upload_folder(out, output_prefix)
 
+    def _tuning_job(self, create: Any) -> Any:
+        """A tuning job whose best training job is one more FM job of its definition, with the tuned
+        hyperparameters at values of their ranges, as SageMaker names it (<tuning job>-NNN-<hash>)."""
+
+        @functools.wraps(create)
+        def hook(backend: Any, **kwargs: Any) -> Any:
+            self.script.tuning_requests.append(kwargs)
+            arn = create(backend, **kwargs)
+            name = kwargs["hyper_parameter_tuning_job_name"]
+            definition = kwargs["training_job_definition"]
+            ranges = kwargs["hyper_parameter_tuning_job_config"]["ParameterRanges"]
+            tuned = {r["Name"]: r["MaxValue"] for kind in ranges.values() for r in kind}
+            best = f"{name}-002-1a2b3c4d"
+            boto3.client("sagemaker", region_name=REGION).create_training_job(
+                TrainingJobName=best,
+                HyperParameters={**definition["StaticHyperParameters"], **tuned},
+                **{
+                    key: definition[key]
+                    for key in (
+                        "AlgorithmSpecification",
+                        "RoleArn",
+                        "InputDataConfig",
+                        "OutputDataConfig",
+                        "ResourceConfig",
+                        "StoppingCondition",
+                    )
+                },
+            )
+            backend.hyper_parameter_tuning_jobs[name].best_training_job = {
+                "TrainingJobName": best,
+                "TrainingJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/{best}",
+                "TrainingJobStatus": "Completed",
+                "TunedHyperParameters": tuned,
+            }
+            return arn
+
+        return hook
+
     def _transform_job(self, create: Any) -> Any:
         """FM's Batch Transform: every input object scored by the model, written beside the output path as
         <name>.out (JSON Lines)."""
@@ -452,7 +496,7 @@ class ScriptedSageMaker:
                 self._wait_for_state("Train FM")
                 raise ResourceLimitExceededError(script.blazingtext_resource_limit)
             job = create(backend, **kwargs)
-            if kwargs["training_job_name"].endswith("-fm"):
+            if not kwargs["training_job_name"].endswith("-bt"):  # FM's, or a tuning job's FM job
                 train = kwargs["input_data_config"][0]["DataSource"]["S3DataSource"]["S3Uri"]
                 run_uri = train.removesuffix(layout.TRAIN)
                 index = parse_index(*(self._get(f"{run_uri}{layout.INDEX}{name}") for name in INDEX_FILES))

@@ -293,7 +293,11 @@ def _requirement(
 
 
 def _passed_roles(params: Mapping[str, Any]) -> list[str]:
-    return [str(params[key]) for key in ROLE_PARAMETERS if isinstance(params.get(key), str)]
+    """The roles a request passes: its own RoleArn/ExecutionRoleArn, or its training job definition's (a
+    tuning job's training jobs run as TrainingJobDefinition.RoleArn)."""
+    definition = params.get("TrainingJobDefinition")
+    nested = _passed_roles(definition) if isinstance(definition, Mapping) else []
+    return [str(params[key]) for key in ROLE_PARAMETERS if isinstance(params.get(key), str)] + nested
 
 
 def _s3_location(uri: str) -> tuple[str, str]:
@@ -420,6 +424,7 @@ def _documented(invocation: Invocation, action: str, primary: list[str], facts: 
         "CreateTrainingJob",
         "CreateModel",
         "CreateTransformJob",
+        "CreateHyperParameterTuningJob",
     ):
         found += _execution_role(invocation, facts)
     return found
@@ -503,6 +508,13 @@ def execution_role_calls(call: Call, facts: Facts) -> Iterator[tuple[str, Call, 
     A transform job passes no role: it runs as its model's execution role (CreateModel's ExecutionRoleArn,
     "the role that SageMaker can assume to access model artifacts and docker image for deployment on ML
     compute instances or for batch transform jobs": API_CreateModel.html)."""
+    if _job_kind(call.operation) == "HyperParameterTuningJob":
+        # Its training jobs, each as CreateTrainingJob of the definition would make it, named after the
+        # tuning job (<name>-NNN-<hash>).
+        definition = dict(call.params["TrainingJobDefinition"])
+        definition["TrainingJobName"] = f"{call.params['HyperParameterTuningJobName']}-001-00000000"
+        yield from execution_role_calls(Call(call.service, "CreateTrainingJob", definition), facts)
+        return
     role = next(iter(_passed_roles(call.params)), None)
     if _job_kind(call.operation) == "TransformJob":
         role = facts.model_roles.get(str(call.params.get("ModelName")))

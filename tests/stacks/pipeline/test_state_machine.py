@@ -17,7 +17,7 @@ from cfnlint.api import ManualArgs, lint
 from moto.sagemaker.models import sagemaker_backends
 
 from contract import layout
-from contract.algorithms import ENDPOINT_NAMES
+from contract.algorithms import ENDPOINT_NAMES, tuning_job_name
 from jobs.prep.__main__ import build_parser
 from jobs.recommend.__main__ import build_parser as recommend_parser
 from tests.stacks import asl
@@ -53,6 +53,8 @@ EXPECTED_OPERATIONS = {
     ("sagemaker", "CreateProcessingJob", "sync"),
     ("sagemaker", "CreateTrainingJob", "sync"),
     ("sagemaker", "CreateTransformJob", "sync"),
+    ("sagemaker", "CreateHyperParameterTuningJob", "sync"),
+    ("sagemaker", "DescribeTrainingJob", ""),
     ("sagemaker", "CreateModel", ""),
     ("sagemaker", "CreateEndpointConfig", ""),
     ("sagemaker", "CreateEndpoint", ""),
@@ -332,7 +334,7 @@ def test_a_first_run_creates_both_endpoints_and_records_the_run(
         _assert_no_runtime_error(execution)
         assert execution.status == "SUCCEEDED"
         assert execution.path(machine["States"]) == DEPLOYED
-        assert execution.path(_branch(machine, "Train models", 0)) == ["Train FM"]
+        assert execution.path(_branch(machine, "Train models", 0)) == ["Tune FM?", "Train FM"]
         assert execution.path(_branch(machine, "Train models", 1)) == [
             "Train BlazingText",
             "Export title table",
@@ -477,6 +479,50 @@ def _assert_gated_and_exported(cloud: PipelineCloud, run_id: str) -> dict[str, A
     for name in ("global_mean", "bias"):
         assert gate[f"baseline_{name}_rmse"] == pytest.approx(manifest["baselines"][name]["rmse"], rel=1e-5)
     return gate
+
+
+def test_a_tuned_run_takes_the_best_training_jobs_model_forward(
+    monkeypatch: pytest.MonkeyPatch, document: dict[str, Any], machine: dict[str, Any]
+) -> None:
+    with pipeline_cloud(monkeypatch, document, Script(), ENDPOINT_NAMES) as cloud:
+        execution = cloud.run("tuned", {"fm_tuning": {"enabled": True}})
+        _assert_no_runtime_error(execution)
+        assert execution.status == "SUCCEEDED", execution.cause
+        assert execution.path(_branch(machine, "Train models", 0)) == [
+            "Tune FM?",
+            "Tune FM",
+            "Describe best FM job",
+        ]
+        run_id = _run_id(execution)
+        (request,) = cloud.script.tuning_requests
+        assert request["hyper_parameter_tuning_job_name"] == tuning_job_name(run_id)
+        config = request["hyper_parameter_tuning_job_config"]
+        assert config["HyperParameterTuningJobObjective"] == {"Type": "Minimize", "MetricName": "test:rmse"}
+        assert config["ResourceLimits"] == {"MaxNumberOfTrainingJobs": 8, "MaxParallelTrainingJobs": 1}
+        assert sorted(r["Name"] for kind in config["ParameterRanges"].values() for r in kind) == [
+            "epochs",
+            "factors_lr",
+            "linear_lr",
+        ]
+        definition = request["training_job_definition"]
+        # The tuned hyperparameters are the ranges', the others the run's, with what the pipeline sets.
+        assert definition["StaticHyperParameters"] == {
+            "num_factors": "256",
+            "mini_batch_size": "1000",
+            "predictor_type": "regressor",
+            "feature_dim": str(FEATURE_DIM),
+        }
+        channels = [c["DataSource"]["S3DataSource"]["S3Uri"] for c in definition["InputDataConfig"]]
+        run_uri = f"s3://{cloud.bucket}/runs/{run_id}/"
+        assert channels == [f"{run_uri}prep/train/", f"{run_uri}prep/validation/"]
+        # The best job's model is the one the gate predicts with and the endpoint serves.
+        best = cloud.sagemaker.describe_training_job(
+            TrainingJobName=f"{tuning_job_name(run_id)}-002-1a2b3c4d"
+        )
+        model = cloud.sagemaker.describe_model(ModelName=f"loftrec-{run_id}-fm")
+        assert model["PrimaryContainer"]["ModelDataUrl"] == best["ModelArtifacts"]["S3ModelArtifacts"]
+        assert cloud.object_json(f"runs/{run_id}/gate.json")["deploy"] is True
+        assert [name for name in cloud.script.training_requests if name.endswith("-fm")] == []
 
 
 def _first_run(cloud: PipelineCloud) -> str:
