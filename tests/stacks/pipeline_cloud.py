@@ -137,6 +137,7 @@ class Script:
 
     fm_test_rmse: float = 1.02  # FM's final test:rmse (on the validation channel)
     fm_quality: world.Quality = "truth"  # FM's model: the run's known FM, or noise
+    recommend_failure: bool = False  # the batch recommendations job goes Failed
     fm_training_failure: str | None = None  # FailureReason: FM's training job fails with it
     blazingtext_resource_limit: str | None = (
         None  # CreateTrainingJob for BlazingText answers this quota error
@@ -403,6 +404,8 @@ class ScriptedSageMaker:
                 if entrypoint is None:  # the prep image's own entrypoint: python -m jobs.prep
                     world.prep_run(Path(scratch) / "prep")
                     self._upload_folder(Path(scratch) / "prep", prefix)
+                elif self.script.recommend_failure:
+                    job.processing_job_status = "Failed"
                 else:
                     self._recommend(kwargs, Path(scratch), prefix)
             return job

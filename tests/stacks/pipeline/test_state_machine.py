@@ -633,6 +633,26 @@ def _run_ids(cloud: PipelineCloud) -> set[str]:
     return {key.split("/")[1] for key in cloud.object_keys() if key.startswith("runs/")}
 
 
+def test_a_failed_batch_recommendations_job_fails_the_run_before_any_endpoint_changes(
+    monkeypatch: pytest.MonkeyPatch, document: dict[str, Any], machine: dict[str, Any]
+) -> None:
+    with pipeline_cloud(monkeypatch, document, Script(recommend_failure=True), ENDPOINT_NAMES) as cloud:
+        execution = cloud.run("no-recommendations")
+        _assert_no_runtime_error(execution)
+        assert execution.status == "FAILED"
+        assert execution.path(machine["States"]) == [
+            *TOP,
+            "Batch recommendations",
+            "Failed: Batch recommendations",
+            "Notify failure",
+            "Run failed",
+        ]
+        ((_subject, message),) = cloud.messages()
+        assert 'failed in state "Batch recommendations": States.TaskFailed.' in message
+        assert (cloud.endpoint_configs(), cloud.endpoints()) == ([], {})
+        assert "serving/current.json" not in cloud.object_keys()
+
+
 def test_a_training_failure_is_notified_with_the_failing_state_and_creates_nothing(
     monkeypatch: pytest.MonkeyPatch, document: dict[str, Any], machine: dict[str, Any]
 ) -> None:
