@@ -5,6 +5,7 @@ local trainers all read these lists).
 
 from __future__ import annotations
 
+import hashlib
 from typing import Final, Literal, TypedDict
 
 ModelKey = Literal["fm", "blazingtext"]
@@ -34,11 +35,22 @@ class ResourceNames(TypedDict):
     blazingtext_model: str
     fm_config: str
     blazingtext_config: str
+    fm_test_predictions: str
+    """The Batch Transform job that predicts the test rows with the candidate FM (the quality gate's)."""
+    recommend: str
+    """The Processing job that writes the batch recommendations."""
+    fm_tuning: str
+    """The hyperparameter tuning job of FM (at most 32 characters: TUNING_JOB_NAME_MAX)."""
+
+
+TUNING_JOB_NAME_MAX = 32
+"""SageMaker's limit on a hyperparameter tuning job's name (API_CreateHyperParameterTuningJob.html)."""
 
 
 def resource_names(run_id: str) -> ResourceNames:
     """The SageMaker resources one run creates (each within SageMaker's 63 characters for a run id of at
-    most 40): the prep job, the two training jobs, the two models and the two endpoint configurations."""
+    most 40): the prep job, the two training jobs, the two models, the two endpoint configurations, the
+    test rows' Batch Transform job, the batch recommendations' Processing job, and FM's tuning job (32)."""
     prefix = f"{RESOURCE_PREFIX}-{run_id}"
     return {
         "prep": f"{prefix}-prep",
@@ -48,7 +60,17 @@ def resource_names(run_id: str) -> ResourceNames:
         "blazingtext_model": f"{prefix}-bt",
         "fm_config": f"{prefix}-fm-config",
         "blazingtext_config": f"{prefix}-bt-config",
+        "fm_test_predictions": f"{prefix}-fm-test",
+        "recommend": f"{prefix}-recommend",
+        "fm_tuning": tuning_job_name(run_id),
     }
+
+
+def tuning_job_name(run_id: str) -> str:
+    """loftrec-<the run id's first 15 characters (its start time)>-<6 hex digits of its hash>: unique per
+    run within SageMaker's 32 characters; its training jobs are named after it (<name>-NNN-<hash>)."""
+    digest = hashlib.sha256(run_id.encode()).hexdigest()[:6]
+    return f"{RESOURCE_PREFIX}-{run_id[:15].rstrip('-')}-{digest}"
 
 
 def resource_pattern() -> str:

@@ -34,6 +34,14 @@ class TrainingResources(TypedDict):
     VolumeKmsKeyId: NotRequired[str]
 
 
+class FmTuningPlan(TypedDict):
+    """Whether the run tunes FM (SageMaker automatic model tuning, fm_tuning), and what every tuning job's
+    training job takes as it is: the run's FM hyperparameters but the tuned ones."""
+
+    enabled: bool
+    static_hyperparameters: dict[str, str]
+
+
 class FmSettings(TypedDict):
     instance_type: str
     instance_count: int
@@ -41,6 +49,7 @@ class FmSettings(TypedDict):
     resource_config: TrainingResources
     inter_container_encryption: bool
     """Several hosts exchange model updates: encrypt that traffic when the run has more than one."""
+    tuning: FmTuningPlan
 
 
 class BlazingTextSettings(TypedDict):

@@ -56,6 +56,12 @@ RECOMMENDATIONS = "recommendations/"
 manifest.json, written last."""
 RECOMMENDATIONS_MANIFEST = "recommendations/manifest.json"
 GATE = "gate.json"
+TEST_PREDICTIONS = "predictions/test/"
+"""The candidate FM's predictions of the test rows: the quality gate's Batch Transform job writes, for the
+test shard, part-00000.rio.out (TEST_PREDICTIONS_FILE): JSON Lines, one {"score": x} per record, line i
+for the shard's record i."""
+TEST_PREDICTIONS_FILE = TEST_PREDICTIONS + TEST_SHARD.rsplit("/", 1)[1] + ".out"
+"""Batch Transform names an input object's output after it, ".out" appended (API_TransformOutput.html)."""
 
 # The prep job's container (SageMaker Processing mounts the input and uploads the output folder).
 CONTAINER_INPUT = "/opt/ml/processing/input/reviews"

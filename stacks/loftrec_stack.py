@@ -63,6 +63,9 @@ class LoftrecStack(Stack):
             description="Start a run by hand: aws stepfunctions start-execution --state-machine-arn ...",
         )
         CfnOutput(
-            self, "ApiUrl", value=self.serving.api.url, description="POST predictions and similar-titles"
+            self,
+            "ApiUrl",
+            value=self.serving.api.url,
+            description="POST predictions, similar-titles and recommendations",
         )
         CfnOutput(self, "NotificationTopicArn", value=self.notifications.topic.topic_arn)

@@ -1,6 +1,6 @@
-"""What application teams call: two Lambda shims behind one IAM-authorized HTTPS API.
+"""What application teams call: three Lambda shims behind one IAM-authorized HTTPS API.
 
-One API Gateway REST API rather than Lambda function URLs: a single entry point for both calls, stage-level
+One API Gateway REST API rather than Lambda function URLs: a single entry point for every call, stage-level
 throttling (rate and burst), access and execution logs, and SigV4 (IAM) authorization on each method.
 Function URLs would give one URL per function and neither throttling nor access logs.
 
@@ -23,6 +23,8 @@ logging"; https://docs.aws.amazon.com/apigateway/latest/developerguide/set-up-lo
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_iam as iam
@@ -37,11 +39,58 @@ from stacks.nag import acknowledge
 from stacks.storage import DataStorage
 
 RECORD_TTL_SECONDS = 60
+SHIM_MEMORY_MB = 1024
+"""The index and title table are held in memory; CPU grows with memory."""
+RECOMMENDATIONS_MEMORY_MB = 1769
+"""/recommendations scores every product for a customer from FM's factors held in memory (58k products x
+256 factors at the notebook's scale: bench/serving.py measures the handler's memory and latency): 1,769 MB is
+where a function has the equivalent of one full vCPU ("At 1,769 MB, a function has the equivalent of one
+vCPU": https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html)."""
+
+
+@dataclass(frozen=True)
+class Shim:
+    name: str
+    path: str
+    handler: str
+    description: str
+    memory_mb: int
+    invokes_endpoints: bool
+    """Whether it calls the SageMaker endpoints (/recommendations scores with the run's FM factors)."""
+
+
+SHIMS = (
+    Shim(
+        "Predict",
+        "predictions",
+        "lambdas.serving.handlers.predict_handler",
+        "predicts ratings for customers and products",
+        SHIM_MEMORY_MB,
+        invokes_endpoints=True,
+    ),
+    Shim(
+        "SimilarTitles",
+        "similar-titles",
+        "lambdas.serving.handlers.similar_titles_handler",
+        "finds known titles similar to titles",
+        SHIM_MEMORY_MB,
+        invokes_endpoints=True,
+    ),
+    Shim(
+        "Recommendations",
+        "recommendations",
+        "lambdas.serving.handlers.recommendations_handler",
+        "recommends the top-k products for a customer",
+        RECOMMENDATIONS_MEMORY_MB,
+        invokes_endpoints=False,
+    ),
+)
 
 
 class ServingApi(Construct):
-    """POST /predictions and POST /similar-titles, each a Lambda shim that reads the deployed-run record,
-    translates customer ids, product ids and titles into the endpoints' feature keys and back."""
+    """POST /predictions, POST /similar-titles and POST /recommendations, each a Lambda shim that reads the
+    deployed-run record, translates customer ids, product ids and titles into the endpoints' feature keys
+    (or scores with the run's FM factors) and back."""
 
     def __init__(
         self,
@@ -64,34 +113,23 @@ class ServingApi(Construct):
             "OPENBLAS_NUM_THREADS": "1",
         }
         self.functions: dict[str, lambda_.Function] = {}
-        for name, handler, description in (
-            (
-                "Predict",
-                "lambdas.serving.handlers.predict_handler",
-                "predicts ratings for customers and products",
-            ),
-            (
-                "SimilarTitles",
-                "lambdas.serving.handlers.similar_titles_handler",
-                "finds known titles similar to titles",
-            ),
-        ):
+        for shim in SHIMS:
             function = python_function(
                 self,
-                name,
-                handler=handler,
-                description=description,
+                shim.name,
+                handler=shim.handler,
+                description=shim.description,
                 environment=environment,
                 timeout=Duration.seconds(29),  # API Gateway's integration limit
-                memory_size=1024,  # the index and title table are held in memory; CPU grows with memory
+                memory_size=shim.memory_mb,
                 service="serving",
                 # numpy for the cosine search over the title table (40k titles: 0.3 ms with numpy, about
-                # 100 ms in pure Python; bench/serving.py).
+                # 100 ms in pure Python; bench/serving.py) and for FM's top-N.
                 numpy=True,
                 reserved_concurrent_executions=config.serving_reserved_concurrency,
             )
-            self._grant(function, storage, endpoint_names)
-            self.functions[name] = function
+            self._grant(function, storage, endpoint_names if shim.invokes_endpoints else {})
+            self.functions[shim.name] = function
 
         self.access_logs = logs.LogGroup(
             self, "AccessLogs", retention=logs.RetentionDays.ONE_YEAR, removal_policy=RemovalPolicy.DESTROY
@@ -101,7 +139,7 @@ class ServingApi(Construct):
             self,
             "Api",
             rest_api_name="loftrec",
-            description="loftrec: ratings and similar titles, IAM (SigV4) authorized",
+            description="loftrec: ratings, similar titles and recommendations, IAM (SigV4) authorized",
             endpoint_types=[apigateway.EndpointType.REGIONAL],
             cloud_watch_role=owns_account_setting,
             cloud_watch_role_removal_policy=RemovalPolicy.RETAIN if owns_account_setting else None,
@@ -131,9 +169,9 @@ class ServingApi(Construct):
                 authorization_type=apigateway.AuthorizationType.IAM
             ),
         )
-        for path, name in (("predictions", "Predict"), ("similar-titles", "SimilarTitles")):
-            self.api.root.add_resource(path).add_method(
-                "POST", apigateway.LambdaIntegration(self.functions[name])
+        for shim in SHIMS:
+            self.api.root.add_resource(shim.path).add_method(
+                "POST", apigateway.LambdaIntegration(self.functions[shim.name])
             )
 
         acknowledge(
@@ -168,10 +206,12 @@ class ServingApi(Construct):
     def _grant(function: lambda_.Function, storage: DataStorage, endpoint_names: dict[str, str]) -> None:
         role = function.role
         assert role is not None  # python_function creates one
-        reason = "Reads the deployed run's index and title table; run ids are made at run time."
+        reason = "Reads the deployed run's index and serving data; run ids are made at run time."
         for pattern in (layout.RUN_RECORD_KEY, layout.any_run(layout.INDEX), layout.any_run(layout.SERVING)):
             storage.grant_read_objects(role, pattern, reason)
         storage.key.grant_decrypt(function)
+        if not endpoint_names:
+            return
         function.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["sagemaker:InvokeEndpoint"],

@@ -54,6 +54,7 @@ ENDPOINTS = 2
 BLUE_GREEN_FLEETS = 2
 # The prep job's Processing cluster (stacks/pipeline/prepare.py: InstanceCount 1).
 PREP_INSTANCE_COUNT = 1
+TRANSFORM_INSTANCE_COUNT = 1  # stacks/pipeline/gate.py: the test rows' Batch Transform job
 
 # The prep job reads every non-hidden .tsv/.tsv.gz object under the prefix.
 RAW_SUFFIXES = layout.RAW_INPUT_SUFFIXES
@@ -235,14 +236,21 @@ def sagemaker_quota_needs(config: Config) -> list[QuotaNeed]:
       blazingtext_instance_type) train in parallel, so each instance type needs the sum of the jobs on it
       and "Number of instances across all training jobs" needs fm_instance_count + blazingtext_instance_count
       (the spot quotas instead with use_spot_training).
-    - Processing: the prep job runs alone on PREP_INSTANCE_COUNT (1) prep_instance_type.
+      With fm_tuning ranges configured a run may tune FM: its tuning job runs max_parallel_jobs FM jobs at
+      once, each on fm_instance_count instances.
+    - Processing: the prep job runs alone on PREP_INSTANCE_COUNT (1) prep_instance_type, and so does the
+      batch recommendations job later in the run.
+    - Transform: the quality gate's Batch Transform job predicts the test rows on TRANSFORM_INSTANCE_COUNT
+      (1) endpoint_instance_type.
     - Endpoints: ENDPOINTS (2) x autoscaling_max_instances x BLUE_GREEN_FLEETS (2): each endpoint may have
       scaled to its maximum when a blue/green update starts a green fleet of the same size beside it, and
       both endpoints update at once. The same figure for "Number of instances across active endpoints".
     """
     usage = "spot training job usage" if config.use_spot_training else "training job usage"
+    tuning = config.fm_tuning
+    fm_peak = config.fm_instance_count * (tuning.max_parallel_jobs if tuning.ranges else 1)
     jobs = (
-        ("FM", config.fm_instance_type, config.fm_instance_count),
+        ("FM", config.fm_instance_type, fm_peak),
         ("BlazingText", config.blazingtext_instance_type, config.blazingtext_instance_count),
     )
     per_type: dict[str, list[tuple[str, int]]] = collections.defaultdict(list)
@@ -256,26 +264,25 @@ def sagemaker_quota_needs(config: Config) -> list[QuotaNeed]:
         )
         for instance_type, on_type in per_type.items()
     ]
-    total_training = config.fm_instance_count + config.blazingtext_instance_count
+    total_training = fm_peak + config.blazingtext_instance_count
     spot = " spot" if config.use_spot_training else ""
     needs.append(
         QuotaNeed(
             f"Number of instances across all{spot} training jobs",
             total_training,
-            f"FM {config.fm_instance_count} + BlazingText {config.blazingtext_instance_count} in parallel",
+            f"FM {fm_peak} + BlazingText {config.blazingtext_instance_count} in parallel",
             instance_type=False,
         )
     )
+    processing = "the prep job, later the batch recommendations job"
     needs.append(
-        QuotaNeed(
-            f"{config.prep_instance_type} for processing job usage", PREP_INSTANCE_COUNT, "the prep job"
-        )
+        QuotaNeed(f"{config.prep_instance_type} for processing job usage", PREP_INSTANCE_COUNT, processing)
     )
     needs.append(
         QuotaNeed(
             "Number of instances across all processing jobs",
             PREP_INSTANCE_COUNT,
-            "the prep job",
+            processing,
             instance_type=False,
         )
     )
@@ -287,6 +294,20 @@ def sagemaker_quota_needs(config: Config) -> list[QuotaNeed]:
     needs.append(QuotaNeed(f"{config.endpoint_instance_type} for endpoint usage", endpoint_peak, why))
     needs.append(
         QuotaNeed("Number of instances across active endpoints", endpoint_peak, why, instance_type=False)
+    )
+    transform = "the quality gate's Batch Transform of the test rows"
+    needs.append(
+        QuotaNeed(
+            f"{config.endpoint_instance_type} for transform job usage", TRANSFORM_INSTANCE_COUNT, transform
+        )
+    )
+    needs.append(
+        QuotaNeed(
+            "Number of instances across all transform jobs",
+            TRANSFORM_INSTANCE_COUNT,
+            transform,
+            instance_type=False,
+        )
     )
     return needs
 

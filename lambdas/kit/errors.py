@@ -89,3 +89,8 @@ class EndpointFailedError(LoftrecError, RuntimeError):
 class ServingDataError(LoftrecError, ValueError):
     """An input of the serving-data export (model, index, shard, title table) is missing or malformed; the
     message names the file."""
+
+
+class GateInputError(LoftrecError, ValueError):
+    """An input of the quality gate (the test shard, the candidate's or the baselines' predictions) is
+    missing, malformed or does not match the test rows; the message names the file."""

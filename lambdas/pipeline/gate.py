@@ -1,24 +1,37 @@
 """The quality gate: deploy a new FM model only if it beats both baselines and does not regress.
 
-`decide_paired` is the decision on per-row predictions (every model scored on the same test rows, paired
-bootstrap intervals of the RMSE differences); `decide` is the earlier decision on point estimates, which the
-pipeline's gate Lambda (`handler`) still takes while the state machine reports only FM's test RMSE.
+`decide_paired` is the decision on per-row predictions: every model scored on the same test rows, paired
+bootstrap intervals of the RMSE differences. The pipeline's gate Lambda (`handler`) gathers them:
+- the test rows in ids and ratings: the run's test shard through the run's index (fm.pairs.read_rows);
+- the candidate's predictions: the Batch Transform job's output of the test shard (layout.TEST_PREDICTIONS);
+- the baselines': the prep job's per-row predictions (layout.BASELINES_TEST);
+- the deployed run's, when serving/current.json names one: its serving factors scoring the rows its own index
+  knows (fm.pairs.score_rows), as its endpoint would answer them.
+Predictions are compared as served: clipped to the rating range. gate.json also carries serving/ranking.json's
+"test" object (the top-N ranking on the test rows, written by "Export FM factors") when there is one.
+
+`decide` is the decision on point estimates that the local twin still takes.
 """
 
 from __future__ import annotations
 
 import functools
+import io
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from contract import layout
-from contract.documents import Comparison, GateDecision
+from contract.documents import BASELINE_COLUMNS, Comparison, GateDecision, RunRecord
+from contract.index import INDEX_FILES, IndexFormatError, parse_index
+from fm.pairs import Rows, read_rows, score_rows
 from lambdas.kit import settings as kit_settings
 from lambdas.kit import storage
-from lambdas.kit.clients import client
+from lambdas.kit.errors import GateInputError, RunUnreadableError, StorageNotFoundError
 from lambdas.kit.invocation import lambda_handler
 from lambdas.kit.logs import LOGGER
 from lambdas.kit.settings import number, storage_uri, variable
@@ -31,6 +44,7 @@ from lambdas.pipeline.paired import (
     paired_difference,
     rmse,
 )
+from lambdas.serving.deployment import load_factors_at
 
 
 @dataclass(frozen=True)
@@ -106,39 +120,6 @@ def decide(
         "baseline_bias_rmse": baseline_bias_rmse,
         "deployed_test_rmse": deployed_test_rmse,
     }
-
-
-def final_metric(description: dict[str, Any], name: str) -> float:
-    """A metric from DescribeTrainingJob's FinalMetricDataList; NaN when the job reported none."""
-    for metric in description.get("FinalMetricDataList", []):
-        if metric.get("MetricName") == name:
-            return float(metric["Value"])
-    return math.nan
-
-
-@lambda_handler
-def handler(event: dict[str, Any], _context: object) -> GateDecision:
-    """Event: {"training_job_name", "baselines": manifest baselines, "run_uri": s3://.../runs/<id>/}.
-
-    Reads FM's test:rmse from DescribeTrainingJob and the deployed model's from the deployed-run record,
-    writes the decision to <run>/gate.json and returns it.
-    """
-    gate = settings()
-    description = client("sagemaker").describe_training_job(TrainingJobName=event["training_job_name"])
-    record = storage.read_run_record(gate.run_record_uri)
-    deployed = None if record is None else record["metrics"].get("fm_test_rmse")
-    baselines = event["baselines"]
-    decision = decide(
-        fm_test_rmse=final_metric(description, "test:rmse"),
-        baseline_global_mean_rmse=float(baselines["global_mean"]["rmse"]),
-        baseline_bias_rmse=float(baselines["bias"]["rmse"]),
-        deployed_test_rmse=None if deployed is None else float(deployed),
-        min_improvement=gate.gate_min_improvement,
-        max_regression=gate.gate_max_regression,
-    )
-    storage.write_json(layout.under(event["run_uri"], layout.GATE), decision)
-    LOGGER.info("quality gate decided", extra={"deploy": decision["deploy"], "reasons": decision["reasons"]})
-    return decision
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -258,3 +239,182 @@ def decide_paired(
         "versus": versus,
         "bootstrap": {"samples": samples, "seed": seed, "confidence": CONFIDENCE},
     }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The gate Lambda: the rows, every model's predictions of them, the decision, gate.json.
+
+F64 = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """The deployed run's side of the comparison: its id, and its scores of the test rows (NaN where its
+    index does not know the customer or the product); or why it cannot be compared."""
+
+    run_id: str
+    scores: F64 | None
+    problem: str = ""
+
+
+def candidate_predictions(raw: bytes, where: str) -> F64:
+    """FM's Batch Transform output with Accept application/jsonlines: one {"score": x} per line, in the
+    input's order (https://docs.aws.amazon.com/sagemaker/latest/dg/fm-in-formats.html)."""
+    scores: list[float] = []
+    for number_, line in enumerate(raw.decode("utf-8", errors="replace").split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            document = json.loads(line)
+            scores.append(float(document["score"]))
+        except (ValueError, KeyError, TypeError):
+            problem = f'line {number_} is not {{"score": number}}: {line[:80]!r}'
+            raise GateInputError(f"{where}: {problem}") from None
+    return np.asarray(scores, np.float64)
+
+
+def baseline_predictions(raw: bytes, rows: int, where: str) -> F64:
+    """prep/baselines/test.npy: (rows, BASELINE_COLUMNS) float32, row i predicting the shard's row i."""
+    try:
+        array = np.load(io.BytesIO(raw), allow_pickle=False)
+    except ValueError as exc:
+        raise GateInputError(f"{where}: not a .npy file ({exc})") from None
+    shape = (rows, len(BASELINE_COLUMNS))
+    if array.shape != shape:
+        expected = f"{shape} (test rows x {', '.join(BASELINE_COLUMNS)})"
+        raise GateInputError(f"{where}: shape {array.shape}, expected {expected}")
+    return np.asarray(array, np.float64)
+
+
+def paired_decision(
+    *,
+    rows: Rows,
+    candidate: F64,
+    baselines: F64,
+    deployed: Deployed | None,
+    rating_range: tuple[float, float],
+    min_improvement: float,
+    max_regression: float,
+) -> GateDecision:
+    """decide_paired on the test rows: the candidate's and the deployed run's predictions clipped to the
+    rating range, as the shims serve them; the deployed run compared on the rows its index knows."""
+    low, high = rating_range
+    served = np.clip(candidate, low, high)
+    versus_deployed = None
+    if deployed is not None and deployed.scores is not None:
+        known = np.isfinite(deployed.scores)
+        versus_deployed = (
+            deployed.run_id,
+            rows.ratings[known],
+            served[known],
+            np.clip(deployed.scores[known], low, high),
+        )
+    decision = decide_paired(
+        actual=rows.ratings,
+        candidate=served,
+        global_mean=baselines[:, BASELINE_COLUMNS.index("global_mean")],
+        bias=baselines[:, BASELINE_COLUMNS.index("bias")],
+        deployed=versus_deployed,
+        min_improvement=min_improvement,
+        max_regression=max_regression,
+    )
+    if deployed is not None and deployed.scores is None:
+        reasons = [r for r in decision["reasons"] if r != "no model is deployed yet"]
+        reasons.append(f"the deployed run {deployed.run_id} {deployed.problem}: not compared")
+        decision["reasons"] = reasons
+    return decision
+
+
+def _read(uri: str) -> bytes:
+    try:
+        return storage.read_bytes(uri)
+    except StorageNotFoundError:
+        raise GateInputError(f"{uri}: missing") from None
+
+
+def _deployed_side(record: RunRecord, rows: Rows) -> Deployed:
+    """The deployed run's scores of the rows through its own index and serving factors."""
+    try:
+        index = parse_index(*(storage.read_bytes(layout.under(record["index_uri"], n)) for n in INDEX_FILES))
+        factors = load_factors_at(layout.under(record["run_uri"], layout.SERVING_FACTORS), index)
+    except (StorageNotFoundError, IndexFormatError, RunUnreadableError) as exc:
+        return Deployed(record["run_id"], None, f"cannot be scored ({exc})")
+    return Deployed(record["run_id"], score_rows(factors, index, rows).scores)
+
+
+def _ranking(run_uri: str) -> dict[str, Any] | None:
+    """serving/ranking.json's "test" object, when the export wrote one."""
+    try:
+        document = json.loads(storage.read_bytes(layout.under(run_uri, layout.RANKING)))
+    except (StorageNotFoundError, ValueError):
+        return None
+    test = document.get("test") if isinstance(document, dict) else None
+    return test if isinstance(test, dict) else None
+
+
+def gate_run(run_uri: str, rating_range: tuple[float, float], gate: GateSettings) -> GateDecision:
+    """The decision on a run's URI (s3:// or file://), written to its gate.json."""
+    index_uri = layout.under(run_uri, layout.INDEX)
+    try:
+        index = parse_index(*(_read(layout.under(index_uri, name)) for name in INDEX_FILES))
+    except IndexFormatError as exc:
+        raise GateInputError(f"{index_uri}: {exc}") from None
+    shard_uri = layout.under(run_uri, layout.TEST_SHARD)
+    try:
+        rows = read_rows([io.BytesIO(_read(shard_uri))], index, where=shard_uri)
+    except ValueError as exc:  # PairsFormatError, or a shard that is not RecordIO-protobuf
+        raise GateInputError(str(exc) if shard_uri in str(exc) else f"{shard_uri}: {exc}") from None
+    if not len(rows):
+        raise GateInputError(f"{shard_uri}: no test rows")
+    predictions_uri = layout.under(run_uri, layout.TEST_PREDICTIONS_FILE)
+    candidate = candidate_predictions(_read(predictions_uri), predictions_uri)
+    if candidate.shape[0] != len(rows):
+        raise GateInputError(
+            f"{predictions_uri}: {candidate.shape[0]:,} predictions "
+            f"for {len(rows):,} test rows in {shard_uri}"
+        )
+    baselines_uri = layout.under(run_uri, layout.BASELINES_TEST)
+    baselines = baseline_predictions(_read(baselines_uri), len(rows), baselines_uri)
+    record = storage.read_run_record(gate.run_record_uri)
+    deployed = None
+    if record is not None and record["run_uri"].rstrip("/") != run_uri.rstrip("/"):
+        deployed = _deployed_side(record, rows)
+    decision = paired_decision(
+        rows=rows,
+        candidate=candidate,
+        baselines=baselines,
+        deployed=deployed,
+        rating_range=rating_range,
+        min_improvement=gate.gate_min_improvement,
+        max_regression=gate.gate_max_regression,
+    )
+    ranking = _ranking(run_uri)
+    if ranking is not None:
+        decision["ranking"] = ranking
+    storage.write_json(layout.under(run_uri, layout.GATE), decision)
+    return decision
+
+
+def _event(event: object) -> tuple[str, tuple[float, float]]:
+    if not isinstance(event, dict):
+        raise GateInputError('event must be an object with "run_uri" and "rating_range"')
+    run_uri, rating_range = event.get("run_uri"), event.get("rating_range")
+    if not isinstance(run_uri, str) or not run_uri.startswith(("s3://", "file://")):
+        raise GateInputError(f"event.run_uri is {run_uri!r}: an s3:// or file:// URI is required")
+    if (
+        not isinstance(rating_range, list)
+        or len(rating_range) != 2
+        or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in rating_range)
+        or not rating_range[0] < rating_range[1]
+    ):
+        raise GateInputError(f"event.rating_range is {rating_range!r}: [lowest, highest] rating is required")
+    return run_uri, (float(rating_range[0]), float(rating_range[1]))
+
+
+@lambda_handler
+def handler(event: Any, _context: object) -> GateDecision:
+    """Pipeline Lambda: {"run_uri", "rating_range": the manifest's} -> the GateDecision, also in gate.json."""
+    run_uri, rating_range = _event(event)
+    decision = gate_run(run_uri, rating_range, settings())
+    LOGGER.info("quality gate decided", extra={"deploy": decision["deploy"], "reasons": decision["reasons"]})
+    return decision

@@ -4,7 +4,10 @@ A manual start may override instance settings and hyperparameters (README, "Oper
 
     {"run_id": "optional-name", "fm_instance_type": "ml.c5.4xlarge", "fm_instance_count": 2,
      "fm_hyperparameters": {"epochs": 5}, "blazingtext_instance_type": "ml.p3.2xlarge",
-     "blazingtext_hyperparameters": {"vector_dim": 50}}
+     "blazingtext_hyperparameters": {"vector_dim": 50}, "fm_tuning": {"enabled": true}}
+
+fm_tuning turns the configured tuning on or off for this run (its ranges and job counts are the stack's);
+its parallel jobs times the run's FM instance count must fit the training quota the configuration checks.
 
 The hyperparameters are checked by the same rules as the configuration at synth (contract.hyperparameters),
 merged over the configured tables. Anything else is refused with a message naming the field, before any job
@@ -21,7 +24,7 @@ from typing import Any
 
 from contract import layout
 from contract.algorithms import resource_names
-from contract.documents import BlazingTextSettings, FmSettings, RunPlan, TrainingResources
+from contract.documents import BlazingTextSettings, FmSettings, FmTuningPlan, RunPlan, TrainingResources
 from contract.hyperparameters import (
     BLAZINGTEXT_TABLE,
     FM_TABLE,
@@ -49,6 +52,7 @@ ALLOWED = {
     "fm_hyperparameters",
     "blazingtext_instance_type",
     "blazingtext_hyperparameters",
+    "fm_tuning",
 }
 
 
@@ -137,6 +141,29 @@ def _hyperparameters(
     return fm_checked, bt_checked
 
 
+def _tuning(
+    defaults: dict[str, Any], execution_input: dict[str, Any], hyperparameters: dict[str, str], fm_count: int
+) -> FmTuningPlan:
+    """Whether this run tunes FM (the configured default, or the input's fm_tuning.enabled), and the
+    hyperparameters every tuning job's training job takes as they are (all but the tuned ones)."""
+    configured = defaults["fm_tuning"]
+    override = execution_input.get("fm_tuning", {})
+    if not isinstance(override, dict) or set(override) - {"enabled"}:
+        raise InvalidRunInputError(f'fm_tuning={override!r} is not allowed: {{"enabled": true or false}}')
+    enabled = override.get("enabled", configured["enabled"])
+    if not isinstance(enabled, bool):
+        raise InvalidRunInputError(f"fm_tuning.enabled={enabled!r}: expected true or false")
+    parallel, quota = configured["max_parallel_jobs"], configured["instance_quota"]
+    if enabled and parallel * fm_count > quota:
+        raise InvalidRunInputError(
+            f"fm_instance_count={fm_count} with fm_tuning: {parallel} parallel jobs x {fm_count} instances "
+            f"exceed the {quota} training instances the tuning is configured to fit"
+        )
+    tuned = set(configured["tuned"])
+    static = {name: value for name, value in hyperparameters.items() if name not in tuned}
+    return {"enabled": enabled, "static_hyperparameters": static}
+
+
 def plan_run(
     execution_input: dict[str, Any],
     *,
@@ -164,13 +191,15 @@ def plan_run(
     fm_table, bt_table = _hyperparameters(defaults, execution_input)
     fm_type = _instance_type("fm_instance_type", get("fm_instance_type", defaults["fm_instance_type"]))
     fm_count = _count("fm_instance_count", get("fm_instance_count", defaults["fm_instance_count"]), 100)
+    # SageMaker takes every hyperparameter as a string: the SDK's strings ("True", not "true").
+    fm_hyperparameters = {**sagemaker_strings(fm_table), "predictor_type": "regressor"}
     fm: FmSettings = {
         "instance_type": fm_type,
         "instance_count": fm_count,
-        # SageMaker takes every hyperparameter as a string: the SDK's strings ("True", not "true").
-        "hyperparameters": {**sagemaker_strings(fm_table), "predictor_type": "regressor"},
+        "hyperparameters": fm_hyperparameters,
         "resource_config": _resources(fm_type, fm_count, defaults["fm_volume_size_gb"], volume_key),
         "inter_container_encryption": fm_count > 1,
+        "tuning": _tuning(defaults, execution_input, fm_hyperparameters, fm_count),
     }
     bt_type = _instance_type(
         "blazingtext_instance_type", get("blazingtext_instance_type", defaults["blazingtext_instance_type"])

@@ -45,6 +45,36 @@ def _storage_key(instance_type: str, key_arn: str) -> dict[str, str]:
     return {} if has_local_storage(instance_type) else {"KmsKeyId": key_arn}
 
 
+def create_model(scope: Construct, shared: SharedResources, model: str) -> sfn.CustomState:
+    """ "Create <label> model": the run's SageMaker model of a trained model's artifact."""
+    return asl.task(
+        scope,
+        f"Create {LABELS[model]} model",
+        asl.integration("sagemaker:createModel"),
+        {
+            "ModelName.$": paths.run("names", f"{model}_model"),
+            "ExecutionRoleArn": shared.sagemaker_role.role_arn,
+            "PrimaryContainer": {
+                "Image": algorithm_image(scope, model),
+                "ModelDataUrl.$": paths.trained(model, "model_data"),
+            },
+            "EnableNetworkIsolation": True,
+            "Tags": TAGS,
+        },
+    )
+
+
+def allow_models(role: iam.IRole, shared: SharedResources) -> None:
+    """Create the run's models (and tag them), passing them the SageMaker role."""
+    start_sagemaker_work(role, shared)
+    allow(
+        role,
+        ["sagemaker:CreateModel", "sagemaker:AddTags", "sagemaker:ListTags"],
+        [run_resources("model")],
+        reason="Each run names its models at run time; all start with loftrec-.",
+    )
+
+
 class PlanEndpointStep(LambdaStep):
     """lambdas.pipeline.endpoints.plan_handler: create or update an endpoint, and whether its autoscaling
     must be deregistered first (an instance type change)."""
@@ -72,8 +102,9 @@ class PlanEndpointStep(LambdaStep):
 
 
 class DeployModel(sfn.StateMachineFragment):
-    """One model's deployment, from "Create <label> model" to "Put <label> scaling policy"; the Fail states
-    end the branch (EndpointFailed, EndpointRolledBack, EndpointTimeout)."""
+    """One model's deployment, from "Create <label> model" (unless `model_created`: the quality gate creates
+    FM's, to predict the test rows with it) to "Put <label> scaling policy"; the Fail states end the branch
+    (EndpointFailed, EndpointRolledBack, EndpointTimeout)."""
 
     def __init__(
         self,
@@ -84,6 +115,7 @@ class DeployModel(sfn.StateMachineFragment):
         model: str,
         plan: PlanEndpointStep,
         rollback_alarms: list[cloudwatch.IAlarm],
+        model_created: bool,
     ) -> None:
         super().__init__(scope, construct_id)
         config = shared.config
@@ -94,21 +126,6 @@ class DeployModel(sfn.StateMachineFragment):
         planned, status = f"$.plan_{model}", f"$.endpoint_{model}"
         waits, count_path = f"$.waits_{model}", f"$.count_{model}"
 
-        self._create_model = asl.task(
-            self,
-            f"Create {label} model",
-            asl.integration("sagemaker:createModel"),
-            {
-                "ModelName.$": model_name,
-                "ExecutionRoleArn": shared.sagemaker_role.role_arn,
-                "PrimaryContainer": {
-                    "Image": algorithm_image(self, model),
-                    "ModelDataUrl.$": paths.trained(model, "model_data"),
-                },
-                "EnableNetworkIsolation": True,
-                "Tags": TAGS,
-            },
-        )
         create_config = asl.task(
             self,
             f"Create {label} endpoint config",
@@ -252,7 +269,11 @@ class DeployModel(sfn.StateMachineFragment):
         )
         create_endpoint.next(start_wait)
         update_endpoint.next(start_wait)
-        self._create_model.next(create_config).next(plan_state).next(
+        self._start: sfn.State = create_config
+        if not model_created:
+            self._start = create_model(self, shared, model)
+            self._start.next(create_config)
+        create_config.next(plan_state).next(
             sfn.Choice(self, f"{label} endpoint exists?")
             .when(sfn.Condition.string_equals(f"{planned}.value.action", "create"), create_endpoint)
             .when(
@@ -264,7 +285,7 @@ class DeployModel(sfn.StateMachineFragment):
 
     @property
     def start_state(self) -> sfn.State:
-        return self._create_model
+        return self._start
 
     @property
     def end_states(self) -> list[sfn.INextable]:
@@ -273,7 +294,7 @@ class DeployModel(sfn.StateMachineFragment):
 
 class DeployModels(sfn.StateMachineFragment):
     """One Parallel state, "Deploy models", with a DeployModel branch per model (one plan function for
-    both)."""
+    both); the models in `created` exist already (the quality gate's FM)."""
 
     def __init__(
         self,
@@ -282,6 +303,7 @@ class DeployModels(sfn.StateMachineFragment):
         *,
         shared: SharedResources,
         rollback_alarms: dict[str, list[cloudwatch.IAlarm]],
+        created: frozenset[str] = frozenset(),
     ) -> None:
         super().__init__(scope, construct_id)
         self._shared = shared
@@ -297,6 +319,7 @@ class DeployModels(sfn.StateMachineFragment):
                     model=model,
                     plan=self.plan,
                     rollback_alarms=rollback_alarms[model],
+                    model_created=model in created,
                 )
             )
         self.fallible: list[Fallible] = [self._parallel]
@@ -312,17 +335,12 @@ class DeployModels(sfn.StateMachineFragment):
     def grant(self, role: iam.IRole) -> None:
         """What the state machine's role needs for this phase's states."""
         self.plan.grant(role)
-        start_sagemaker_work(role, self._shared)
+        allow_models(role, self._shared)
         allow(
             role,
-            [
-                "sagemaker:CreateModel",
-                "sagemaker:CreateEndpointConfig",
-                "sagemaker:AddTags",
-                "sagemaker:ListTags",
-            ],
-            [run_resources("model"), run_resources("endpoint-config")],
-            reason="Each run names its models and endpoint-configs at run time; all start with loftrec-.",
+            ["sagemaker:CreateEndpointConfig", "sagemaker:AddTags", "sagemaker:ListTags"],
+            [run_resources("endpoint-config")],
+            reason="Each run names its endpoint-configs at run time; all start with loftrec-.",
         )
         allow(
             role,

@@ -5,6 +5,7 @@ Each phase leaves what it produces in one place:
 - $.prep, $.manifest.content: the prep job's ARN and its manifest (Manifest);
 - $.fm_fixed: the FM hyperparameters the pipeline sets (feature_dim, from the manifest);
 - $.training.<model>: each training job's name and model artifact (TrainedModel);
+- $.export.value: what "Export FM factors" answers (ExportSummary: the ranking's popularity weight);
 - $.gate.value: the quality gate's decision (GateDecision);
 - $.plan_<model>, $.endpoint_<model>, $.waits_<model>, $.count_<model>: one model's deployment;
 - $.record: the deployed run's record (RunRecord) before it is written;
@@ -26,9 +27,23 @@ MANIFEST = "$.manifest"
 """Read manifest's result: {"content": Manifest}."""
 FM_FIXED = "$.fm_fixed"
 TRAINING = "$.training"
+EXPORT = "$.export"
+"""Export FM factors' result: {"value": ExportSummary}."""
 GATE = "$.gate"
 """The quality gate's result: {"value": GateDecision}."""
 RECORD = "$.record"
+
+
+class RankingSummary(TypedDict):
+    popularity_weight: float
+    """The weight of log(1 + reviews) in the top-N ranking, chosen on the validation rows."""
+
+
+class ExportSummary(TypedDict):
+    """The part of lambdas.pipeline.export_factors.handler's answer that later states read."""
+
+    serving_uri: str
+    ranking: RankingSummary
 
 
 class TrainedModel(TypedDict):
@@ -57,6 +72,11 @@ def gate(*fields: str) -> str:
 def trained(model: str, field: str) -> str:
     """$.training.<model>.<field>, checked against TrainedModel."""
     return json_path(TrainedModel, field, root=f"{TRAINING}.{model}")
+
+
+def export(*fields: str) -> str:
+    """$.export.value.<fields>, checked against ExportSummary."""
+    return json_path(ExportSummary, *fields, root=f"{EXPORT}.value")
 
 
 def in_run(path: str, *, base: str = "run_uri") -> str:

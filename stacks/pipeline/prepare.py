@@ -12,6 +12,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from contract import layout
+from stacks.config import TRAINING_INSTANCE_QUOTA
 from stacks.pipeline import asl, paths
 from stacks.pipeline.shared import (
     FM_VOLUME_SIZE_GB,
@@ -44,6 +45,12 @@ class StartRunStep(LambdaStep):
             "blazingtext_hyperparameters": dict(config.blazingtext_hyperparameters),
             "fm_volume_size_gb": FM_VOLUME_SIZE_GB,
             "blazingtext_volume_size_gb": config.blazingtext_volume_size_gb,
+            "fm_tuning": {
+                "enabled": config.fm_tuning.enabled,
+                "tuned": sorted(config.fm_tuning.tuned),
+                "max_parallel_jobs": config.fm_tuning.max_parallel_jobs,
+                "instance_quota": TRAINING_INSTANCE_QUOTA,
+            },
         }
         super().__init__(
             shared,

@@ -39,6 +39,7 @@ def deployed_run_record(shared: SharedResources) -> dict[str, Any]:
             model: sfn.JsonPath.string_at(paths.run("names", f"{model}_config")) for model in MODELS
         },
         endpoints=shared.endpoint_names,
+        recommendations=True,  # "Batch recommendations" wrote them before the deployment
         join=_in_run,
     )
     return dict(record)

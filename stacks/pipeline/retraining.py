@@ -15,6 +15,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from contract import layout
+from contract.algorithms import FM
 from stacks.config import Config
 from stacks.nag import acknowledge, arn_finding
 from stacks.pipeline.deploy import DeployModels
@@ -22,6 +23,7 @@ from stacks.pipeline.failure import FailureHandling
 from stacks.pipeline.gate import QualityGate
 from stacks.pipeline.images import grant_algorithm_pulls, prep_image
 from stacks.pipeline.prepare import PrepareData
+from stacks.pipeline.recommend import BatchRecommendations
 from stacks.pipeline.record import RecordRun
 from stacks.pipeline.shared import (
     Phase,
@@ -37,8 +39,9 @@ SAGEMAKER_METRIC_NAMESPACES = ["/aws/sagemaker/*", "aws/sagemaker/*"]
 
 
 class RetrainingPipeline(Construct):
-    """Prepare data -> train models -> quality gate -> deploy models -> record the run; any failure notified,
-    and serving rolled back once it may have changed. Scheduled, and alarmed on failed executions."""
+    """Prepare data -> train models -> quality gate -> batch recommendations -> deploy models -> record the
+    run; any failure notified, and serving rolled back once it may have changed. Scheduled, and alarmed on
+    failed executions."""
 
     def __init__(
         self,
@@ -70,14 +73,18 @@ class RetrainingPipeline(Construct):
         failure = FailureHandling(self, "Failure", shared=shared)
         prepare = PrepareData(self, "PrepareData", shared=shared, image=self.prep_image)
         train = TrainModels(self, "TrainModels", shared=shared)
-        deploy = DeployModels(self, "DeployModels", shared=shared, rollback_alarms=rollback_alarms)
+        # The quality gate creates FM's model (its Batch Transform job predicts the test rows with it).
+        deploy = DeployModels(
+            self, "DeployModels", shared=shared, rollback_alarms=rollback_alarms, created=frozenset({FM})
+        )
         record = RecordRun(self, "RecordRun", shared=shared)
-        gate = QualityGate(self, "QualityGate", shared=shared, approved=deploy.next(record))
+        recommend = BatchRecommendations(self, "Recommend", shared=shared, image=self.prep_image)
+        gate = QualityGate(self, "QualityGate", shared=shared, approved=recommend.next(deploy).next(record))
         # Errors before any endpoint changed are notified; once one may have, serving is put back first.
         # Pass states cannot catch: an error in one ends the execution, which the failure alarm reports.
-        failure.notify_on([*prepare.fallible, *train.fallible, *gate.fallible])
+        failure.notify_on([*prepare.fallible, *train.fallible, *gate.fallible, *recommend.fallible])
         failure.roll_back_on([*deploy.fallible, *record.fallible])
-        self.phases: tuple[Phase, ...] = (prepare, train, gate, deploy, record, failure)
+        self.phases: tuple[Phase, ...] = (prepare, train, gate, recommend, deploy, record, failure)
 
         self.log_group = logs.LogGroup(
             self, "Logs", retention=logs.RetentionDays.THREE_MONTHS, removal_policy=RemovalPolicy.DESTROY
@@ -90,7 +97,7 @@ class RetrainingPipeline(Construct):
                 destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True
             ),
             tracing_enabled=True,
-            comment="loftrec retraining: prepare data, train FM and BlazingText, gate, deploy, record",
+            comment="loftrec retraining: prepare, train FM and BlazingText, gate, recommend, deploy, record",
         )
         role = self.state_machine.role
         for phase in self.phases:

@@ -1,5 +1,6 @@
 """Phase 2, train models: FM and BlazingText in parallel ("Train models"), BlazingText followed by the export
-of its known-title vector table for the shims ("Export title table")."""
+of its known-title vector table for the shims ("Export title table"); then FM's factors for top-N and the
+cold start, which need both models' outputs ("Export FM factors")."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from constructs import Construct
 from contract import layout
 from contract.algorithms import BLAZINGTEXT, FM, MODELS
 from contract.documents import json_path
+from stacks.config import FM_TUNING_OBJECTIVE
 from stacks.pipeline import asl, paths
 from stacks.pipeline.images import algorithm_image
 from stacks.pipeline.shared import (
@@ -31,6 +33,10 @@ OUTPUTS = {FM: layout.FM_OUTPUT, BLAZINGTEXT: layout.BLAZINGTEXT_OUTPUT}
 SPOT_MAX_WAIT_SECONDS = 3600
 RESULT = "$.result"
 """Where a branch keeps its training job's TrainedModel while it runs."""
+TUNED = "$.tuned"
+"""Where FM's branch keeps its tuning job's best training job's name."""
+TUNING_SEED = 42
+"""The tuning job's RandomSeed: the same hyperparameter configurations for the same ranges."""
 
 
 class ExportTitleTableStep(LambdaStep):
@@ -52,6 +58,41 @@ class ExportTitleTableStep(LambdaStep):
         storage.grant_key(self.role)
         storage.grant_read_objects(self.role, layout.any_run(), reason)
         storage.grant_put_objects(self.role, layout.any_run(layout.SERVING), reason)
+
+
+class ExportFmFactorsStep(LambdaStep):
+    """lambdas.pipeline.export_factors: FM's factors laid out for top-N (serving/fm/), the ranking's
+    popularity weight (serving/ranking.json) and the cold start's shrinkage (serving/cold_start.json), from
+    the run's model, index, shards and title table."""
+
+    # bench/export_factors.py at the notebook's scale (120k customers x 58k products x 256 factors, 4M train
+    # rows): the module's docstring and the bench size the function at 2048 MB and 600 s.
+    MEMORY_MB = 2048
+    TIMEOUT = Duration.seconds(600)
+    READS = (layout.INDEX, layout.TRAIN, layout.VALIDATION, layout.TEST, layout.FM_OUTPUT)
+
+    def __init__(self, shared: SharedResources) -> None:
+        super().__init__(
+            shared,
+            "ExportFactors",
+            handler="lambdas.pipeline.export_factors.handler",
+            description="Exports FM's factors, the ranking weight and the cold start's shrinkage of a run",
+            environment={"NEIGHBOURS": str(shared.config.serving_neighbours)},
+            timeout=self.TIMEOUT,
+            memory_size=self.MEMORY_MB,
+            numpy=True,
+        )
+        storage = shared.storage
+        reason = "Run ids are made at run time: these paths in every run."
+        storage.grant_key(self.role)
+        for path in self.READS:
+            storage.grant_read_objects(self.role, layout.any_run(path), f"Reads the run's {path}. {reason}")
+        for name in layout.TITLE_TABLE_FILES:
+            storage.grant_read_objects(
+                self.role, layout.any_run(layout.SERVING + name), f"Reads the title table. {reason}"
+            )
+        for path in (layout.SERVING_FACTORS, layout.RANKING, layout.COLD_START):
+            storage.grant_put_objects(self.role, layout.any_run(path), f"Writes the run's {path}. {reason}")
 
 
 def _trained_model() -> dict[str, str]:
@@ -86,6 +127,7 @@ class TrainModels(sfn.StateMachineFragment):
         super().__init__(scope, construct_id)
         self._shared = shared
         self.export_titles = ExportTitleTableStep(shared)
+        self.export_factors = ExportFmFactorsStep(shared)
         self._parallel = sfn.Parallel(
             self,
             "Train models",
@@ -95,7 +137,19 @@ class TrainModels(sfn.StateMachineFragment):
         branches = {FM: self._train_fm(), BLAZINGTEXT: self._train_blazingtext()}
         for model in MODELS:
             self._parallel.branch(branches[model])
-        self.fallible: list[Fallible] = [self._parallel]
+        # The popularity weight it chose ($.export.value.ranking.popularity_weight) ranks the batch
+        # recommendations.
+        self._export = self.export_factors.state(
+            self,
+            "Export FM factors",
+            {
+                "model_artifact_uri.$": paths.trained(FM, "model_data"),
+                "run_uri.$": paths.run("run_uri"),
+            },
+            result_path=paths.EXPORT,
+        )
+        self._parallel.next(self._export)
+        self.fallible: list[Fallible] = [self._parallel, self._export]
 
     @property
     def start_state(self) -> sfn.State:
@@ -103,11 +157,12 @@ class TrainModels(sfn.StateMachineFragment):
 
     @property
     def end_states(self) -> list[sfn.INextable]:
-        return [self._parallel]
+        return [self._export]
 
     def grant(self, role: iam.IRole) -> None:
         """What the state machine's role needs for this phase's states."""
         self.export_titles.grant(role)
+        self.export_factors.grant(role)
         start_sagemaker_work(role, self._shared)
         allow(
             role,
@@ -122,6 +177,20 @@ class TrainModels(sfn.StateMachineFragment):
             reason="Each run names its training-jobs at run time; all of loftrec's start with loftrec-.",
         )
         follow_sagemaker_jobs(role, "StepFunctionsGetEventsForSageMakerTrainingJobsRule")
+        if self._shared.config.fm_tuning.ranges:
+            allow(
+                role,
+                [
+                    "sagemaker:CreateHyperParameterTuningJob",
+                    "sagemaker:DescribeHyperParameterTuningJob",
+                    "sagemaker:StopHyperParameterTuningJob",
+                    "sagemaker:AddTags",
+                    "sagemaker:ListTags",
+                ],
+                [run_resources("hyper-parameter-tuning-job")],
+                reason="Each run names its tuning job at run time; all of loftrec's start with loftrec-.",
+            )
+            follow_sagemaker_jobs(role, "StepFunctionsGetEventsForSageMakerTuningJobsRule")
 
     def _training_job(self, model: str, parameters: dict[str, Any]) -> dict[str, Any]:
         shared = self._shared
@@ -147,9 +216,25 @@ class TrainModels(sfn.StateMachineFragment):
             stopping["MaxWaitTimeInSeconds"] = SPOT_MAX_WAIT_SECONDS
         return job
 
-    def _train_fm(self) -> sfn.IChainable:
+    def _fm_job(self) -> dict[str, Any]:
+        """What FM's training job and a tuning job's training jobs share: channels, resources, encryption."""
         protobuf = "application/x-recordio-protobuf"
-        return asl.task(
+        return {
+            "InputDataConfig": [
+                _channel("train", layout.TRAIN, "ShardedByS3Key", protobuf),
+                # FM reports test:rmse on its "test" channel: the validation shard, so that the metric (and
+                # a tuning job's objective) is a validation figure and the test shard stays for the gate.
+                _channel("test", layout.VALIDATION, "FullyReplicated", protobuf),
+            ],
+            # Decided by "Start run" for the run's instance type and count (a run may override them): the
+            # volume key unless the type has local storage, and encrypted traffic between several hosts.
+            "ResourceConfig.$": paths.run("fm", "resource_config"),
+            "EnableInterContainerTrafficEncryption.$": paths.run("fm", "inter_container_encryption"),
+        }
+
+    def _train_fm(self) -> sfn.IChainable:
+        """Train FM, or with the run's tuning on ("Tune FM?"), tune it and take its best job forward."""
+        train = asl.task(
             self,
             "Train FM",
             asl.integration("sagemaker:createTrainingJob.sync"),
@@ -159,21 +244,69 @@ class TrainModels(sfn.StateMachineFragment):
                     "HyperParameters.$": (
                         f"States.JsonMerge({paths.run('fm', 'hyperparameters')}, {paths.FM_FIXED}, false)"
                     ),
-                    "InputDataConfig": [
-                        _channel("train", layout.TRAIN, "ShardedByS3Key", protobuf),
-                        _channel("test", layout.TEST, "FullyReplicated", protobuf),
-                    ],
-                    # Decided by "Start run" for the run's instance type and count (a run may override
-                    # them): the volume key unless the type has local storage, and encrypted traffic
-                    # between several hosts.
-                    "ResourceConfig.$": paths.run("fm", "resource_config"),
-                    "EnableInterContainerTrafficEncryption.$": paths.run("fm", "inter_container_encryption"),
+                    **self._fm_job(),
                 },
             ),
             result_selector=_trained_model(),
             result_path=RESULT,
             output_path=RESULT,
         )
+        if not self._shared.config.fm_tuning.ranges:
+            return train
+        return (
+            sfn.Choice(self, "Tune FM?")
+            .when(sfn.Condition.boolean_equals(paths.run("fm", "tuning", "enabled"), True), self._tune_fm())
+            .otherwise(train)
+        )
+
+    def _tune_fm(self) -> sfn.IChainable:
+        """A tuning job of FM with test:rmse on the validation shard as its objective; the best training job's
+        model goes on exactly as Train FM's would: its name and model artifact, from DescribeTrainingJob."""
+        tuning = self._shared.config.fm_tuning
+        job = self._training_job(FM, self._fm_job())
+        definition = {
+            "StaticHyperParameters.$": (
+                f"States.JsonMerge({paths.run('fm', 'tuning', 'static_hyperparameters')}, "
+                f"{paths.FM_FIXED}, false)"
+            ),
+            **{key: value for key, value in job.items() if key not in ("TrainingJobName.$", "Tags")},
+        }
+        tune = asl.task(
+            self,
+            "Tune FM",
+            asl.integration("sagemaker:createHyperParameterTuningJob.sync"),
+            {
+                "HyperParameterTuningJobName.$": paths.run("names", "fm_tuning"),
+                "HyperParameterTuningJobConfig": {
+                    "Strategy": "Bayesian",
+                    "HyperParameterTuningJobObjective": {
+                        "Type": "Minimize",
+                        "MetricName": FM_TUNING_OBJECTIVE,
+                    },
+                    "ResourceLimits": {
+                        "MaxNumberOfTrainingJobs": tuning.max_jobs,
+                        "MaxParallelTrainingJobs": tuning.max_parallel_jobs,
+                    },
+                    "ParameterRanges": tuning.parameter_ranges(),
+                    "TrainingJobEarlyStoppingType": "Off",
+                    "RandomSeed": TUNING_SEED,
+                },
+                "TrainingJobDefinition": definition,
+                "Tags": TAGS,
+            },
+            result_selector={"best.$": "$.BestTrainingJob.TrainingJobName"},
+            result_path=TUNED,
+        )
+        best = asl.task(
+            self,
+            "Describe best FM job",
+            asl.sdk("sagemaker", "describeTrainingJob"),
+            {"TrainingJobName.$": f"{TUNED}.best"},
+            result_selector=_trained_model(),
+            result_path=RESULT,
+            output_path=RESULT,
+        )
+        return tune.next(best)
 
     def _train_blazingtext(self) -> sfn.IChainable:
         train = asl.task(

@@ -24,15 +24,19 @@ what stands in for it (test-side patches of moto; none changes what the definiti
    "applicationautoscaling" as "application-autoscaling": the interpreter's client factory maps the name.
    The factory also turns botocore's parameter validation on (moto turns it off), so every request the
    interpreter sends is checked against the service model with its real run-time values.
-5. moto's jobs complete at once and produce nothing: hooks on CreateProcessingJob and CreateTrainingJob
-   write what the containers would (the prep manifest and index; BlazingText's model.tar.gz) and set FM's
-   final test:rmse, or fail the job, as the test's `Script` says. Endpoints are created InService unless
-   the script makes one go Failed (or an update roll back); that endpoint's CreateEndpoint (UpdateEndpoint)
-   answers once the other endpoint's branch has finished, so that the rollback meets a settled world (in
-   AWS a deployment takes minutes to fail; here everything is instant and the order of the two branches
-   would otherwise be left to thread timing). A failing FM job likewise stays InProgress until the
-   BlazingText branch has left its last state: a Parallel that aborts a branch in the middle of a Lambda
-   task races moto's interpreter ("'dict' object has no attribute 'region'"), which Step Functions, whose
+5. moto's jobs complete at once and produce nothing: hooks on CreateProcessingJob, CreateTrainingJob and
+   CreateTransformJob write what the containers would, from the small run of tests/lambdas/pipeline/
+   world.py: the prep job's own code writes prep/ from its reviews; FM's model.tar.gz is that run's known
+   FM (or noise, as the test's `Script` says) with its final test:rmse; BlazingText's has a vector for every
+   title; the Batch Transform job scores the test shard with the model it names; the batch
+   recommendations job runs jobs.recommend on the run's files. A job fails as the `Script` says.
+   Endpoints are created InService unless the script makes one go Failed (or an update roll back); that
+   endpoint's CreateEndpoint (UpdateEndpoint) answers once the other endpoint's branch has finished, so
+   that the rollback meets a settled world (in AWS a deployment takes minutes to fail; here everything is
+   instant and the order of the two branches would otherwise be left to thread timing). A failing FM job
+   likewise stays InProgress until the BlazingText branch has left its last state: a Parallel that aborts
+   a branch in the middle of a Lambda task races moto's interpreter ("'dict' object has no attribute
+   'region'"), which Step Functions, whose
    jobs take minutes, would not meet either.
 6. moto's aws-sdk integration returns S3 GetObject's Body as a stream; Step Functions gives its text.
 7. moto refuses to raise Step Functions' own error names (States.TaskFailed) from a failed Parallel
@@ -58,12 +62,14 @@ import json
 import os
 import sys
 import tarfile
+import tempfile
 import threading
 import time
 import traceback
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -106,33 +112,32 @@ from moto.stepfunctions.parser.asl.utils import boto_client
 from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
 from moto.stepfunctions.parser.utils import TMP_THREADS
 
-from contract.features import TimeTransform
-from contract.index import index_files
+from contract import layout
+from contract.index import INDEX_FILES, parse_index
+from jobs.recommend.__main__ import main as recommend_main
+from tests.lambdas.pipeline import world
 from tests.stacks import asl
 from tests.tools.iam.harness import lambda_invocation  # the IAM check records each handler's boto3 calls
 
 ACCOUNT, REGION = asl.ACCOUNT, asl.REGION
 LAMBDA_ROLE = f"arn:aws:iam::{ACCOUNT}:role/loftrec-test-lambda"
 STATE_MACHINE_ROLE = f"arn:aws:iam::{ACCOUNT}:role/loftrec-test-states"
-# The run's prep output, as the prep container writes it (only what the pipeline and its Lambdas read).
-FEATURE_DIM = 7  # 3 customers + 3 products + the time feature
-BASELINES = {"global_mean": {"rmse": 1.28, "value": 4.1}, "bias": {"rmse": 1.1}}
-PRODUCTS = ["P1\tSherlock Season 1", "P2\tSherlock Season 2", "P3\tThe Imitation Game"]
-VECTORS = [
-    "4 3",
-    "sherlock-season-1 1 0 0",
-    "sherlock-season-2 0.9 0.1 0",
-    "the-imitation-game 0 1 0",
-    "a-title-no-product-has 0 0 1",
-]
-JOB_STATUS = {"TrainingJob": "TrainingJobStatus", "ProcessingJob": "ProcessingJobStatus"}
+FEATURE_DIM = len(world.CUSTOMERS) + len(world.PRODUCTS) + 1  # every customer and product is kept, + time
+JOB_STATUS = {
+    "TrainingJob": "TrainingJobStatus",
+    "ProcessingJob": "ProcessingJobStatus",
+    "TransformJob": "TransformJobStatus",
+    "HyperParameterTuningJob": "HyperParameterTuningJobStatus",
+}
 
 
 @dataclass
 class Script:
     """What the fake SageMaker does in one test."""
 
-    fm_test_rmse: float = 1.02
+    fm_test_rmse: float = 1.02  # FM's final test:rmse (on the validation channel)
+    fm_quality: world.Quality = "truth"  # FM's model: the run's known FM, or noise
+    recommend_failure: bool = False  # the batch recommendations job goes Failed
     fm_training_failure: str | None = None  # FailureReason: FM's training job fails with it
     blazingtext_resource_limit: str | None = (
         None  # CreateTrainingJob for BlazingText answers this quota error
@@ -143,6 +148,8 @@ class Script:
     busy_checks: int = 0  # DescribeEndpoint answers Creating/Updating this often after each change
     update_requests: list[dict[str, Any]] = field(default_factory=list)  # every UpdateEndpoint request
     scaling_policies_put: list[str] = field(default_factory=list)  # resource ids, this execution
+    recommend_arguments: list[list[str]] = field(default_factory=list)  # each recommend job's arguments
+    tuning_requests: list[dict[str, Any]] = field(default_factory=list)  # CreateHyperParameterTuningJob's
 
 
 @dataclass(frozen=True)
@@ -340,6 +347,8 @@ class ScriptedSageMaker:
         self.create_processing_job = sagemaker_models.SageMakerModelBackend.create_processing_job
         self.create_training_job = sagemaker_models.SageMakerModelBackend.create_training_job
         self.create_endpoint = sagemaker_models.SageMakerModelBackend.create_endpoint
+        self.create_transform_job = sagemaker_models.SageMakerModelBackend.create_transform_job
+        self.create_tuning_job = sagemaker_models.SageMakerModelBackend.create_hyper_parameter_tuning_job
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
         backend = sagemaker_models.SageMakerModelBackend
@@ -347,6 +356,10 @@ class ScriptedSageMaker:
             backend, "create_processing_job", self._processing_job(self.create_processing_job)
         )
         monkeypatch.setattr(backend, "create_training_job", self._training_job(self.create_training_job))
+        monkeypatch.setattr(backend, "create_transform_job", self._transform_job(self.create_transform_job))
+        monkeypatch.setattr(
+            backend, "create_hyper_parameter_tuning_job", self._tuning_job(self.create_tuning_job)
+        )
         monkeypatch.setattr(
             backend, "describe_training_job", self._describe_training_job(backend.describe_training_job)
         )
@@ -363,24 +376,115 @@ class ScriptedSageMaker:
         bucket, _, key = uri.removeprefix("s3://").partition("/")
         self.s3.put_object(Bucket=bucket, Key=key, Body=body)
 
+    def _get(self, uri: str) -> bytes:
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        return bytes(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    def _upload_folder(self, folder: Path, prefix: str) -> None:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                self._put(f"{prefix.rstrip('/')}/{path.relative_to(folder).as_posix()}", path.read_bytes())
+
+    def _download_folder(self, prefix: str, folder: Path) -> None:
+        bucket, _, key = prefix.removeprefix("s3://").partition("/")
+        listed = self.s3.list_objects_v2(Bucket=bucket, Prefix=key.rstrip("/") + "/").get("Contents", [])
+        for item in listed:
+            target = folder / item["Key"][len(key.rstrip("/")) + 1 :]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(self._get(f"s3://{bucket}/{item['Key']}"))
+
     def _processing_job(self, create: Any) -> Any:
         @functools.wraps(create)
         def hook(backend: Any, **kwargs: Any) -> Any:
             job = create(backend, **kwargs)
             (output,) = kwargs["processing_output_config"]["Outputs"]
-            prefix = output["S3Output"]["S3Uri"].rstrip("/")
-            manifest = {"schema_version": 1, "feature_dim": FEATURE_DIM, "baselines": BASELINES}
-            self._put(f"{prefix}/manifest.json", json.dumps(manifest).encode())
-            files = index_files(
-                customer_ids=["C1", "C2", "C3"],
-                first_review_days=[16000, 16100, 16200],
-                product_ids=[line.partition("\t")[0] for line in PRODUCTS],
-                titles=[line.partition("\t")[2] for line in PRODUCTS],
-                time_transform=TimeTransform(1000),
-                global_mean=4.1,
+            prefix = output["S3Output"]["S3Uri"]
+            entrypoint = kwargs["app_specification"].get("ContainerEntrypoint")
+            with tempfile.TemporaryDirectory() as scratch:
+                if entrypoint is None:  # the prep image's own entrypoint: python -m jobs.prep
+                    world.prep_run(Path(scratch) / "prep")
+                    self._upload_folder(Path(scratch) / "prep", prefix)
+                elif self.script.recommend_failure:
+                    job.processing_job_status = "Failed"
+                else:
+                    self._recommend(kwargs, Path(scratch), prefix)
+            return job
+
+        return hook
+
+    def _recommend(self, request: dict[str, Any], scratch: Path, output_prefix: str) -> None:
+        """The batch recommendations job: its inputs downloaded where Processing mounts them, then
+        python -m jobs.recommend with the job's arguments, its output folder uploaded."""
+        assert request["app_specification"]["ContainerEntrypoint"] == ["python", "-m", "jobs.recommend"]
+        mounts = {}
+        for source in request["processing_inputs"]:
+            local = scratch / source["S3Input"]["LocalPath"].lstrip("/")
+            self._download_folder(source["S3Input"]["S3Uri"], local)
+            mounts[source["S3Input"]["LocalPath"]] = local
+        (output,) = request["processing_output_config"]["Outputs"]
+        out = scratch / output["S3Output"]["LocalPath"].lstrip("/")
+        arguments = [str(mounts.get(a, a)) for a in request["app_specification"]["ContainerArguments"]]
+        arguments = [str(out) if a == output["S3Output"]["LocalPath"] else a for a in arguments]
+        message = scratch / "message"
+        arguments = [str(message) if a == layout.CONTAINER_FAILURE_MESSAGE else a for a in arguments]
+        self.script.recommend_arguments.append(request["app_specification"]["ContainerArguments"])
+        assert recommend_main(arguments) == 0, message.read_text()
+        self._upload_folder(out, output_prefix)
+
+    def _tuning_job(self, create: Any) -> Any:
+        """A tuning job whose best training job is one more FM job of its definition, with the tuned
+        hyperparameters at values of their ranges, as SageMaker names it (<tuning job>-NNN-<hash>)."""
+
+        @functools.wraps(create)
+        def hook(backend: Any, **kwargs: Any) -> Any:
+            self.script.tuning_requests.append(kwargs)
+            arn = create(backend, **kwargs)
+            name = kwargs["hyper_parameter_tuning_job_name"]
+            definition = kwargs["training_job_definition"]
+            ranges = kwargs["hyper_parameter_tuning_job_config"]["ParameterRanges"]
+            tuned = {r["Name"]: r["MaxValue"] for kind in ranges.values() for r in kind}
+            best = f"{name}-002-1a2b3c4d"
+            boto3.client("sagemaker", region_name=REGION).create_training_job(
+                TrainingJobName=best,
+                HyperParameters={**definition["StaticHyperParameters"], **tuned},
+                **{
+                    key: definition[key]
+                    for key in (
+                        "AlgorithmSpecification",
+                        "RoleArn",
+                        "InputDataConfig",
+                        "OutputDataConfig",
+                        "ResourceConfig",
+                        "StoppingCondition",
+                    )
+                },
             )
-            for name, data in files.items():
-                self._put(f"{prefix}/index/{name}", data)
+            backend.hyper_parameter_tuning_jobs[name].best_training_job = {
+                "TrainingJobName": best,
+                "TrainingJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/{best}",
+                "TrainingJobStatus": "Completed",
+                "TunedHyperParameters": tuned,
+            }
+            return arn
+
+        return hook
+
+    def _transform_job(self, create: Any) -> Any:
+        """FM's Batch Transform: every input object scored by the model, written beside the output path as
+        <name>.out (JSON Lines)."""
+
+        @functools.wraps(create)
+        def hook(backend: Any, **kwargs: Any) -> Any:
+            job = create(backend, **kwargs)
+            model = backend.describe_model(kwargs["model_name"])
+            tar = self._get(model.primary_container["ModelDataUrl"])
+            source = kwargs["transform_input"]["DataSource"]["S3DataSource"]["S3Uri"]
+            bucket, _, key = source.removeprefix("s3://").partition("/")
+            output = kwargs["transform_output"]["S3OutputPath"].rstrip("/")
+            for item in self.s3.list_objects_v2(Bucket=bucket, Prefix=key).get("Contents", []):
+                name = item["Key"][len(key) :].lstrip("/")
+                shard = self._get(f"s3://{bucket}/{item['Key']}")
+                self._put(f"{output}/{name}.out", world.transform_output(tar, shard))
             return job
 
         return hook
@@ -395,7 +499,12 @@ class ScriptedSageMaker:
                 self._wait_for_state("Train FM")
                 raise ResourceLimitExceededError(script.blazingtext_resource_limit)
             job = create(backend, **kwargs)
-            if kwargs["training_job_name"].endswith("-fm"):
+            if not kwargs["training_job_name"].endswith("-bt"):  # FM's, or a tuning job's FM job
+                train = kwargs["input_data_config"][0]["DataSource"]["S3DataSource"]["S3Uri"]
+                run_uri = train.removesuffix(layout.TRAIN)
+                index = parse_index(*(self._get(f"{run_uri}{layout.INDEX}{name}") for name in INDEX_FILES))
+                model = world.fm_artifact(index, script.fm_quality)
+                self._put(job.model_artifacts["S3ModelArtifacts"], model)
                 if script.fm_training_failure is not None:
                     job.training_job_status = job.secondary_status = "InProgress"
                     self.failing_jobs[kwargs["training_job_name"]] = script.fm_training_failure
@@ -408,7 +517,7 @@ class ScriptedSageMaker:
                         }
                     ]
             else:
-                tar = _model_tar({"vectors.txt": "\n".join(VECTORS) + "\n", "vectors.bin": ""})
+                tar = _model_tar({"vectors.txt": world.vectors_txt(), "vectors.bin": ""})
                 self._put(job.model_artifacts["S3ModelArtifacts"], tar)
             return job
 

@@ -211,3 +211,120 @@ def test_the_supported_regions_are_the_image_tables() -> None:
     )
     assert supported_regions() == tuple(sorted(registries["registries"]))
     assert "us-east-1" in supported_regions()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# fm_tuning
+
+
+def tuning(**changes: Any) -> dict[str, Any]:
+    """cdk.json's fm_tuning with `changes` over it; a "ranges" change replaces the ranges' table."""
+    table: dict[str, Any] = dict(default_context()["fm_tuning"])
+    return {**table, **changes}
+
+
+def test_tuning_is_off_by_default_with_ranges_sagemaker_allows() -> None:
+    config = load()
+    assert config.fm_tuning.enabled is False
+    assert (config.fm_tuning.max_jobs, config.fm_tuning.max_parallel_jobs) == (8, 1)
+    assert config.fm_tuning.tuned == {"epochs", "factors_lr", "linear_lr"}
+    assert config.fm_tuning.parameter_ranges() == {
+        "ContinuousParameterRanges": [
+            {"Name": "factors_lr", "MinValue": "0.0001", "MaxValue": "0.1", "ScalingType": "Logarithmic"},
+            {"Name": "linear_lr", "MinValue": "0.0001", "MaxValue": "0.1", "ScalingType": "Logarithmic"},
+        ],
+        "IntegerParameterRanges": [
+            {"Name": "epochs", "MinValue": "3", "MaxValue": "30", "ScalingType": "Auto"}
+        ],
+    }
+
+
+def test_a_tuning_table_on_the_command_line_is_json() -> None:
+    table = tuning(
+        enabled=True,
+        max_parallel_jobs=2,
+        ranges={"mini_batch_size": {"type": "integer", "min": 100, "max": 10000}},
+    )
+    config = load(fm_tuning=json.dumps(table), fm_instance_count="2")
+    assert config.fm_tuning.enabled is True
+    assert config.fm_tuning.ranges[0].scaling == "Auto"
+
+
+def test_an_init_parameter_is_tunable_with_its_init_method_only() -> None:
+    sigma = {"factors_init_sigma": {"type": "continuous", "min": 0.001, "max": 0.1}}
+    assert load(fm_tuning=tuning(ranges=sigma)).fm_tuning.tuned == {
+        "factors_init_sigma"
+    }  # normal: the default
+    with pytest.raises(
+        ConfigError, match=r"only with fm_hyperparameters.factors_init_method=uniform \(it is normal"
+    ):
+        load(
+            fm_tuning=tuning(ranges={"factors_init_scale": {"type": "continuous", "min": 0.001, "max": 0.1}})
+        )
+    uniform = load(
+        fm_tuning=tuning(ranges={"factors_init_scale": {"type": "continuous", "min": 0.001, "max": 0.1}}),
+        **{
+            "fm_hyperparameters.factors_init_method": "uniform",
+            "fm_hyperparameters.factors_init_scale": "0.01",
+        },
+    )
+    assert uniform.fm_tuning.tuned == {"factors_init_scale"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (
+            {"ranges": {"num_factors": {"type": "integer", "min": 2, "max": 64}}},
+            "fm_tuning.ranges.num_factors={'type': 'integer', 'min': 2, 'max': 64} is not allowed: a "
+            "tunable FM hyperparameter: bias_init_scale",
+        ),
+        (
+            {"ranges": {"linear_lr": {"type": "continuous", "min": 0, "max": 0.1}}},
+            "fm_tuning.ranges.linear_lr.min=0 is not allowed: a number from 1e-08 to 512 (SageMaker's range",
+        ),
+        (
+            {"ranges": {"linear_lr": {"type": "continuous", "min": 0.01, "max": 1000}}},
+            "fm_tuning.ranges.linear_lr.max=1000 is not allowed: a number from 1e-08 to 512",
+        ),
+        (
+            {"ranges": {"epochs": {"type": "integer", "min": 1, "max": 2000}}},
+            "fm_tuning.ranges.epochs.max=2000 is not allowed: an integer from 1 to 1000",
+        ),
+        (
+            {"ranges": {"mini_batch_size": {"type": "integer", "min": 10, "max": 1000}}},
+            "fm_tuning.ranges.mini_batch_size.min=10 is not allowed: an integer from 100 to 10000",
+        ),
+        (
+            {"ranges": {"epochs": {"type": "continuous", "min": 1, "max": 20}}},
+            "fm_tuning.ranges.epochs.type='continuous' is not allowed: integer",
+        ),
+        (
+            {"ranges": {"epochs": {"type": "integer", "min": 1.5, "max": 20}}},
+            "fm_tuning.ranges.epochs.min=1.5 is not allowed: an integer",
+        ),
+        (
+            {"ranges": {"linear_lr": {"type": "continuous", "min": 0.1, "max": 0.01}}},
+            "fm_tuning.ranges.linear_lr.max=0.01 is not allowed: greater than min (0.1)",
+        ),
+        (
+            {"ranges": {"linear_lr": {"type": "continuous", "min": 0.01, "max": 0.1, "scaling": "Log"}}},
+            "fm_tuning.ranges.linear_lr.scaling='Log' is not allowed: Auto, Linear or Logarithmic",
+        ),
+        ({"enabled": True, "ranges": {}}, "fm_tuning.ranges={} is not allowed: an object of hyperparameter"),
+        ({"max_jobs": 0}, "fm_tuning.max_jobs=0 is not allowed: an integer >= 1 and <= 100"),
+        ({"max_parallel_jobs": 9}, "fm_tuning.max_parallel_jobs=9 is not allowed: an integer >= 1 and <= 8"),
+        (
+            {"max_parallel_jobs": 2},
+            "fm_tuning.max_parallel_jobs=2 is not allowed: at most 1 with fm_instance_count=4: 2 x 4 "
+            "training instances at once exceed the default quota of 4",
+        ),
+        ({"objective": "test:mse"}, "fm_tuning={"),
+    ],
+)
+def test_tuning_outside_what_sagemaker_and_the_quota_allow_is_refused(
+    changes: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load(fm_tuning=tuning(**changes))
+    assert str(raised.value).startswith(message), str(raised.value)

@@ -86,7 +86,7 @@ def test_every_handler_imports_from_its_asset_and_layers_alone(
     provides; nothing of this project's virtual environment."""
     template, assets, folder = assembly
     functions = [f for f in template["Resources"].values() if f["Type"] == "AWS::Lambda::Function"]
-    assert len(functions) == 7
+    assert len(functions) == 9  # 3 shims, 6 pipeline steps
     (asset,) = {f["Properties"]["Code"]["S3Key"].removesuffix(".zip") for f in functions}  # one code asset
     root = folder / assets["files"][asset]["source"]["path"]
     assert sorted(p.name for p in root.iterdir()) == ["contract", "fm", "lambdas"]

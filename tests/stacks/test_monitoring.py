@@ -39,8 +39,8 @@ def test_endpoint_alarms_that_deployments_roll_back_on(template: assertions.Temp
 def test_shim_api_and_pipeline_alarms_notify(template: assertions.Template) -> None:
     alarms = template.find_resources("AWS::CloudWatch::Alarm")
     metrics = sorted(a["Properties"].get("MetricName", "") for a in alarms.values())
-    assert metrics.count("Errors") == 2
-    assert metrics.count("Throttles") == 2
+    assert metrics.count("Errors") == 3  # one per shim
+    assert metrics.count("Throttles") == 3
     assert metrics.count("5XXError") == 1
     assert metrics.count("ExecutionsFailed") == 1
     for alarm in alarms.values():

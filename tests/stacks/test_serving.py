@@ -1,4 +1,4 @@
-"""The serving construct: one IAM-authorized, throttled, logged API in front of two shims."""
+"""The serving construct: one IAM-authorized, throttled, logged API in front of three shims."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from stacks.config import cdk_json_context
 from tests.stacks.conftest import synth_template
 
 
-def test_both_calls_are_post_methods_with_iam_authorization(template: assertions.Template) -> None:
+def test_every_call_is_a_post_method_with_iam_authorization(template: assertions.Template) -> None:
     template.resource_count_is("AWS::ApiGateway::RestApi", 1)
     methods = template.find_resources("AWS::ApiGateway::Method")
-    assert len(methods) == 2
+    assert len(methods) == 3
     for method in methods.values():
         assert method["Properties"]["HttpMethod"] == "POST"
         assert method["Properties"]["AuthorizationType"] == "AWS_IAM"
@@ -23,7 +23,7 @@ def test_both_calls_are_post_methods_with_iam_authorization(template: assertions
     paths = {
         r["Properties"]["PathPart"] for r in template.find_resources("AWS::ApiGateway::Resource").values()
     }
-    assert paths == {"predictions", "similar-titles"}
+    assert paths == {"predictions", "similar-titles", "recommendations"}
 
 
 def test_stage_throttles_logs_access_and_errors_and_traces(template: assertions.Template) -> None:
@@ -103,11 +103,15 @@ def test_either_way_cdk_nag_is_clean_without_an_execution_logging_acknowledgemen
         assert "AwsSolutions-APIG6" not in acknowledged, mode
 
 
+SHIMS = (
+    "lambdas.serving.handlers.predict_handler",
+    "lambdas.serving.handlers.recommendations_handler",
+    "lambdas.serving.handlers.similar_titles_handler",
+)
+
+
 def test_shims_environment(template: assertions.Template) -> None:
-    for handler in (
-        "lambdas.serving.handlers.predict_handler",
-        "lambdas.serving.handlers.similar_titles_handler",
-    ):
+    for handler in SHIMS:
         template.has_resource_properties(
             "AWS::Lambda::Function",
             {
@@ -172,7 +176,51 @@ def test_a_reservation_is_an_option() -> None:
         for f in functions
         if f["Properties"].get("ReservedConcurrentExecutions") == 10
     )
-    assert reserved == [
-        "lambdas.serving.handlers.predict_handler",
-        "lambdas.serving.handlers.similar_titles_handler",
+    assert reserved == list(SHIMS)
+
+
+def _role_of(template: assertions.Template, handler: str) -> str:
+    (function,) = (
+        f
+        for f in template.find_resources("AWS::Lambda::Function").values()
+        if f["Properties"]["Handler"] == handler
+    )
+    return str(function["Properties"]["Role"]["Fn::GetAtt"][0])
+
+
+def test_recommendations_has_a_cpu_of_its_own_and_reads_the_deployed_run_only(
+    template: assertions.Template,
+) -> None:
+    memory = {
+        f["Properties"]["Handler"]: f["Properties"]["MemorySize"]
+        for f in template.find_resources("AWS::Lambda::Function").values()
+        if f["Properties"]["Handler"] in SHIMS
+    }
+    assert memory == dict(zip(SHIMS, (1024, 1769, 1024), strict=True))
+    role = _role_of(template, "lambdas.serving.handlers.recommendations_handler")
+    statements = [
+        statement
+        for policy in template.find_resources("AWS::IAM::Policy").values()
+        if {"Ref": role} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
     ]
+    actions = {
+        a for st in statements for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
+    }
+    assert actions == {
+        "s3:GetObject*",
+        "s3:GetBucket*",
+        "s3:List*",
+        "kms:Decrypt",
+        "kms:DescribeKey",
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+    }
+    keys = sorted(
+        r["Fn::Join"][1][-1]
+        for st in statements
+        if "s3:GetObject*" in st["Action"]
+        for r in st["Resource"]
+        if isinstance(r, dict) and "Fn::Join" in r
+    )
+    assert keys == ["/runs/*/prep/index/*", "/runs/*/serving/*", "/serving/current.json"]

@@ -41,6 +41,8 @@ QUOTAS: dict[str, tuple[str, float | None, float]] = {
     "Number of instances across all processing jobs": ("L-F311B08F", None, 8.0),
     "ml.m4.xlarge for endpoint usage": ("L-TESTM4EP", 16.0, 0.0),
     "Number of instances across active endpoints": ("L-7A3DF611", 200.0, 20.0),
+    "ml.m4.xlarge for transform job usage": ("L-TESTM4TR", None, 1.0),
+    "Number of instances across all transform jobs": ("L-TESTTRAN", None, 8.0),
     # Listed by the region but not what the defaults use: matching is by exact name.
     "ml.c5.2xlarge for spot training job usage": ("L-TESTC5SP", 0.0, 0.0),
     "ml.m4.xlarge for endpoint usage (legacy)": ("L-TESTM4LG", 0.0, 0.0),
@@ -149,6 +151,19 @@ def test_quota_needs_of_the_defaults() -> None:
         # 2 endpoints x autoscaling_max_instances 4 x 2 fleets during a blue/green update
         ("ml.m4.xlarge for endpoint usage", 16),
         ("Number of instances across active endpoints", 16),
+        # the quality gate's Batch Transform of the test rows
+        ("ml.m4.xlarge for transform job usage", 1),
+        ("Number of instances across all transform jobs", 1),
+    ]
+
+
+def test_a_tuning_job_needs_its_parallel_fm_jobs_at_once() -> None:
+    tuning = {**cdk_json_context()["fm_tuning"], "max_parallel_jobs": 2}
+    needs = preflight.sagemaker_quota_needs(config(fm_instance_count=2, fm_tuning=tuning))
+    assert [(need.name, need.need) for need in needs][:3] == [
+        ("ml.c5.2xlarge for training job usage", 4),
+        ("ml.p3.2xlarge for training job usage", 1),
+        ("Number of instances across all training jobs", 5),
     ]
 
 
@@ -169,6 +184,8 @@ def test_quota_needs_add_up_jobs_on_one_type_and_follow_spot_and_autoscaling() -
         ("Number of instances across all processing jobs", 1),
         ("ml.m4.xlarge for endpoint usage", 4),
         ("Number of instances across active endpoints", 4),
+        ("ml.m4.xlarge for transform job usage", 1),
+        ("Number of instances across all transform jobs", 1),
     ]
     assert needs[0].why == "FM 2 + BlazingText 1 training in parallel"
 
@@ -216,14 +233,18 @@ def test_quotas_that_cover_the_need_pass_and_say_applied_or_default() -> None:
         "applied value 2 (L-TESTP3TR)",
         "ok   quota Number of instances across all training jobs: need 5 (FM 4 + BlazingText 1 in "
         "parallel), AWS default value 20 (L-00C91CB5)",
-        "ok   quota ml.m5.xlarge for processing job usage: need 1 (the prep job), applied value 1 "
-        "(L-0307F515)",
-        "ok   quota Number of instances across all processing jobs: need 1 (the prep job), AWS default "
-        "value 8 (L-F311B08F)",
+        "ok   quota ml.m5.xlarge for processing job usage: need 1 (the prep job, later the batch "
+        "recommendations job), applied value 1 (L-0307F515)",
+        "ok   quota Number of instances across all processing jobs: need 1 (the prep job, later the batch "
+        "recommendations job), AWS default value 8 (L-F311B08F)",
         "ok   quota ml.m4.xlarge for endpoint usage: need 16 (2 endpoints x autoscaling_max_instances 4 x 2 "
         "fleets during a blue/green update), applied value 16 (L-TESTM4EP)",
         "ok   quota Number of instances across active endpoints: need 16 (2 endpoints x "
         "autoscaling_max_instances 4 x 2 fleets during a blue/green update), applied value 200 (L-7A3DF611)",
+        "ok   quota ml.m4.xlarge for transform job usage: need 1 (the quality gate's Batch Transform of the "
+        "test rows), AWS default value 1 (L-TESTM4TR)",
+        "ok   quota Number of instances across all transform jobs: need 1 (the quality gate's Batch "
+        "Transform of the test rows), AWS default value 8 (L-TESTTRAN)",
     ]
 
 
@@ -807,14 +828,18 @@ def test_whole_run_on_a_ready_account_exits_0(moto: None) -> None:
         "applied value 2 (L-TESTP3TR)",
         "ok   quota Number of instances across all training jobs: need 5 (FM 4 + BlazingText 1 in "
         "parallel), AWS default value 20 (L-00C91CB5)",
-        "ok   quota ml.m5.xlarge for processing job usage: need 1 (the prep job), applied value 1 "
-        "(L-0307F515)",
-        "ok   quota Number of instances across all processing jobs: need 1 (the prep job), AWS default "
-        "value 8 (L-F311B08F)",
+        "ok   quota ml.m5.xlarge for processing job usage: need 1 (the prep job, later the batch "
+        "recommendations job), applied value 1 (L-0307F515)",
+        "ok   quota Number of instances across all processing jobs: need 1 (the prep job, later the batch "
+        "recommendations job), AWS default value 8 (L-F311B08F)",
         "ok   quota ml.m4.xlarge for endpoint usage: need 16 (2 endpoints x autoscaling_max_instances 4 x 2 "
         "fleets during a blue/green update), applied value 16 (L-TESTM4EP)",
         "ok   quota Number of instances across active endpoints: need 16 (2 endpoints x "
         "autoscaling_max_instances 4 x 2 fleets during a blue/green update), applied value 200 (L-7A3DF611)",
+        "ok   quota ml.m4.xlarge for transform job usage: need 1 (the quality gate's Batch Transform of the "
+        "test rows), AWS default value 1 (L-TESTM4TR)",
+        "ok   quota Number of instances across all transform jobs: need 1 (the quality gate's Batch "
+        "Transform of the test rows), AWS default value 8 (L-TESTTRAN)",
         "ok   lambda concurrency: serving_reserved_concurrency is not set: the shims use the unreserved pool",
         "ok   api gateway cloudwatch role: none set yet: the stack creates the role and the account setting "
         "(api_gateway_cloudwatch_role=create)",

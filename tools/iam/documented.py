@@ -221,8 +221,8 @@ SAGEMAKER_ECR_PULL = Row(
 SAGEMAKER_S3_DATA = Row(
     name="SageMaker reads inputs and writes outputs as the execution role",
     when="s3:ListBucket on an input's bucket (s3:prefix the input prefix), s3:GetObject on input objects "
-    "(ProcessingInputs, InputDataConfig, ModelDataUrl), s3:PutObject on outputs (ProcessingOutputConfig, "
-    "OutputDataConfig)",
+    "(ProcessingInputs, InputDataConfig, ModelDataUrl, TransformInput), s3:PutObject on outputs "
+    "(ProcessingOutputConfig, OutputDataConfig, TransformOutput; a transform job as its model's role)",
     actions=("s3:ListBucket", "s3:GetObject", "s3:PutObject"),
     url=SAGEMAKER_ROLES_URL,
     who="execution role",
@@ -230,7 +230,8 @@ SAGEMAKER_S3_DATA = Row(
 SAGEMAKER_KMS = Row(
     name="SageMaker encrypts volumes and outputs with the keys the request names, as the execution role",
     when="a volume key (VolumeKmsKeyId): kms:CreateGrant (SageMaker, an AWS service, creates the grant: "
-    "kms:GrantIsForAWSResource true); an output key (OutputDataConfig/ProcessingOutputConfig KmsKeyId): "
+    "kms:GrantIsForAWSResource true); an output key (OutputDataConfig/ProcessingOutputConfig/TransformOutput "
+    "KmsKeyId): "
     "kms:Encrypt; SSE-KMS inputs: kms:Decrypt",
     actions=("kms:CreateGrant", "kms:Encrypt", "kms:Decrypt"),
     url=SAGEMAKER_ROLES_URL,
@@ -238,7 +239,8 @@ SAGEMAKER_KMS = Row(
 )
 SAGEMAKER_LOGS_METRICS = Row(
     name="SageMaker writes the job's or endpoint's logs and metrics as the execution role",
-    when="log groups /aws/sagemaker/ProcessingJobs, /aws/sagemaker/TrainingJobs, /aws/sagemaker/Endpoints/"
+    when="log groups /aws/sagemaker/ProcessingJobs, /aws/sagemaker/TrainingJobs, "
+    "/aws/sagemaker/TransformJobs, /aws/sagemaker/Endpoints/"
     "<endpoint> (https://docs.aws.amazon.com/sagemaker/latest/dg/logging-cloudwatch.html); metrics in the "
     "namespaces of the same names (https://docs.aws.amazon.com/sagemaker/latest/dg/monitoring-cloudwatch.html)",
     actions=(

@@ -25,7 +25,8 @@ import boto3
 import botocore.handlers
 
 # A run id as lambdas/pipeline/start_run.py derives it: YYYYMMDD-hhmmss-<readable>-<6 hex>.
-RUN_ID = re.compile(r"\d{8}-\d{6}-(?:[a-z0-9]+-)*[0-9a-f]{6}")
+# A whole token: a tuning job's training job, <tuning job>-NNN-<8 hex>, keeps its suffix.
+RUN_ID = re.compile(r"\d{8}-\d{6}-(?:[a-z0-9]+-)*[0-9a-f]{6}(?![0-9a-z])")
 RUN_ID_SYMBOL = "{run_id}"
 # Request members that carry data, not names: never part of an inventory.
 DATA_MEMBERS = frozenset({"Body", "Payload", "Message"})

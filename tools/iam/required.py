@@ -60,6 +60,7 @@ TAG_ACTIONS = {"AddTags", "TagResource", "CreateTags"}
 SAGEMAKER_LOG_GROUPS = {
     "ProcessingJob": "/aws/sagemaker/ProcessingJobs",
     "TrainingJob": "/aws/sagemaker/TrainingJobs",
+    "TransformJob": "/aws/sagemaker/TransformJobs",
 }
 SYNC_RULES = {
     "TrainingJob": "StepFunctionsGetEventsForSageMakerTrainingJobsRule",
@@ -127,6 +128,7 @@ class Facts:
     autoscaled_endpoints: set[str] = field(default_factory=set)  # endpoints registered as scalable targets
     endpoint_configs: dict[str, set[str]] = field(default_factory=dict)  # endpoint -> configs it runs
     config_models: dict[str, set[str]] = field(default_factory=dict)  # endpoint config -> models
+    model_roles: dict[str, str] = field(default_factory=dict)  # model -> its execution role
 
     def endpoints_of_model(self, model: str) -> list[str]:
         configs = {name for name, models in self.config_models.items() if model in models}
@@ -140,6 +142,9 @@ class Facts:
                 self.endpoint_configs.setdefault(params["EndpointName"], set()).add(
                     params["EndpointConfigName"]
                 )
+            model = call.service == "sagemaker" and call.operation == "CreateModel"
+            if model and isinstance(params.get("ExecutionRoleArn"), str):
+                self.model_roles[params["ModelName"]] = params["ExecutionRoleArn"]
             if call.service == "sagemaker" and call.operation == "CreateEndpointConfig":
                 models = {variant["ModelName"] for variant in params.get("ProductionVariants", [])}
                 self.config_models.setdefault(params["EndpointConfigName"], set()).update(models)
@@ -288,7 +293,11 @@ def _requirement(
 
 
 def _passed_roles(params: Mapping[str, Any]) -> list[str]:
-    return [str(params[key]) for key in ROLE_PARAMETERS if isinstance(params.get(key), str)]
+    """The roles a request passes: its own RoleArn/ExecutionRoleArn, or its training job definition's (a
+    tuning job's training jobs run as TrainingJobDefinition.RoleArn)."""
+    definition = params.get("TrainingJobDefinition")
+    nested = _passed_roles(definition) if isinstance(definition, Mapping) else []
+    return [str(params[key]) for key in ROLE_PARAMETERS if isinstance(params.get(key), str)] + nested
 
 
 def _s3_location(uri: str) -> tuple[str, str]:
@@ -414,6 +423,8 @@ def _documented(invocation: Invocation, action: str, primary: list[str], facts: 
         "CreateProcessingJob",
         "CreateTrainingJob",
         "CreateModel",
+        "CreateTransformJob",
+        "CreateHyperParameterTuningJob",
     ):
         found += _execution_role(invocation, facts)
     return found
@@ -493,8 +504,23 @@ ServiceCall = tuple[Call, Row, dict[str, str]]  # a call a service makes as a ro
 
 
 def execution_role_calls(call: Call, facts: Facts) -> Iterator[tuple[str, Call, Row, dict[str, str]]]:
-    """The calls SageMaker makes as the execution role for a job or model: (role ARN, call, row, context)."""
+    """The calls SageMaker makes as the execution role for a job or model: (role ARN, call, row, context).
+    A transform job passes no role: it runs as its model's execution role (CreateModel's ExecutionRoleArn,
+    "the role that SageMaker can assume to access model artifacts and docker image for deployment on ML
+    compute instances or for batch transform jobs": API_CreateModel.html)."""
+    if _job_kind(call.operation) == "HyperParameterTuningJob":
+        # Its training jobs, each as CreateTrainingJob of the definition would make it, named after the
+        # tuning job (<name>-NNN-<hash>).
+        definition = dict(call.params["TrainingJobDefinition"])
+        definition["TrainingJobName"] = f"{call.params['HyperParameterTuningJobName']}-001-00000000"
+        yield from execution_role_calls(Call(call.service, "CreateTrainingJob", definition), facts)
+        return
     role = next(iter(_passed_roles(call.params)), None)
+    if _job_kind(call.operation) == "TransformJob":
+        role = facts.model_roles.get(str(call.params.get("ModelName")))
+        if role is None:
+            model = call.params.get("ModelName")
+            raise RequirementError(f"{call.describe()}: no call creates its model {model}")
     if role is None:
         return
     for parts in (_ecr_pull, _s3_data, _kms_keys, _logs_and_metrics):
@@ -508,6 +534,7 @@ def _ecr_pull(call: Call, _facts: Facts) -> Iterator[ServiceCall]:
         "ProcessingJob": params.get("AppSpecification", {}).get("ImageUri"),
         "TrainingJob": params.get("AlgorithmSpecification", {}).get("TrainingImage"),
         "Model": params.get("PrimaryContainer", {}).get("Image"),
+        "TransformJob": None,  # the model's image, pulled as CreateModel's calls say
     }[_job_kind(call.operation)]
     if not isinstance(image, str):
         return
@@ -529,6 +556,9 @@ def _s3_data(call: Call, _facts: Facts) -> Iterator[ServiceCall]:
     if kind == "TrainingJob":
         inputs += [c["DataSource"]["S3DataSource"]["S3Uri"] for c in params.get("InputDataConfig", [])]
         outputs.append(params["OutputDataConfig"]["S3OutputPath"])
+    if kind == "TransformJob":
+        inputs.append(params["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"])
+        outputs.append(params["TransformOutput"]["S3OutputPath"])
     for uri in inputs:
         bucket, prefix = _s3_location(uri)
         yield Call("s3", "ListObjectsV2", {"Bucket": bucket, "Prefix": prefix}), row, {}
@@ -551,10 +581,12 @@ def _kms_keys(call: Call, facts: Facts) -> Iterator[ServiceCall]:
     volume_keys = [
         params.get("ProcessingResources", {}).get("ClusterConfig", {}).get("VolumeKmsKeyId"),
         params.get("ResourceConfig", {}).get("VolumeKmsKeyId"),
+        params.get("TransformResources", {}).get("VolumeKmsKeyId"),
     ]
     output_keys = [
         params.get("ProcessingOutputConfig", {}).get("KmsKeyId"),
         params.get("OutputDataConfig", {}).get("KmsKeyId"),
+        params.get("TransformOutput", {}).get("KmsKeyId"),
     ]
     yield from (
         (Call("kms", "CreateGrant", {"KeyId": k}), row, grant) for k in volume_keys if isinstance(k, str)

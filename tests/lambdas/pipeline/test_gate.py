@@ -1,20 +1,29 @@
-"""The quality gate: FM must beat both baselines by the margin and not regress against the deployed model."""
+"""The quality gate: FM must beat both baselines by the margin and not regress against the deployed model;
+the point-estimate rule the local twin takes (decide), and the pipeline's handler on the paired rule."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
+import numpy as np
 import pytest
 from moto import mock_aws
-from moto.sagemaker.models import sagemaker_backends
 
+from contract import layout
 from contract.documents import GateDecision, run_record
+from contract.index import ServingIndex, load_index
+from fm.factors import build_and_write
 from lambdas.kit import clients
+from lambdas.kit.errors import GateInputError
 from lambdas.pipeline import gate
+from tests.lambdas.pipeline import world
 
 # The notebook's data: predicting the global mean scores RMSE about 1.28, a user + item bias model about 1.1.
 GLOBAL_MEAN, BIAS = 1.28, 1.10
@@ -106,29 +115,179 @@ def test_a_regression_within_the_tolerance_is_deployed() -> None:
     )
 
 
-def test_final_metric_reads_the_named_metric_of_describe_training_job() -> None:
-    description = {
-        "FinalMetricDataList": [
-            {"MetricName": "train:progress", "Value": 100.0},
-            {"MetricName": "test:rmse", "Value": 1.0417},
-            {"MetricName": "test:mse", "Value": 1.0851},
-        ]
-    }
-    assert gate.final_metric(description, "test:rmse") == 1.0417
-    assert (
-        gate.final_metric({"FinalMetricDataList": [{"MetricName": "test:rmse", "Value": 2}]}, "test:rmse")
-        == 2.0
-    )
-    assert math.isnan(gate.final_metric(description, "test:absolute_loss"))
-    assert math.isnan(gate.final_metric({}, "test:rmse"))
-
-
 # ---------------------------------------------------------------------------------------------------------
-# The handler against moto's SageMaker and S3
+# The handler on a run folder: the small run of tests/lambdas/pipeline/world.py
+
+
+def write_candidate(run: Path, quality: world.Quality = "truth") -> ServingIndex:
+    """A run folder with prep/ (the prep job's code), FM's model and its test predictions as the Batch
+    Transform job writes them."""
+    world.prep_run(run / "prep")
+    index = load_index(run / "prep" / "index")
+    model = world.fm_artifact(index, quality)
+    (run / "fm").mkdir()
+    (run / "fm" / "model.tar.gz").write_bytes(model)
+    predictions = run / layout.TEST_PREDICTIONS_FILE
+    predictions.parent.mkdir(parents=True)
+    predictions.write_bytes(world.transform_output(model, (run / layout.TEST_SHARD).read_bytes()))
+    return index
+
+
+def deploy(run: Path, bucket: Path) -> None:
+    """The run is the deployed one: its serving factors, and the record naming it."""
+    index = load_index(run / "prep" / "index")
+    build_and_write(
+        model=run / "fm" / "model.tar.gz",
+        features=index.features,
+        shards=sorted((run / "prep").glob("*/part-*.rio")),
+        output=run / layout.SERVING_FACTORS,
+    )
+    record = run_record(
+        run_id=run.name,
+        deployed_at="2026-11-29T03:00:00Z",
+        run_uri=run.as_uri() + "/",
+        metrics={"fm_test_rmse": 0.3, "baseline_global_mean_rmse": 0.9, "baseline_bias_rmse": 0.9},
+        endpoint_configs=None,
+    )
+    (bucket / "serving").mkdir(exist_ok=True)
+    (bucket / layout.RUN_RECORD_KEY).write_text(json.dumps(record))
 
 
 @pytest.fixture
-def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def bucket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("RUN_RECORD_URI", (tmp_path / layout.RUN_RECORD_KEY).as_uri())
+    monkeypatch.setenv("GATE_MIN_IMPROVEMENT", "0.01")
+    monkeypatch.setenv("GATE_MAX_REGRESSION", "0.02")
+    gate.settings.cache_clear()
+    yield tmp_path
+    gate.settings.cache_clear()
+
+
+def event(run: Path) -> dict[str, Any]:
+    return {"run_uri": run.as_uri() + "/", "rating_range": [1, 5]}
+
+
+def test_a_first_run_is_judged_on_the_test_rows_against_both_baselines(bucket: Path) -> None:
+    run = bucket / "runs" / "r1"
+    write_candidate(run)
+    manifest = json.loads((run / layout.MANIFEST).read_text())
+    decision = gate.handler(event(run), None)
+    assert decision["deploy"] is True
+    assert decision["test_rows"] == 40
+    assert [(c["against"], c["rows"], c["passed"]) for c in decision["versus"]] == [
+        ("global mean", 40, True),
+        ("user + item bias", 40, True),
+    ]
+    assert decision["reasons"][-1] == "no model is deployed yet"
+    # The baselines' RMSE from their per-row predictions is what prep measured on the same rows.
+    baselines = manifest["baselines"]
+    assert decision["baseline_global_mean_rmse"] == pytest.approx(baselines["global_mean"]["rmse"], rel=1e-6)
+    assert decision["baseline_bias_rmse"] == pytest.approx(baselines["bias"]["rmse"], rel=1e-6)
+    expected = np.sqrt(np.mean((np.clip(candidate_scores(run), 1, 5) - actual_ratings(run)) ** 2))
+    assert decision["fm_test_rmse"] == pytest.approx(expected)
+    assert json.loads((run / layout.GATE).read_text()) == decision
+    assert "ranking" not in decision
+
+
+def candidate_scores(run: Path) -> np.ndarray:
+    lines = (run / layout.TEST_PREDICTIONS_FILE).read_text().splitlines()
+    return np.array([json.loads(line)["score"] for line in lines])
+
+
+def actual_ratings(run: Path) -> np.ndarray:
+    from fm.recordio import read_sparse_records  # noqa: PLC0415 (the labels, read independently)
+
+    return read_sparse_records(io.BytesIO((run / layout.TEST_SHARD).read_bytes())).labels.astype(np.float64)
+
+
+def test_a_later_run_is_compared_with_the_deployed_one_on_the_rows_both_know(bucket: Path) -> None:
+    deployed = bucket / "runs" / "r0"
+    write_candidate(deployed)
+    deploy(deployed, bucket)
+    run = bucket / "runs" / "r1"
+    write_candidate(run, "noise")
+    decision = gate.handler(event(run), None)
+    assert decision["deploy"] is False
+    against = decision["versus"][-1]
+    assert (against["against"], against["rows"], against["passed"]) == ("deployed run r0", 40, False)
+    # The deployed run's serving factors score the rows as its endpoint would: the known FM's RMSE.
+    assert decision["deployed_test_rmse"] == pytest.approx(
+        np.sqrt(np.mean((np.clip(candidate_scores(deployed), 1, 5) - actual_ratings(run)) ** 2)), rel=1e-5
+    )
+    assert against["interval"][0] > 0.02  # far worse than the deployed run
+
+
+def test_a_deployed_run_without_serving_factors_is_not_compared_and_says_so(bucket: Path) -> None:
+    deployed = bucket / "runs" / "r0"
+    write_candidate(deployed)
+    deploy(deployed, bucket)
+    shutil.rmtree(deployed / layout.SERVING_FACTORS)
+    run = bucket / "runs" / "r1"
+    write_candidate(run)
+    decision = gate.handler(event(run), None)
+    assert decision["deploy"] is True
+    assert len(decision["versus"]) == 2
+    assert decision["reasons"][-1].startswith(
+        "the deployed run r0 cannot be scored (the deployed run has no "
+    )
+    assert decision["reasons"][-1].endswith(": not compared")
+    assert "no model is deployed yet" not in decision["reasons"]
+
+
+def test_the_ranking_on_the_test_rows_is_copied_into_gate_json(bucket: Path) -> None:
+    run = bucket / "runs" / "r1"
+    write_candidate(run)
+    table = {"rows": 40, "recall_at_10": {"fm": 0.5, "most_popular": 0.4}}
+    (run / "serving").mkdir()
+    (run / layout.RANKING).write_text(json.dumps({"popularity_weight": 0.5, "test": table}))
+    assert gate.handler(event(run), None)["ranking"] == table
+    assert json.loads((run / layout.GATE).read_text())["ranking"] == table
+
+
+def test_predictions_that_do_not_match_the_test_rows_are_one_error_naming_the_file(bucket: Path) -> None:
+    run = bucket / "runs" / "r1"
+    write_candidate(run)
+    predictions = run / layout.TEST_PREDICTIONS_FILE
+    predictions.write_text("".join(predictions.read_text().splitlines(keepends=True)[:-1]))
+    with pytest.raises(GateInputError, match=r"part-00000\.rio\.out: 39 predictions for 40 test rows"):
+        gate.handler(event(run), None)
+    predictions.write_text('{"score": 4.1}\n{"predicted_label": 1}\n')
+    with pytest.raises(GateInputError, match=r"part-00000\.rio\.out: line 2 is not \{\"score\": number\}"):
+        gate.handler(event(run), None)
+    predictions.unlink()
+    with pytest.raises(GateInputError, match=r"predictions/test/part-00000\.rio\.out: missing"):
+        gate.handler(event(run), None)
+    assert not (run / layout.GATE).exists()
+
+
+def test_baselines_of_another_shape_are_one_error_naming_the_file(bucket: Path) -> None:
+    run = bucket / "runs" / "r1"
+    write_candidate(run)
+    np.save(run / layout.BASELINES_TEST, np.zeros((40, 2), np.float32))
+    with pytest.raises(GateInputError, match=r"test\.npy: shape \(40, 2\), expected \(40, 3\)"):
+        gate.handler(event(run), None)
+
+
+@pytest.mark.parametrize(
+    ("bad", "named"),
+    [
+        ({"rating_range": [1, 5]}, "event.run_uri"),
+        ({"run_uri": "runs/r1/", "rating_range": [1, 5]}, "event.run_uri"),
+        ({"run_uri": "s3://data/runs/r1/"}, "event.rating_range"),
+        ({"run_uri": "s3://data/runs/r1/", "rating_range": [5, 1]}, "event.rating_range"),
+    ],
+)
+def test_a_bad_event_is_one_error_naming_the_field(bad: dict[str, Any], named: str, bucket: Path) -> None:
+    with pytest.raises(GateInputError, match=named):
+        gate.handler(bad, None)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The handler against moto's S3
+
+
+@pytest.fixture
+def cloud(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("RUN_RECORD_URI", "s3://data/serving/current.json")
     monkeypatch.setenv("GATE_MIN_IMPROVEMENT", "0.01")
@@ -136,49 +295,22 @@ def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     clients.client.cache_clear()
     gate.settings.cache_clear()
     with mock_aws():
-        boto3.client("s3").create_bucket(Bucket="data")
-        yield boto3.client("sagemaker")
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="data")
+        yield s3
     clients.client.cache_clear()
     gate.settings.cache_clear()
 
 
-def training_job(sagemaker: Any, name: str, test_rmse: float | None) -> None:
-    sagemaker.create_training_job(
-        TrainingJobName=name,
-        AlgorithmSpecification={"TrainingImage": "fm:1", "TrainingInputMode": "File"},
-        RoleArn="arn:aws:iam::123456789012:role/sagemaker",
-        OutputDataConfig={"S3OutputPath": "s3://data/runs/r1/fm/"},
-        ResourceConfig={"InstanceType": "ml.c5.2xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
-        StoppingCondition={"MaxRuntimeInSeconds": 3600},
-    )
-    if test_rmse is not None:  # what the algorithm reports when it finishes
-        job = sagemaker_backends["123456789012"]["us-east-1"].training_jobs[name]
-        job.final_metric_data_list.append({"MetricName": "test:rmse", "Value": test_rmse})
-
-
-EVENT = {
-    "training_job_name": "loftrec-r1-fm",
-    "baselines": {"global_mean": {"rmse": GLOBAL_MEAN, "value": 4.1}, "bias": {"rmse": BIAS}},
-    "run_uri": "s3://data/runs/r1/",
-}
-
-
-def test_handler_gates_against_the_deployed_run_and_writes_gate_json(cloud: Any) -> None:
-    training_job(cloud, "loftrec-r1-fm", 1.03)
-    boto3.client("s3").put_object(Bucket="data", Key="serving/current.json", Body=record_body("r0"))
-    result = gate.handler(EVENT, None)
-    assert result["deploy"] is False  # 1.03 > 1.0 * 1.02
-    assert result["deployed_test_rmse"] == 1.0
-    body = boto3.client("s3").get_object(Bucket="data", Key="runs/r1/gate.json")["Body"].read()
-    assert json.loads(body) == result
-
-
-def test_handler_rejects_a_job_that_reported_no_rmse_and_writes_valid_json(cloud: Any) -> None:
-    training_job(cloud, "loftrec-r1-fm", None)
-    result = gate.handler(EVENT, None)
-    assert result["deploy"] is False
-    assert result["fm_test_rmse"] is None
-    assert result["reasons"][-1] == "no model is deployed yet"
-    body = boto3.client("s3").get_object(Bucket="data", Key="runs/r1/gate.json")["Body"].read().decode()
-    assert "NaN" not in body
-    assert json.loads(body)["fm_test_rmse"] is None
+def test_the_handler_on_s3_reads_the_run_and_writes_gate_json(cloud: Any, tmp_path: Path) -> None:
+    run = tmp_path / "r1"
+    write_candidate(run)
+    for path in sorted(run.rglob("*")):
+        if path.is_file():
+            cloud.put_object(
+                Bucket="data", Key=f"runs/r1/{path.relative_to(run).as_posix()}", Body=path.read_bytes()
+            )
+    decision = gate.handler({"run_uri": "s3://data/runs/r1/", "rating_range": [1, 5]}, None)
+    assert decision["deploy"] is True
+    body = cloud.get_object(Bucket="data", Key="runs/r1/gate.json")["Body"].read()
+    assert json.loads(body) == decision

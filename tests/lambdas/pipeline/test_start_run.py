@@ -33,6 +33,12 @@ DEFAULTS: dict[str, Any] = {
         "subwords": True,
         "evaluation": False,
     },
+    "fm_tuning": {
+        "enabled": False,
+        "tuned": ["epochs", "linear_lr"],
+        "max_parallel_jobs": 1,
+        "instance_quota": 4,
+    },
 }
 HOSTILE_NAMES = [
     "weekly_retrain_2024_05_01",  # underscores (the scheduler's names have them)
@@ -70,7 +76,11 @@ def test_any_execution_name_gives_valid_sagemaker_names(name: str) -> None:
         "blazingtext_model",
         "fm_config",
         "blazingtext_config",
+        "fm_test_predictions",
+        "recommend",
+        "fm_tuning",
     }
+    assert len(run["names"]["fm_tuning"]) <= 32  # CreateHyperParameterTuningJob's limit
     for resource, value in run["names"].items():
         assert isinstance(value, str), (resource, value)
         assert len(value) <= 63, (resource, value)
@@ -139,6 +149,16 @@ def test_overrides_merge_with_the_defaults_as_the_sdks_strings_and_fm_predicts_r
             "VolumeKmsKeyId": KEY,
         },
         "inter_container_encryption": True,
+        "tuning": {
+            "enabled": False,
+            "static_hyperparameters": {
+                "num_factors": "256",
+                "mini_batch_size": "1000",
+                "bias_lr": "0.05",
+                "factors_wd": "1e-05",
+                "predictor_type": "regressor",
+            },
+        },
     }
     # ml.g5 has local NVMe storage, which SageMaker encrypts itself and refuses a volume key for.
     assert run["blazingtext"] == {
@@ -167,6 +187,41 @@ def test_one_fm_host_needs_no_traffic_encryption() -> None:
     assert run["fm"]["resource_config"]["InstanceCount"] == 1
 
 
+def test_a_run_may_turn_the_configured_tuning_on_within_the_training_quota() -> None:
+    run = plan({"fm_tuning": {"enabled": True}, "fm_hyperparameters": {"factors_lr": 0.001}})
+    # The tuned hyperparameters are left to the tuning job; the others, the input's included, stay.
+    assert run["fm"]["tuning"] == {
+        "enabled": True,
+        "static_hyperparameters": {
+            "num_factors": "256",
+            "mini_batch_size": "1000",
+            "factors_lr": "0.001",
+            "predictor_type": "regressor",
+        },
+    }
+    assert run["fm"]["hyperparameters"]["epochs"] == "3"  # Train FM's, had the run not tuned
+    assert plan({"fm_tuning": {"enabled": False}})["fm"]["tuning"]["enabled"] is False
+    tuned_on_fewer_hosts = {**DEFAULTS, "fm_tuning": {**DEFAULTS["fm_tuning"], "max_parallel_jobs": 2}}
+    run = plan_run(
+        {"fm_tuning": {"enabled": True}, "fm_instance_count": 2},
+        execution_name="x",
+        start_time=START,
+        defaults=tuned_on_fewer_hosts,
+        bucket="data",
+        volume_key=KEY,
+    )
+    assert run["fm"]["tuning"]["enabled"] is True
+    with pytest.raises(InvalidRunInputError, match=r"2 parallel jobs x 4 instances exceed the 4 training"):
+        plan_run(
+            {"fm_tuning": {"enabled": True}},
+            execution_name="x",
+            start_time=START,
+            defaults=tuned_on_fewer_hosts,
+            bucket="data",
+            volume_key=KEY,
+        )
+
+
 def test_defaults_alone_give_the_configured_run() -> None:
     run = plan({})
     assert run["fm"]["instance_type"] == "ml.c5.2xlarge"
@@ -176,6 +231,14 @@ def test_defaults_alone_give_the_configured_run() -> None:
         "epochs": "3",
         "mini_batch_size": "1000",
         "predictor_type": "regressor",
+    }
+    assert run["fm"]["tuning"] == {
+        "enabled": False,
+        "static_hyperparameters": {
+            "num_factors": "256",
+            "mini_batch_size": "1000",
+            "predictor_type": "regressor",
+        },
     }
     # As the SageMaker Python SDK sends them: str() of the value (sagemaker.utils.to_string).
     assert run["blazingtext"]["hyperparameters"]["subwords"] == "True"
@@ -196,6 +259,10 @@ def test_defaults_alone_give_the_configured_run() -> None:
         ({"fm_instance_count": 0}, "fm_instance_count=0"),
         ({"fm_instance_count": 101}, "fm_instance_count=101"),
         ({"fm_instance_count": "4"}, "fm_instance_count='4'"),
+        ({"fm_tuning": True}, "fm_tuning=True"),
+        ({"fm_tuning": {"max_jobs": 50}}, "fm_tuning={'max_jobs': 50}"),
+        ({"fm_tuning": {"enabled": "yes"}}, "fm_tuning.enabled='yes'"),
+        ({"fm_tuning": {"enabled": True}, "fm_instance_count": 8}, "fm_instance_count=8 with fm_tuning: 1"),
         ({"fm_instance_count": True}, "fm_instance_count=True"),
         ({"fm_hyperparameters": [1]}, "fm_hyperparameters"),
         ({"fm_hyperparameters": {"learning_rate": 0.1}}, "fm_hyperparameters.learning_rate"),

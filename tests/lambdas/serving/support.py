@@ -279,6 +279,7 @@ def load_handlers(monkeypatch: pytest.MonkeyPatch, **environ: str) -> ModuleType
         {
             "predict_handler": "lambdas.serving.handlers.predict_handler",
             "similar_titles_handler": "lambdas.serving.handlers.similar_titles_handler",
+            "recommendations_handler": "lambdas.serving.handlers.recommendations_handler",
         },
     )
     return module

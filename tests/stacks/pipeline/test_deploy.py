@@ -108,7 +108,8 @@ def test_the_state_machine_may_deploy_loftrecs_endpoints_only(alone: Alone[Deplo
     any_alarm = f"arn:aws:cloudwatch:{asl.REGION}:{asl.ACCOUNT}:alarm:*"
     for action in ("PutMetricAlarm", "DeleteAlarms"):
         assert grants[f"cloudwatch:{action}"] == [any_alarm]
-    assert grants["sagemaker:CreateModel"] == [f"{arn}:endpoint-config/loftrec-*", f"{arn}:model/loftrec-*"]
+    assert grants["sagemaker:CreateModel"] == [f"{arn}:model/loftrec-*"]
+    assert grants["sagemaker:CreateEndpointConfig"] == [f"{arn}:endpoint-config/loftrec-*"]
     assert not [action for action in grants if "TrainingJob" in action or "ProcessingJob" in action]
     assert grants["application-autoscaling:RegisterScalableTarget"] == ["*"]
     (linked,) = grants["iam:CreateServiceLinkedRole"]
@@ -122,6 +123,22 @@ def test_the_state_machine_may_deploy_loftrecs_endpoints_only(alone: Alone[Deplo
     ]
     assert grants["cloudwatch:DescribeAlarms"] == sorted([any_alarm, *guardrails])
     assert "s3:PutObject" not in grants and "sns:Publish" not in grants
+
+
+def test_a_model_the_quality_gate_created_is_deployed_without_creating_it_again() -> None:
+    def make(stack: Any, shared: Any) -> DeployModels:
+        alarms = EndpointAlarms(stack, "Alarms", endpoint_names=shared.endpoint_names, topic=shared.topic)
+        return DeployModels(
+            stack, "Deploy", shared=shared, rollback_alarms=alarms.alarms, created=frozenset({"fm"})
+        )
+
+    fm, bt = build(make).state("Deploy models")["Branches"]
+    assert (fm["StartAt"], bt["StartAt"]) == ("Create FM endpoint config", "Create BlazingText model")
+    assert "Create FM model" not in fm["States"]
+    assert (
+        fm["States"]["Create FM endpoint config"]["Parameters"]["ProductionVariants"][0]["ModelName.$"]
+        == "$.run.names.fm_model"
+    )
 
 
 def _deploy(stack: Any, shared: Any) -> DeployModels:

@@ -37,7 +37,7 @@ def test_the_record_has_the_contracts_fields_read_from_the_run_and_the_gate(alon
     fields = {key.removesuffix(".$") for key in record}
     hints = typing.get_type_hints(RunRecord, include_extras=True)
     required = {name for name, hint in hints.items() if typing.get_origin(hint) is not typing.NotRequired}
-    assert required <= fields <= set(hints)
+    assert required <= fields == set(hints)  # recommendations_uri too: "Batch recommendations" wrote them
     run = "$.run.run_uri"
     assert record == {
         "schema_version": 1,
@@ -52,6 +52,7 @@ def test_the_record_has_the_contracts_fields_read_from_the_run_and_the_gate(alon
         "index_uri.$": f"States.Format('{{}}prep/index/', {run})",
         "title_table_uri.$": f"States.Format('{{}}serving/', {run})",
         "manifest_uri.$": f"States.Format('{{}}prep/manifest.json', {run})",
+        "recommendations_uri.$": f"States.Format('{{}}recommendations/', {run})",
         "metrics": {
             "fm_test_rmse.$": "$.gate.value.fm_test_rmse",
             "baseline_global_mean_rmse.$": "$.gate.value.baseline_global_mean_rmse",

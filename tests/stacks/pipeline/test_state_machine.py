@@ -17,13 +17,12 @@ from cfnlint.api import ManualArgs, lint
 from moto.sagemaker.models import sagemaker_backends
 
 from contract import layout
-from contract.algorithms import ENDPOINT_NAMES
-from contract.documents import run_record
+from contract.algorithms import ENDPOINT_NAMES, tuning_job_name
 from jobs.prep.__main__ import build_parser
+from jobs.recommend.__main__ import build_parser as recommend_parser
 from tests.stacks import asl
 from tests.stacks.pipeline_cloud import (
     ACCOUNT,
-    BASELINES,
     FEATURE_DIM,
     REGION,
     Execution,
@@ -53,6 +52,9 @@ def machine(document: dict[str, Any]) -> dict[str, Any]:
 EXPECTED_OPERATIONS = {
     ("sagemaker", "CreateProcessingJob", "sync"),
     ("sagemaker", "CreateTrainingJob", "sync"),
+    ("sagemaker", "CreateTransformJob", "sync"),
+    ("sagemaker", "CreateHyperParameterTuningJob", "sync"),
+    ("sagemaker", "DescribeTrainingJob", ""),
     ("sagemaker", "CreateModel", ""),
     ("sagemaker", "CreateEndpointConfig", ""),
     ("sagemaker", "CreateEndpoint", ""),
@@ -259,11 +261,15 @@ TOP = [
     "Read manifest",
     "Set FM feature_dim",
     "Train models",
+    "Export FM factors",
+    "Create FM model",
+    "Predict test rows",
     "Quality gate",
     "Deploy?",
 ]
 DEPLOYED = [
     *TOP,
+    "Batch recommendations",
     "Deploy models",
     "Describe deployed run",
     "Record deployed run",
@@ -275,8 +281,9 @@ DEPLOYED = [
 def _deploy_path(label: str, start: list[str], busy_checks: int = 0) -> list[str]:
     check = [f"Wait for {label} endpoint", f"Check {label} endpoint", f"{label} endpoint ready?"]
     again = [f"Count {label} waits", f"Keep {label} count"]
+    # FM's model is the quality gate's: it predicted the test rows.
     return [
-        f"Create {label} model",
+        *([] if label == "FM" else [f"Create {label} model"]),
         f"Create {label} endpoint config",
         f"Plan {label} endpoint",
         f"{label} endpoint exists?",
@@ -321,13 +328,13 @@ def _assert_no_runtime_error(execution: Execution) -> None:
 def test_a_first_run_creates_both_endpoints_and_records_the_run(
     monkeypatch: pytest.MonkeyPatch, document: dict[str, Any], machine: dict[str, Any]
 ) -> None:
-    script = Script(fm_test_rmse=1.02, busy_checks=2)  # each endpoint is Creating for two checks
+    script = Script(busy_checks=2)  # each endpoint is Creating for two checks
     with pipeline_cloud(monkeypatch, document, script, ENDPOINT_NAMES) as cloud:
         execution = cloud.run("weekly_2024-05")
         _assert_no_runtime_error(execution)
         assert execution.status == "SUCCEEDED"
         assert execution.path(machine["States"]) == DEPLOYED
-        assert execution.path(_branch(machine, "Train models", 0)) == ["Train FM"]
+        assert execution.path(_branch(machine, "Train models", 0)) == ["Tune FM?", "Train FM"]
         assert execution.path(_branch(machine, "Train models", 1)) == [
             "Train BlazingText",
             "Export title table",
@@ -393,13 +400,9 @@ def test_a_first_run_creates_both_endpoints_and_records_the_run(
         }
         assert [c["DataSource"]["S3DataSource"]["S3Uri"] for c in fm_job["InputDataConfig"]] == [
             f"{run_uri}prep/train/",
-            f"{run_uri}prep/test/",
+            f"{run_uri}prep/validation/",
         ]
-
-        assert {"gate.json", "serving/titles.txt", "serving/titles.f32", "serving/titles.json"} <= {
-            key.removeprefix(f"runs/{run_id}/") for key in cloud.object_keys()
-        }
-        assert cloud.object_json(f"runs/{run_id}/gate.json")["deploy"] is True
+        gate = _assert_gated_and_exported(cloud, run_id)
         record = cloud.object_json("serving/current.json")
         deployed_at = record.pop("deployed_at")
         assert datetime.datetime.fromisoformat(deployed_at.replace("Z", "+00:00")).tzinfo is not None
@@ -412,19 +415,114 @@ def test_a_first_run_creates_both_endpoints_and_records_the_run(
             "index_uri": f"{run_uri}prep/index/",
             "title_table_uri": f"{run_uri}serving/",
             "manifest_uri": f"{run_uri}prep/manifest.json",
+            "recommendations_uri": f"{run_uri}recommendations/",
             "metrics": {
-                "fm_test_rmse": 1.02,
-                "baseline_global_mean_rmse": BASELINES["global_mean"]["rmse"],
-                "baseline_bias_rmse": BASELINES["bias"]["rmse"],
+                "fm_test_rmse": gate["fm_test_rmse"],
+                "baseline_global_mean_rmse": gate["baseline_global_mean_rmse"],
+                "baseline_bias_rmse": gate["baseline_bias_rmse"],
             },
         }
         ((subject, message),) = cloud.messages()
         assert subject == "loftrec: new models deployed"
-        assert message.startswith(
-            f"Run {run_id} is serving: FM test RMSE 1.02 (global mean 1.28, bias model 1.1)."
-        )
+        assert message.startswith(f"Run {run_id} is serving: FM test RMSE ")
         assert message.endswith(":execution:LoftrecRetraining:weekly_2024-05")
         assert cloud.script.update_requests == []
+
+
+def _assert_gated_and_exported(cloud: PipelineCloud, run_id: str) -> dict[str, Any]:
+    """The first run's transform job, serving data and gate decision; returns gate.json."""
+    run_uri = f"s3://{cloud.bucket}/runs/{run_id}/"
+    transform = cloud.sagemaker.describe_transform_job(TransformJobName=f"loftrec-{run_id}-fm-test")
+    assert transform["ModelName"] == f"loftrec-{run_id}-fm"
+    assert transform["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] == f"{run_uri}prep/test/"
+    assert transform["TransformOutput"]["S3OutputPath"] == f"{run_uri}predictions/test/"
+    assert transform["TransformResources"]["InstanceType"] == "ml.m4.xlarge"  # the endpoints' type
+
+    written = {key.removeprefix(f"runs/{run_id}/") for key in cloud.object_keys()}
+    assert {
+        "gate.json",
+        "predictions/test/part-00000.rio.out",
+        "serving/titles.txt",
+        "serving/titles.f32",
+        "serving/titles.json",
+        "serving/fm/factors.json",
+        "serving/ranking.json",
+        "serving/cold_start.json",
+        "recommendations/manifest.json",
+    } <= written
+    # The batch recommendations: the container's own parser reads the job's arguments; the weight is the
+    # one the export chose on the validation rows.
+    (arguments,) = cloud.script.recommend_arguments
+    parsed = recommend_parser().parse_args(arguments)
+    assert (str(parsed.factors), str(parsed.index), str(parsed.output), parsed.k) == (
+        layout.RECOMMEND_CONTAINER_FACTORS,
+        layout.RECOMMEND_CONTAINER_INDEX,
+        layout.RECOMMEND_CONTAINER_OUTPUT,
+        10,
+    )
+    ranking = cloud.object_json(f"runs/{run_id}/serving/ranking.json")
+    assert parsed.popularity_weight == ranking["popularity_weight"]
+    recommended = cloud.object_json(f"runs/{run_id}/recommendations/manifest.json")
+    assert (recommended["counts"]["customers"], recommended["k"]) == (40, 10)
+    assert recommended["popularity_weight"] == ranking["popularity_weight"]
+    gate: dict[str, Any] = cloud.object_json(f"runs/{run_id}/gate.json")
+    manifest = cloud.object_json(f"runs/{run_id}/prep/manifest.json")
+    assert gate["deploy"] is True
+    assert gate["test_rows"] == manifest["counts"]["test_rows"] == 40
+    assert [(c["against"], c["rows"], c["passed"]) for c in gate["versus"]] == [
+        ("global mean", 40, True),
+        ("user + item bias", 40, True),
+    ]
+    assert gate["reasons"][-1] == "no model is deployed yet"
+    # The run's known FM predicts within 0.5 of every rating; the baselines as prep measured them.
+    assert gate["fm_test_rmse"] < 0.5
+    for name in ("global_mean", "bias"):
+        assert gate[f"baseline_{name}_rmse"] == pytest.approx(manifest["baselines"][name]["rmse"], rel=1e-5)
+    return gate
+
+
+def test_a_tuned_run_takes_the_best_training_jobs_model_forward(
+    monkeypatch: pytest.MonkeyPatch, document: dict[str, Any], machine: dict[str, Any]
+) -> None:
+    with pipeline_cloud(monkeypatch, document, Script(), ENDPOINT_NAMES) as cloud:
+        execution = cloud.run("tuned", {"fm_tuning": {"enabled": True}})
+        _assert_no_runtime_error(execution)
+        assert execution.status == "SUCCEEDED", execution.cause
+        assert execution.path(_branch(machine, "Train models", 0)) == [
+            "Tune FM?",
+            "Tune FM",
+            "Describe best FM job",
+        ]
+        run_id = _run_id(execution)
+        (request,) = cloud.script.tuning_requests
+        assert request["hyper_parameter_tuning_job_name"] == tuning_job_name(run_id)
+        config = request["hyper_parameter_tuning_job_config"]
+        assert config["HyperParameterTuningJobObjective"] == {"Type": "Minimize", "MetricName": "test:rmse"}
+        assert config["ResourceLimits"] == {"MaxNumberOfTrainingJobs": 8, "MaxParallelTrainingJobs": 1}
+        assert sorted(r["Name"] for kind in config["ParameterRanges"].values() for r in kind) == [
+            "epochs",
+            "factors_lr",
+            "linear_lr",
+        ]
+        definition = request["training_job_definition"]
+        # The tuned hyperparameters are the ranges', the others the run's, with what the pipeline sets.
+        assert definition["StaticHyperParameters"] == {
+            "num_factors": "256",
+            "mini_batch_size": "1000",
+            "predictor_type": "regressor",
+            "feature_dim": str(FEATURE_DIM),
+        }
+        channels = [c["DataSource"]["S3DataSource"]["S3Uri"] for c in definition["InputDataConfig"]]
+        run_uri = f"s3://{cloud.bucket}/runs/{run_id}/"
+        assert channels == [f"{run_uri}prep/train/", f"{run_uri}prep/validation/"]
+        # The best job's model is the one the gate predicts with and the endpoint serves.
+        best = cloud.sagemaker.describe_training_job(
+            TrainingJobName=f"{tuning_job_name(run_id)}-002-1a2b3c4d"
+        )
+        model = cloud.sagemaker.describe_model(ModelName=f"loftrec-{run_id}-fm")
+        assert model["PrimaryContainer"]["ModelDataUrl"] == best["ModelArtifacts"]["S3ModelArtifacts"]
+        assert cloud.object_json(f"runs/{run_id}/gate.json")["deploy"] is True
+        assert [name for name in cloud.script.training_requests if name.endswith("-fm")] == []
 
 
 def _first_run(cloud: PipelineCloud) -> str:
@@ -436,12 +534,11 @@ def _first_run(cloud: PipelineCloud) -> str:
 def test_a_second_run_updates_the_endpoints_blue_green(
     monkeypatch: pytest.MonkeyPatch, document: dict[str, Any], machine: dict[str, Any]
 ) -> None:
-    with pipeline_cloud(monkeypatch, document, Script(fm_test_rmse=1.0), ENDPOINT_NAMES) as cloud:
+    with pipeline_cloud(monkeypatch, document, Script(), ENDPOINT_NAMES) as cloud:
         first = _first_run(cloud)
         # FM's endpoint runs on another instance type than the stack now asks for: autoscaling must go first.
         config = sagemaker_backends[ACCOUNT][REGION].endpoint_configs[f"loftrec-{first}-fm-config"]
         config.production_variants[0]["InstanceType"] = "ml.m5.large"
-        cloud.script.fm_test_rmse = 1.01  # within 2 % of the deployed 1.0
         cloud.script.busy_checks = 1  # each endpoint is Updating for one check
 
         execution = cloud.run("second")
@@ -482,26 +579,25 @@ def test_a_second_run_updates_the_endpoints_blue_green(
             }
         record = cloud.object_json("serving/current.json")
         assert record["run_id"] == second
-        assert record["metrics"]["fm_test_rmse"] == 1.01
-        assert cloud.object_json(f"runs/{second}/gate.json")["deployed_test_rmse"] == 1.0
+        # Compared with the deployed run on the test rows both indices know: here every row, and the same
+        # model, so the same RMSE.
+        gate = cloud.object_json(f"runs/{second}/gate.json")
+        against = gate["versus"][-1]
+        assert (against["against"], against["rows"], against["passed"]) == (f"deployed run {first}", 40, True)
+        assert against["relative"] == 0.0
+        assert gate["deployed_test_rmse"] == gate["fm_test_rmse"] == record["metrics"]["fm_test_rmse"]
 
 
-def test_the_gate_rejects_the_notebooks_model_and_serving_is_unchanged(
+def test_the_gate_rejects_a_model_that_predicts_nothing_and_serving_is_unchanged(
     monkeypatch: pytest.MonkeyPatch, document: dict[str, Any], machine: dict[str, Any]
 ) -> None:
-    with pipeline_cloud(monkeypatch, document, Script(fm_test_rmse=50.3), ENDPOINT_NAMES) as cloud:
-        previous = run_record(
-            run_id="earlier",
-            deployed_at="2026-11-22T03:00:00Z",
-            run_uri=f"s3://{cloud.bucket}/runs/earlier/",
-            metrics={"fm_test_rmse": 1.0, "baseline_global_mean_rmse": 1.28, "baseline_bias_rmse": 1.1},
-            endpoint_configs={"fm": "loftrec-earlier-fm-config", "blazingtext": "loftrec-earlier-bt-config"},
-        )
-        cloud.s3.put_object(
-            Bucket=cloud.bucket, Key="serving/current.json", Body=json.dumps(previous).encode()
-        )
+    with pipeline_cloud(monkeypatch, document, Script(), ENDPOINT_NAMES) as cloud:
+        first = _first_run(cloud)
+        previous = cloud.object_json("serving/current.json")
+        endpoints = cloud.endpoints()
+        cloud.script.fm_quality = "noise"
 
-        execution = cloud.run("notebook-settings")
+        execution = cloud.run("noise")
         _assert_no_runtime_error(execution)
         assert execution.status == "FAILED"
         assert (execution.error, execution.cause) == (
@@ -510,24 +606,51 @@ def test_the_gate_rejects_the_notebooks_model_and_serving_is_unchanged(
         )
         assert execution.path(machine["States"]) == [*TOP, "Notify rejection", "Rejected by quality gate"]
 
-        run_id = _rejected_run_id(cloud)
-        gate = cloud.object_json(f"runs/{run_id}/gate.json")
+        run_id = _run_ids(cloud) - {first}
+        (rejected,) = run_id
+        gate = cloud.object_json(f"runs/{rejected}/gate.json")
         assert gate["deploy"] is False
-        assert gate["fm_test_rmse"] == 50.3
-        ((subject, message),) = cloud.messages()
+        assert [(c["against"], c["rows"], c["passed"]) for c in gate["versus"]] == [
+            ("global mean", 40, False),
+            ("user + item bias", 40, False),
+            (f"deployed run {first}", 40, False),
+        ]
+        assert gate["fm_test_rmse"] > gate["baseline_bias_rmse"] > gate["deployed_test_rmse"]
+        (subject, message) = cloud.messages()[-1]
         assert subject == "loftrec: new model rejected, serving unchanged"
-        assert message.startswith(
-            "Run notebook-settings was rejected by the quality gate; serving is unchanged."
-        )
-        assert "FM test RMSE 50.3000 does not beat the global mean baseline 1.2800" in message
-        assert (cloud.models(), cloud.endpoint_configs(), cloud.endpoints()) == ([], [], {})
-        body = cloud.s3.get_object(Bucket=cloud.bucket, Key="serving/current.json")["Body"].read().decode()
-        assert json.loads(body) == previous
+        assert message.startswith("Run noise was rejected by the quality gate; serving is unchanged.")
+        assert f"vs the deployed run {first}'s" in message
+        # The candidate's model exists (it predicted the test rows); no endpoint config, no endpoint change.
+        expected = [f"loftrec-{first}-bt", f"loftrec-{first}-fm", f"loftrec-{rejected}-fm"]
+        assert cloud.models() == sorted(expected)
+        assert cloud.endpoint_configs() == [f"loftrec-{first}-bt-config", f"loftrec-{first}-fm-config"]
+        assert cloud.endpoints() == endpoints
+        assert cloud.script.update_requests == []
+        assert cloud.object_json("serving/current.json") == previous
 
 
-def _rejected_run_id(cloud: PipelineCloud) -> str:
-    (gate_key,) = [key for key in cloud.object_keys() if key.endswith("/gate.json")]
-    return gate_key.split("/")[1]
+def _run_ids(cloud: PipelineCloud) -> set[str]:
+    return {key.split("/")[1] for key in cloud.object_keys() if key.startswith("runs/")}
+
+
+def test_a_failed_batch_recommendations_job_fails_the_run_before_any_endpoint_changes(
+    monkeypatch: pytest.MonkeyPatch, document: dict[str, Any], machine: dict[str, Any]
+) -> None:
+    with pipeline_cloud(monkeypatch, document, Script(recommend_failure=True), ENDPOINT_NAMES) as cloud:
+        execution = cloud.run("no-recommendations")
+        _assert_no_runtime_error(execution)
+        assert execution.status == "FAILED"
+        assert execution.path(machine["States"]) == [
+            *TOP,
+            "Batch recommendations",
+            "Failed: Batch recommendations",
+            "Notify failure",
+            "Run failed",
+        ]
+        ((_subject, message),) = cloud.messages()
+        assert 'failed in state "Batch recommendations": States.TaskFailed.' in message
+        assert (cloud.endpoint_configs(), cloud.endpoints()) == ([], {})
+        assert "serving/current.json" not in cloud.object_keys()
 
 
 def test_a_training_failure_is_notified_with_the_failing_state_and_creates_nothing(
@@ -621,6 +744,7 @@ def test_a_failed_endpoint_is_rolled_back_and_the_run_fails(
         assert execution.error == "RunFailed"
         assert execution.path(machine["States"]) == [
             *TOP,
+            "Batch recommendations",
             "Deploy models",
             "Failed: Deploy models",
             "Roll back serving",
@@ -644,7 +768,7 @@ def test_a_failed_endpoint_is_rolled_back_and_the_run_fails(
 def test_an_update_sagemaker_rolled_back_puts_the_other_endpoint_back_too(
     monkeypatch: pytest.MonkeyPatch, document: dict[str, Any], machine: dict[str, Any]
 ) -> None:
-    with pipeline_cloud(monkeypatch, document, Script(fm_test_rmse=1.0), ENDPOINT_NAMES) as cloud:
+    with pipeline_cloud(monkeypatch, document, Script(), ENDPOINT_NAMES) as cloud:
         first = _first_run(cloud)
         record = cloud.object_json("serving/current.json")
         cloud.script.rolled_back_updates = {FM_ENDPOINT}
@@ -678,7 +802,7 @@ def test_an_update_sagemaker_rolled_back_puts_the_other_endpoint_back_too(
 def test_a_rollback_to_an_older_instance_type_deregisters_autoscaling_first(
     monkeypatch: pytest.MonkeyPatch, document: dict[str, Any], machine: dict[str, Any]
 ) -> None:
-    with pipeline_cloud(monkeypatch, document, Script(fm_test_rmse=1.0), ENDPOINT_NAMES) as cloud:
+    with pipeline_cloud(monkeypatch, document, Script(), ENDPOINT_NAMES) as cloud:
         first = _first_run(cloud)
         # The deployed run's FM endpoint runs another instance type than the stack now asks for.
         config = sagemaker_backends[ACCOUNT][REGION].endpoint_configs[f"loftrec-{first}-fm-config"]

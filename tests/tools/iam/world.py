@@ -69,6 +69,8 @@ def sample_execution(template: Template) -> tuple[dict[str, Any], dict[str, Any]
         "run": run,
         "training": training,
         "result": {"model_data": training["blazingtext"]["model_data"]},
+        # FM's tuning job's best training job, named after the tuning job as SageMaker names them.
+        "tuned": {"best": f"{names['fm_tuning']}-003-1a2b3c4d"},
     }
     machine, env = template.state_machine_id(), template.env
     context = {
