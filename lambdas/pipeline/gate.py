@@ -28,6 +28,7 @@ import numpy.typing as npt
 from contract import layout
 from contract.documents import BASELINE_COLUMNS, Comparison, GateDecision, RunRecord
 from contract.index import INDEX_FILES, IndexFormatError, parse_index
+from fm.metrics import rmse
 from fm.pairs import Rows, read_rows, score_rows
 from lambdas.kit import settings as kit_settings
 from lambdas.kit import storage
@@ -42,7 +43,6 @@ from lambdas.pipeline.paired import (
     Floats,
     PairedDifference,
     paired_difference,
-    rmse,
 )
 from lambdas.serving.deployment import load_factors_at
 

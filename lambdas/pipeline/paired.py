@@ -40,11 +40,6 @@ class PairedDifference:
     seed: int
 
 
-def rmse(predicted: Floats, actual: Floats) -> float:
-    error = np.asarray(predicted, dtype=np.float64) - np.asarray(actual, dtype=np.float64)
-    return float(np.sqrt(np.mean(error * error)))
-
-
 def paired_difference(
     actual: Floats,
     candidate: Floats,

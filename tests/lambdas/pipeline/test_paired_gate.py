@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fm.metrics import rmse
 from lambdas.pipeline.gate import MIN_SHARED_ROWS, decide_paired
-from lambdas.pipeline.paired import paired_difference, rmse
+from lambdas.pipeline.paired import paired_difference
 
 RNG = np.random.default_rng(7)
 N = 2000
