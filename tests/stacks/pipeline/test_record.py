@@ -35,7 +35,9 @@ def test_states_in_order_and_a_lost_notification_still_ends_deployed(alone: Alon
 def test_the_record_has_the_contracts_fields_read_from_the_run_and_the_gate(alone: Alone[RecordRun]) -> None:
     record = alone.state("Describe deployed run")["Parameters"]
     fields = {key.removesuffix(".$") for key in record}
-    assert RunRecord.__required_keys__ <= fields <= set(typing.get_type_hints(RunRecord))
+    hints = typing.get_type_hints(RunRecord, include_extras=True)
+    required = {name for name, hint in hints.items() if typing.get_origin(hint) is not typing.NotRequired}
+    assert required <= fields <= set(hints)
     run = "$.run.run_uri"
     assert record == {
         "schema_version": 1,
