@@ -19,6 +19,10 @@ from local.progress import Progress
 __all__ = ["FM_SEED", "export_titles", "folder_uri", "train_fm_job", "train_title_embeddings_job"]
 
 FM_SEED = 0
+EMBEDDINGS_SEED = 1
+EMBEDDINGS_WORKERS = 1
+"""gensim's FastText is deterministic for a seed with one worker thread only (with several, the threads'
+scheduling changes the vectors from run to run); the report's figures must reproduce."""
 
 
 def folder_uri(folder: Path) -> str:
@@ -27,7 +31,8 @@ def folder_uri(folder: Path) -> str:
 
 
 def train_fm_job(run_folder: Path, hyperparameters: Mapping[str, object], label: str) -> dict[str, object]:
-    """The FM training job on the run's prep/train/ and prep/test/; its metrics (fm/metrics.json)."""
+    """The FM training job on the run's prep/train/, its "test" channel the validation shard (as the state
+    machine sends it); its metrics (fm/metrics.json), whose test_rmse is the validation RMSE."""
     with Progress(label, unit="batch") as progress:
         try:
             result = train_from_prep(
@@ -50,6 +55,8 @@ def train_title_embeddings_job(run_folder: Path, hyperparameters: Mapping[str, o
                 run_folder / layout.CORPUS_FILE,
                 run_folder / layout.BLAZINGTEXT_OUTPUT,
                 hyperparameters,
+                workers=EMBEDDINGS_WORKERS,
+                seed=EMBEDDINGS_SEED,
                 progress=embeddings_display(progress),
             )
         except ValueError as error:  # a HyperparameterError, or a corpus without a token to learn
