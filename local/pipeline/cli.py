@@ -129,6 +129,17 @@ def build_parser(config: Config) -> argparse.ArgumentParser:
         default=0.1,
         help="share of the test set's products held out for the cold start; 0 skips it (%(default)s)",
     )
+    parser.add_argument(
+        "--tune",
+        nargs="?",
+        type=int,
+        const=0,
+        default=None,
+        metavar="TRIALS",
+        help="choose FM's hyperparameters first by a seeded random search on the validation rows over "
+        "cdk.json's fm_tuning.ranges (the cloud tuning job's space; a built-in space without it), TRIALS "
+        "trials (default fm_tuning.max_jobs, else 8); the best is trained and reported. Off by default",
+    )
     _add_prep_options(parser, config)
     return parser
 
@@ -152,6 +163,7 @@ def run_arguments(argv: Sequence[str] | None, config: Config) -> dict[str, Any]:
         "prep": prep,
         "config": config,
         "seed": args.seed,
+        "tune_trials": args.tune,
     }
 
 

@@ -48,7 +48,8 @@ from local.pipeline.shims import (
     write_record,
 )
 from local.pipeline.titles import title_map
-from local.pipeline.training import export_titles, train_fm_job, train_title_embeddings_job
+from local.pipeline.training import FM_SEED, export_titles, train_fm_job, train_title_embeddings_job
+from local.pipeline.tuning import TUNE_OPTION, tune, tuning_space
 from local.runtime_server import RuntimeServer
 from stacks.config import Config, ConfigError, default_context, load_config
 
@@ -373,6 +374,44 @@ def serve(
                 write_record(run.shims_record_path, run.folder, run.run_id, metrics)
 
 
+def tune_step(
+    run: Run,
+    table: Mapping[str, object],
+    manifest: Manifest,
+    tuning: tuple[dict[str, dict[str, Any]], int, str],
+    seed: int,
+) -> dict[str, object]:
+    """The random search on the validation rows (local.pipeline.tuning): results' "tuning", and the run's
+    FM table with the best trial's values, checked as the run's overrides are (fm_table's rules)."""
+    ranges, trials, ranges_from = tuning
+    searched = tune(
+        run.folder,
+        fm_training_hyperparameters(table, manifest),
+        ranges,
+        trials=trials,
+        seed=seed,
+        fm_seed=FM_SEED,
+    )
+    run.results["tuning"] = {**searched, "ranges_from": ranges_from}
+    best = {**table, **searched["best"]["hyperparameters"]}
+    try:
+        check_fm(best)
+    except ContractHyperparameterError as error:
+        raise PipelineError(f"{TUNE_OPTION}: the best trial's hyperparameters: {error}") from None
+    return best
+
+
+def deploy(run: Run, decision: GateDecision, metrics: RunMetrics) -> None:
+    """Honour the gate: a deployed run gets the deployed-run record (serving/current.json, pointing at its
+    batch recommendations); a rejected run leaves the record as it was."""
+    run.results["deployed"] = decision["deploy"]
+    if decision["deploy"]:
+        write_record(run.record_path, run.folder, run.run_id, metrics, recommendations=True)
+        print(f"  deployed: {run.record_path} names {run.run_id}", file=sys.stderr)
+    else:
+        print(f"  not deployed: {run.record_path} is left as it was", file=sys.stderr)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The run
 
@@ -387,13 +426,16 @@ def run_pipeline(
     prep: PrepConfig | None = None,
     config: Config | None = None,
     seed: int = 42,
+    tune_trials: int | None = None,
 ) -> Run:
     """The whole run; its results (results.json) and report (report/report.md) in the run folder.
 
     Every setting is checked before any work, a PipelineError naming the option and the value: the
     hyperparameter tables (cdk.json's with the overrides), the cold-start fraction, the input folder, the
     output root. prep defaults to cdk.json's settings (prep_defaults), config to cdk.json's. A run that
-    fails leaves nothing behind (new_run).
+    fails leaves nothing behind (new_run). With tune_trials (None: no tuning; 0: fm_tuning.max_jobs or the
+    default) a random search on the validation rows chooses FM's hyperparameters first
+    (local.pipeline.tuning).
     """
     config = config if config is not None else load_defaults()
     fm_hyperparameters = fm_table(config, fm_overrides)
@@ -403,6 +445,12 @@ def run_pipeline(
     if input_dir is not None:
         check_input(input_dir)
     check_output(output_root)
+    tuning = None
+    if tune_trials is not None:
+        ranges, default_trials, ranges_from = tuning_space(default_context())
+        if tune_trials < 0:
+            raise PipelineError(f"{TUNE_OPTION}: trials must be at least 1, got {tune_trials}")
+        tuning = (ranges, tune_trials or default_trials, ranges_from)
     with new_run(output_root) as run:
         _run_steps(
             run,
@@ -413,6 +461,7 @@ def run_pipeline(
             bt_hyperparameters=bt_hyperparameters,
             cold_start_fraction=cold_start_fraction,
             seed=seed,
+            tuning=tuning,
         )
     return run
 
@@ -427,6 +476,7 @@ def _run_steps(
     bt_hyperparameters: Mapping[str, object],
     cold_start_fraction: float,
     seed: int,
+    tuning: tuple[dict[str, dict[str, Any]], int, str] | None,
 ) -> None:
     results = run.results
     results["run_id"] = run.run_id
@@ -436,6 +486,10 @@ def _run_steps(
         results["input"] = str(input_dir or BUNDLED)
         manifest = prepare(run, source, prep_config)
     results["manifest"] = manifest
+
+    if tuning is not None:
+        with run.step("tune FM on validation"):
+            fm_hyperparameters = tune_step(run, fm_hyperparameters, manifest, tuning, seed)
 
     with run.step("train FM"):
         hyperparameters = fm_training_hyperparameters(fm_hyperparameters, manifest)
@@ -485,12 +539,7 @@ def _run_steps(
     results["recommendations_folder"] = str(run.folder / layout.RECOMMENDATIONS)
     results["record"] = str(run.record_path)
     with run.step("deploy"):
-        results["deployed"] = decision["deploy"]
-        if decision["deploy"]:
-            write_record(run.record_path, run.folder, run.run_id, metrics, recommendations=True)
-            print(f"  deployed: {run.record_path} names {run.run_id}", file=sys.stderr)
-        else:
-            print(f"  not deployed: {run.record_path} is left as it was", file=sys.stderr)
+        deploy(run, decision, metrics)
 
     with run.step("title map"):
         results["title_map"] = title_map(run.folder, read_shards(run.folder / layout.TRAIN), seed)
