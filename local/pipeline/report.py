@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.manifold import TSNE
 
-__all__ = ["rmse_axis", "topn_verdict", "write_report"]
+__all__ = ["rmse_axis", "topn_verdict", "warning_lines", "write_report"]
 
 CUTOFF = 10
 
@@ -357,6 +357,14 @@ def _space(space: dict[str, Any]) -> list[str]:
     return lines
 
 
+def warning_lines(manifest: dict[str, Any]) -> list[str]:
+    """The prep job's warnings (manifest "warnings"), each a block quote in bold, at the top of the report."""
+    lines = []
+    for warning in manifest.get("warnings", []):
+        lines += [f"> **WARNING: {warning}**", ""]
+    return lines
+
+
 def write_report(folder: Path, r: dict[str, Any]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     m = r["manifest"]
@@ -375,9 +383,7 @@ def write_report(folder: Path, r: dict[str, Any]) -> Path:
     ]
     _difference_plot(difference_rows, "FM's RMSE relative to each other model", folder / "differences.png")
     _curves(r["fm_metrics"]["epochs"], folder / "training_curves.png")
-    lines = [f"# loftrec local run {r['run_id']}", ""]
-    for warning in m.get("warnings", []):
-        lines += [f"> **WARNING:** {warning}", ""]
+    lines = [f"# loftrec local run {r['run_id']}", "", *warning_lines(m)]
     lines += [
         f"Input: `{r['input']}`. Every figure below is measured on this run; the run folder holds its files. "
         "Every choice (tuning, the blend weight, the shrinkage) was made on the validation rows; the test "

@@ -35,7 +35,7 @@ DEFAULT_TRIALS = 8
 DEFAULT_RANGES: dict[str, dict[str, Any]] = {
     "linear_lr": {"type": "continuous", "min": 1e-3, "max": 0.1, "scaling": "Logarithmic"},
     "factors_lr": {"type": "continuous", "min": 1e-4, "max": 0.01, "scaling": "Logarithmic"},
-    "factors_wd": {"type": "continuous", "min": 1e-4, "max": 0.1, "scaling": "Logarithmic"},
+    "factors_wd": {"type": "continuous", "min": 1e-6, "max": 0.01, "scaling": "Logarithmic"},
     "epochs": {"type": "integer", "min": 3, "max": 15, "scaling": "Linear"},
 }
 """The local default space: the learning rates around those that move FM at this scale, weight decay, and
