@@ -27,6 +27,7 @@ import numpy.typing as npt
 from contract import layout
 from contract.algorithms import MODELS, RESOURCE_PREFIX
 from contract.documents import RunMetrics
+from contract.features import RATING_RANGE
 from contract.index import ServingIndex, load_index, title_token, write_index
 from lambdas.pipeline.paired import paired_difference
 from local.fm import read_shards
@@ -130,6 +131,10 @@ def cold_start_experiment(
     answers = predict_in_batches(handlers, items, config.serving_max_batch_size, "cold-start requests")
     answered = np.array([a.get("status") == "cold_start" for a in answers])
     blend = np.array([a.get("rating", np.nan) for a in answers], dtype=np.float64)
+    # The answer's base: FM's rating of the typical product for the customer (the shrinkage's target).
+    own_side = np.clip(
+        np.array([a.get("customer_side", np.nan) for a in answers], dtype=np.float64), *RATING_RANGE
+    )
     actual = held_test.labels.astype(np.float64)
     mu = float(kept_train.labels.mean())
     no_item = bias_predictions(kept_train, held_test, features, with_item=False)
@@ -137,6 +142,7 @@ def cold_start_experiment(
         {
             "global mean (train without held-out)": np.full(int(answered.sum()), mu),
             "user bias (no item term)": no_item[answered],
+            "FM's customer side alone (the answer's base)": own_side[answered],
             "cold start (title neighbours in FM's space, shrunk)": blend[answered],
         },
         actual[answered],
