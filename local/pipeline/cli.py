@@ -2,13 +2,16 @@
 
 The same steps as the cloud's state machine, with the same code where the cloud runs ours: the prep job's
 entrypoint in-process, a local FM trainer and gensim's FastText standing in for the built-in algorithms
-(they read and write the same files), the same quality-gate decision, and the real serving shims answering
-through a local server that speaks the SageMaker runtime protocol. Then it measures what the cloud cannot
-cheaply: test RMSE with confidence intervals against the baselines, a cold start on products held out
-entirely, and the title-embedding map; all in a report under the run folder.
+(they read and write the same files; FM's "test" channel is the validation shard), the "Export FM factors"
+step, the same paired quality gate on the test rows (against the baselines and the deployed run, if any),
+honoured: only a deployed run is written to serving/current.json. The real serving shims answer through a
+local server that speaks the SageMaker runtime protocol, POST /recommendations among them (checked against
+the FM endpoint), and the batch step writes every customer's top 10 to the run's recommendations/. Then it
+measures what the cloud cannot cheaply: validation and test RMSE side by side with paired intervals, the
+top-N ranking table, a cold start on products held out entirely, and what the title space encodes; all in
+a report under the run folder. --tune first chooses FM's hyperparameters on the validation rows.
 
-Without --input it runs on the bundled MovieLens ml-latest-small, converted to the Amazon reviews schema.
-"""
+Without --input it runs on the bundled MovieLens ml-latest-small, converted to the Amazon reviews schema."""
 
 from __future__ import annotations
 

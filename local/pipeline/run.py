@@ -1,9 +1,11 @@
 """One local run: its folder (runs/<run-id>/ under the output root, the layout of contract.layout, with the
 deployed-run record beside runs/ as in the bucket) and its steps, in the order the state machine runs them:
-prepare data, train FM and the title embeddings (then export the title table), the quality gate, then what
-the local twin adds: the evaluation, serving through the real shims, the cold-start experiment, the title map
-and the report.
-"""
+prepare data, (--tune: a random search on the validation rows), train FM (its "test" channel the validation
+shard) and the title embeddings (then export the title table), export the FM factors (serving/fm/,
+ranking.json with the test ranking table, cold_start.json), the paired quality gate on the test rows, then
+what the local twin adds: the evaluation (validation and test), serving through the real shims (predictions,
+top-N checked against the endpoint, the cold-start experiment), the batch recommendations, the deployment
+the gate allows (serving/current.json, only when it deploys), the title map and the report."""
 
 from __future__ import annotations
 
