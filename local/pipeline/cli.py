@@ -187,10 +187,10 @@ def summary(run: Run) -> str:
     ]
     by_split = r["rmse_by_split"]
     for name, score in by_split["test"]["rmse"].items():
-        other = by_split["validation"]["rmse"][name]
+        other = by_split["validation"]["rmse"].get(name)
+        shown = "n/a" if other is None else f"{other['rmse']:.4f} [{other['low']:.4f}, {other['high']:.4f}]"
         lines.append(
-            f"    {name:<32} {other['rmse']:.4f} [{other['low']:.4f}, {other['high']:.4f}] | "
-            f"{score['rmse']:.4f} [{score['low']:.4f}, {score['high']:.4f}]"
+            f"    {name:<32} {shown} | {score['rmse']:.4f} [{score['low']:.4f}, {score['high']:.4f}]"
         )
     v = r["range_violations"]["test"]
     lines.append(

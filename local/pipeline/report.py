@@ -79,7 +79,8 @@ def _curves(epochs: list[dict[str, Any]], path: Path) -> None:
     x = [e["epoch"] for e in epochs]
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(x, [e["train_rmse"] for e in epochs], marker="o", label="train rows")
-    ax.plot(x, [e["test_rmse"] for e in epochs], marker="o", label="validation rows (FM's test channel)")
+    if all(e["test_rmse"] is not None for e in epochs):
+        ax.plot(x, [e["test_rmse"] for e in epochs], marker="o", label="validation rows (FM's test channel)")
     ax.set_xlabel("epoch")
     ax.set_ylabel("RMSE")
     ax.set_title("FM training: RMSE per epoch on train and validation rows")

@@ -50,7 +50,13 @@ from local.pipeline.shims import (
     write_record,
 )
 from local.pipeline.titles import title_map
-from local.pipeline.training import FM_SEED, export_titles, train_fm_job, train_title_embeddings_job
+from local.pipeline.training import (
+    FM_SEED,
+    channel_rows,
+    export_titles,
+    train_fm_job,
+    train_title_embeddings_job,
+)
 from local.pipeline.tuning import TUNE_OPTION, tune, tuning_space
 from local.runtime_server import RuntimeServer
 from stacks.config import Config, ConfigError, default_context, load_config
@@ -297,28 +303,22 @@ def quality_gate(run: Run, config: Config) -> tuple[GateDecision, TestPrediction
 
 def evaluate(run: Run, test: TestPredictions, seed: int) -> None:
     """Validation and test figures side by side: each model's RMSE with its bootstrap interval and FM's
-    paired difference from each baseline (FM as served, clipped; and raw), and
-    FM's raw predictions outside the rating range on each split."""
-    validation_rows = read_shards(run.folder / layout.VALIDATION)
-    raw_validation = predict(
-        load_model(run.folder / layout.FM_OUTPUT),
-        validation_rows.indptr,
-        validation_rows.indices,
-        validation_rows.values,
-    ).astype(np.float64)
-    on_validation = np.load(run.folder / layout.BASELINES_VALIDATION).astype(np.float64)
-    actual_validation = validation_rows.labels.astype(np.float64)
-    splits = {
-        "validation": (
-            actual_validation,
-            raw_validation,
-            on_validation[:, 0],
-            on_validation[:, 1],
-            on_validation[:, 2],
-        ),
-        "test": (test.actual, test.raw, test.global_mean, test.bias, test.user_bias),
-    }
-    run.results["rmse_by_split"] = {}
+    paired difference from each baseline (FM as served, clipped; and raw), and FM's raw predictions outside
+    the rating range on each split (a validation shard without a row is left out)."""
+    splits = {}
+    if channel_rows(run.folder / layout.VALIDATION):
+        rows = read_shards(run.folder / layout.VALIDATION)
+        raw = predict(load_model(run.folder / layout.FM_OUTPUT), rows.indptr, rows.indices, rows.values)
+        baselines = np.load(run.folder / layout.BASELINES_VALIDATION).astype(np.float64)
+        splits["validation"] = (
+            rows.labels.astype(np.float64),
+            raw.astype(np.float64),
+            baselines[:, 0],
+            baselines[:, 1],
+            baselines[:, 2],
+        )
+    splits["test"] = (test.actual, test.raw, test.global_mean, test.bias, test.user_bias)
+    run.results["rmse_by_split"] = {"validation": {"rows": 0, "rmse": {}, "differences": {}}}
     run.results["range_violations"] = {}
     for split, (actual, raw, mean, bias, user) in splits.items():
         run.results["rmse_by_split"][split] = paired_table(

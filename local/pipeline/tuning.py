@@ -27,6 +27,7 @@ import numpy as np
 from contract import layout
 from local.fm import read_shards, train_fm
 from local.pipeline import PipelineError
+from local.pipeline.training import channel_rows
 
 __all__ = ["DEFAULT_RANGES", "DEFAULT_TRIALS", "TUNE_OPTION", "check_ranges", "draw", "tune", "tuning_space"]
 
@@ -124,6 +125,8 @@ def tune(
     """The random search (see the module docstring); returns the trials and the best one."""
     if trials < 1:
         raise PipelineError(f"{TUNE_OPTION}: trials must be at least 1, got {trials}")
+    if not channel_rows(run_folder / layout.VALIDATION):
+        raise PipelineError(f"{TUNE_OPTION}: the validation shard holds no row to score the trials on")
     train = read_shards(run_folder / layout.TRAIN)
     validation = read_shards(run_folder / layout.VALIDATION)
     rng = np.random.default_rng(seed)

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from jobs.prep.job import PrepConfig
+from jobs.prep.prepare import Thresholds
 from local.movielens import AMAZON_COLUMNS, convert
 from local.pipeline.cli import main
 from local.pipeline.run import BUNDLED, run_pipeline
@@ -277,3 +279,34 @@ def test_thresholds_that_leave_nothing(
     assert main(["--input", str(small), "--output", str(tmp_path / "runs")]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("loftrec: ") and "nothing survives the filters" in err
+
+
+def test_a_run_without_validation_rows_completes_and_says_so_loudly(tmp_path: Path) -> None:
+    """40 customers with two reviews each: one is the test row, so no customer has a validation row."""
+    lines = ["\t".join(AMAZON_COLUMNS)]
+    for c in range(40):
+        for p in range(2):
+            row = dict.fromkeys(AMAZON_COLUMNS, "x") | {
+                "customer_id": f"C{c}",
+                "product_id": f"P{(c + p) % 12}",
+                "product_title": f"Film {(c + p) % 12} (199{p})",
+                "star_rating": str(1 + (c * p) % 5),
+                "review_date": f"2015-01-0{1 + p}",
+            }
+            lines.append("\t".join(row[name] for name in AMAZON_COLUMNS))
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "reviews.tsv").write_text("\n".join(lines) + "\n")
+    results = run_pipeline(
+        input_dir=tmp_path / "in",
+        output_root=tmp_path / "out",
+        fm_overrides={},
+        blazingtext_overrides={"min_count": 1, "epochs": 2},
+        cold_start_fraction=0,
+        prep=PrepConfig(thresholds=Thresholds(1, 1)),
+    ).results
+    assert results["manifest"]["counts"]["validation_rows"] == 0
+    assert all(epoch["test_rmse"] is None for epoch in results["fm_metrics"]["epochs"])
+    assert results["rmse_by_split"]["validation"]["rows"] == 0
+    text = Path(results["report"]).read_text()
+    assert "> **WARNING: no validation rows" in text and "> **WARNING: small training set" in text
+    assert not results["deployed"] and not (tmp_path / "out" / "serving" / "current.json").exists()
