@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.manifold import TSNE
 
-__all__ = ["rmse_axis", "topn_verdict", "warning_lines", "write_report"]
+__all__ = ["rmse_axis", "title_space_verdict", "topn_verdict", "warning_lines", "write_report"]
 
 CUTOFF = 10
 
@@ -341,21 +341,29 @@ def _space(space: dict[str, Any]) -> list[str]:
         f"{cell(chance['mean_year_gap'], percent=False)} | {cell(chance['shared_word'])} |",
         "",
     ]
-    lift = {}
-    for name, label in (("same_year", "the release year"), ("shared_word", "shared title words")):
-        if near[name] is not None and chance[name]:
-            lift[label] = near[name] / chance[name]
-    if lift:
-        best = max(lift, key=lift.__getitem__)
-        lines += [
-            "Nearest neighbours share "
-            + ", ".join(
-                f"{label} {ratio:.1f} times as often as random pairs" for label, ratio in lift.items()
-            )
-            + f": on this data the title space encodes {best} most of all.",
-            "",
-        ]
-    return lines
+    verdict = title_space_verdict(space)
+    return [*lines, verdict, ""] if verdict else lines
+
+
+def title_space_verdict(space: dict[str, Any]) -> str | None:
+    """What the title space encodes most, by the share of nearest-neighbour pairs that have a property
+    beyond the share of random pairs that have it (percentage points: a ratio of two tiny shares would
+    crown a property that almost no pair has)."""
+    near, chance = space.get("nearest_neighbours"), space.get("random_pairs")
+    if near is None or chance is None:
+        return None
+    excess = {}
+    for name, label in (("same_year", "the release year"), ("shared_word", "a word of the title")):
+        if near[name] is not None and chance[name] is not None:
+            excess[label] = (near[name], chance[name])
+    if not excess:
+        return None
+    best = max(excess, key=lambda label: excess[label][0] - excess[label][1])
+    said = ", ".join(
+        f"{label} in {shares[0] * 100:.1f} % (random pairs {shares[1] * 100:.1f} %)"
+        for label, shares in excess.items()
+    )
+    return f"Nearest neighbours share {said}: on this data the title space encodes {best} most of all."
 
 
 def warning_lines(manifest: dict[str, Any]) -> list[str]:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from local.pipeline.report import rmse_axis, topn_verdict, warning_lines
+from local.pipeline.report import rmse_axis, title_space_verdict, topn_verdict, warning_lines
 
 
 def test_every_manifest_warning_is_a_bold_block_quote() -> None:
@@ -42,3 +42,15 @@ def test_the_top_n_verdict_follows_the_paired_intervals() -> None:
     assert "FM + popularity (the served ranking) beats most-popular" in said
     said = topn_verdict(table((0.0, -0.01, 0.01), (0.0, -0.01, 0.01)))
     assert said.count("does not differ measurably from most-popular") == 2
+
+
+def test_the_title_space_verdict_goes_by_the_excess_share_not_the_ratio() -> None:
+    # MovieLens 100k's figures: the year 56.7 % vs 10.3 % (5.5 times), a word 1.1 % vs 0.2 % (5.5 times).
+    space = {
+        "nearest_neighbours": {"same_year": 0.567, "shared_word": 0.011},
+        "random_pairs": {"same_year": 0.103, "shared_word": 0.0019},
+    }
+    said = title_space_verdict(space)
+    assert said is not None and said.endswith("encodes the release year most of all.")
+    assert "the release year in 56.7 % (random pairs 10.3 %)" in said
+    assert title_space_verdict({"titles": 2}) is None
