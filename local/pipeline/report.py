@@ -247,6 +247,10 @@ def _ranking(ranking: dict[str, Any]) -> list[str]:
         "",
         f"**{topn_verdict(test)}**",
         "",
+        "Why FM alone ranks poorly: it is trained on ratings, so its top-N is the products a customer would "
+        "rate highest, not the ones the customer is likely to choose; the served ranking adds "
+        "w log(1 + reviews), the standard remedy, with w chosen on the validation rows.",
+        "",
     ]
     return lines
 
