@@ -370,6 +370,16 @@ def title_space_verdict(space: dict[str, Any]) -> str | None:
     return f"Nearest neighbours share {said}: on this data the title space encodes {best} most of all."
 
 
+def _last_epoch(epochs: list[dict[str, Any]]) -> str:
+    last = epochs[-1]
+    validation = "no validation rows" if last["test_rmse"] is None else f"validation {last['test_rmse']:.4f}"
+    return (
+        f"After epoch {last['epoch']}: RMSE train {last['train_rmse']:.4f}, {validation} (FM's test:rmse: "
+        "its test channel is the validation shard). No early stopping: the number of epochs is a "
+        "hyperparameter, chosen on the validation rows by --tune when asked."
+    )
+
+
 def warning_lines(manifest: dict[str, Any]) -> list[str]:
     """The prep job's warnings (manifest "warnings"), each a block quote in bold, at the top of the report."""
     lines = []
@@ -424,6 +434,8 @@ def write_report(folder: Path, r: dict[str, Any]) -> Path:
         "## FM training",
         "",
         f"Hyperparameters: `{r['fm_hyperparameters']}`.",
+        "",
+        _last_epoch(r["fm_metrics"]["epochs"]),
         "",
         "![training curves](training_curves.png)",
         "",
