@@ -33,6 +33,7 @@ import numpy.typing as npt
 
 from contract import layout
 from fm.factors import LINEAR, TIME, ServingFactors
+from fm.metrics import rmse
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -172,11 +173,6 @@ def parts(
         kept = around.mass[lo:hi] > 0
         item[lo:hi] = np.where(kept, item_side(average, lo, hi) + customer[lo:hi] - base[lo:hi], 0.0)
     return ColdStartParts(base=base, item=item, mass=around.mass)
-
-
-def rmse(predicted: F64, actual: F64) -> float:
-    error = np.asarray(predicted, np.float64) - np.asarray(actual, np.float64)
-    return float(np.sqrt(np.mean(error * error)))
 
 
 @dataclass(frozen=True)

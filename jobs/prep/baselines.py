@@ -26,6 +26,7 @@ import numpy as np
 
 from contract.documents import BASELINE_COLUMNS, Baselines
 from contract.features import RATING_RANGE
+from fm.metrics import rmse
 
 
 @dataclass(frozen=True)
@@ -41,11 +42,6 @@ class Rows(NamedTuple):
     user: np.ndarray
     item: np.ndarray
     rating: np.ndarray
-
-
-def rmse(predicted: np.ndarray, actual: np.ndarray) -> float:
-    diff = predicted.astype(np.float64) - actual.astype(np.float64)
-    return float(np.sqrt(np.mean(diff * diff)))
 
 
 def _rmse_or_none(predicted: np.ndarray, actual: np.ndarray) -> float | None:

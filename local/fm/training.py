@@ -34,8 +34,8 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from contract import layout
+from fm.metrics import rmse
 from fm.recordio import SparseRecords, read_sparse_records
-from jobs.prep.baselines import rmse
 from local.fm.hyperparameters import FmHyperparameters, fm_hyperparameters
 from local.fm.model import FmParameters, batch_matrix, check_csr, forward, predict, save_model
 from local.progress import Progress

@@ -2,7 +2,7 @@
 of each difference, FM's predictions outside the rating range, and the bias model's predictions to hold FM
 against.
 
-RMSE is jobs.prep.baselines.rmse, the one the prep job scores its baselines with.
+RMSE is fm.metrics.rmse, the one the prep job scores its baselines with.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import numpy as np
 import numpy.typing as npt
 
 from contract.features import RATING_RANGE, FeatureLayout
+from fm.metrics import rmse
 from fm.recordio import SparseRecords
-from jobs.prep.baselines import BiasSettings, fit_biases, rmse
+from jobs.prep.baselines import BiasSettings, fit_biases
 from lambdas.pipeline.paired import paired_difference
 from local.pipeline.records import row_keys
 
