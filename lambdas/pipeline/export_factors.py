@@ -15,6 +15,12 @@ it. From FM's model.tar.gz, the run's index, its prep shards and its title table
   customer among the products the customer did not review in train (FM was trained without the
   validation rows: they are held out), with popularity counted on the train rows only; grid
   fm.ranking.POPULARITY_WEIGHTS, metric NDCG@10; at most `ranking_customers` customers, a seeded sample.
+  Its "test" object is the ranking table on the test rows, the final figure (nothing is chosen on it): each
+  customer's test product ranked among the products the customer did not review in train + validation
+  (the test product among them), popularity counted on train + validation; Recall@10 and NDCG@10 of FM's
+  top-N alone, FM + the validation-chosen weight, most-popular and random, each with its 95 % bootstrap
+  interval and the paired intervals of the differences (the same resampled customers for every ranking).
+  The quality gate copies it into gate.json's "ranking".
 - cold_start.json (contract.layout.COLD_START, fm.coldstart.choose_shrinkage): the cold start's shrinkage,
   chosen on the validation rows. Each validation row's product is treated as new: its title's vector (from
   the title table) finds its `neighbours` nearest known titles, its own title left out (and with it every
@@ -65,11 +71,18 @@ from fm.factors import (
     reviewed_products,
 )
 from fm.ranking import (
+    DEFAULT_CUTOFF,
     RANKING_CUSTOMERS,
+    Interval,
     PopularityWeightChoice,
     Ranking,
+    bootstrap_means,
     choose_popularity_weight,
+    expected_metrics,
     held_out,
+    popularity_ranks,
+    random_ranks,
+    weighted_fm_ranks,
 )
 from fm.recordio import SparseRecords, read_sparse_records
 from fm.topn import select_largest
@@ -270,6 +283,74 @@ def _choose_ranking(
     return {**choice.to_json(), "popularity": "train rows"}, choice
 
 
+TEST_RANKINGS = ("fm", "fm_popularity", "most_popular", "random")
+"""The rankings of the test table: FM's score alone, FM + the chosen popularity weight, review count, none."""
+TEST_DIFFERENCES = (
+    ("fm_popularity", "most_popular"),
+    ("fm", "most_popular"),
+    ("fm_popularity", "fm"),
+    ("most_popular", "random"),
+)
+
+
+def ranking_on_test(
+    factors: ServingFactors,
+    seen: ReviewedProducts,
+    test: SparseRecords,
+    popularity_weight: float,
+    *,
+    customers: int | None,
+    seed: int,
+    cutoff: int = DEFAULT_CUTOFF,
+) -> dict[str, Any]:
+    """The ranking table on the test rows (serving/ranking.json's "test"): `seen` is what the customers
+    reviewed in train + validation, whose products are excluded and whose review counts are the popularity.
+    At most `customers` test rows are ranked, a seeded sample."""
+    every = held_out(test, factors.features)
+    held = every.sample(customers, seed)
+    base = {
+        "rows": held.size,
+        "test_rows": every.size,
+        "cutoff": cutoff,
+        "popularity_weight": popularity_weight,
+        "sample_seed": seed,
+        "candidates": (
+            "products the customer did not review in train or validation, the test product among them"
+        ),
+        "popularity": "train + validation rows",
+    }
+    if held.size == 0:
+        return {**base, "rankings": {}, "differences": {}}
+    known = dataclasses.replace(
+        factors,
+        reviewed_indptr=seen.indptr,
+        reviewed_indices=seen.indices,
+        popularity=seen.popularity,
+        reviewed_rows=seen.rows,
+    )
+    alone, blended = weighted_fm_ranks(known, held, (0.0, popularity_weight))
+    popular = popularity_ranks(known, held)
+    ranks = {"fm": alone, "fm_popularity": blended, "most_popular": popular, "random": random_ranks(popular)}
+    per_customer = {name: expected_metrics(r, cutoff) for name, r in ranks.items()}
+    rankings: dict[str, dict[str, Any]] = {name: {} for name in TEST_RANKINGS}
+    differences: dict[str, dict[str, Any]] = {f"{a} - {b}": {} for a, b in TEST_DIFFERENCES}
+    for metric in (f"recall@{cutoff}", f"ndcg@{cutoff}"):
+        intervals = bootstrap_means(
+            {name: per_customer[name][metric] for name in TEST_RANKINGS},
+            seed=seed,
+            differences=TEST_DIFFERENCES,
+        )
+        for name in TEST_RANKINGS:
+            rankings[name][metric] = _interval(intervals[name])
+        for a, b in TEST_DIFFERENCES:
+            differences[f"{a} - {b}"][metric] = _interval(intervals[f"{a} - {b}"])
+    return {**base, "rankings": rankings, "differences": differences}
+
+
+def _interval(interval: Interval) -> dict[str, Any]:
+    return {"mean": interval.mean, "interval": [interval.low, interval.high]}
+
+
 # ---------------------------------------------------------------------------------------------- the step
 
 
@@ -321,11 +402,14 @@ def export_serving_data(
     validation_shards = _small_shards(validation, "validation")
     test_shards = _small_shards(test, "test")
     validation_name = ", ".join(name for name, _ in validation_shards) or layout.VALIDATION
+    test_name = ", ".join(name for name, _ in test_shards) or layout.TEST
     with _naming(validation_name):
         validation_reviewed = reviewed_products(validation_shards, features)
     with _naming(None):
         test_reviewed = reviewed_products(test_shards, features)
     validation_rows = _records(validation_shards, features.feature_dim)
+    with _naming(None):
+        test_rows = _records(test_shards, features.feature_dim)
     del validation_shards, test_shards
     lap("read_shards")
     every = combine_reviewed([train_reviewed, validation_reviewed, test_reviewed], features)
@@ -338,10 +422,52 @@ def export_serving_data(
             factors, train_reviewed, validation_rows, ranking_customers, seed
         )
     lap("choose_popularity_weight")
+    with _naming(test_name):
+        ranking["test"] = ranking_on_test(
+            factors,
+            combine_reviewed([train_reviewed, validation_reviewed], features),
+            test_rows,
+            float(ranking["popularity_weight"]),
+            customers=ranking_customers,
+            seed=seed,
+        )
+    del test_rows
+    lap("ranking_on_test")
     with _naming(validation_name):
         cold_start = _choose_cold_start(factors, index, titles, validation_rows, neighbours)
     lap("choose_shrinkage")
 
+    written, manifest = _write_serving(output, cold_start, ranking, factors)
+    lap("write")
+    return {
+        "customers": factors.num_customers,
+        "products": factors.num_products,
+        "factors": factors.num_factors,
+        "reviewed_rows": {
+            "train": train_reviewed.rows,
+            "validation": validation_reviewed.rows,
+            "test": test_reviewed.rows,
+        },
+        "reviewed_pairs": manifest["reviewed_pairs"],
+        "ranking": _ranking_summary(ranking, ranking_choice),
+        "ranking_test": {
+            name: figures[f"ndcg@{DEFAULT_CUTOFF}"]["mean"]
+            for name, figures in ranking["test"]["rankings"].items()
+        },
+        "cold_start": {
+            name: cold_start[name]
+            for name in ("alpha", "min_similarity", "rows", "rmse", "base_rmse", "chosen_on")
+            if name in cold_start
+        },
+        "files": written,
+        "timings_s": timings,
+    }
+
+
+def _write_serving(
+    output: Path | Writer, cold_start: dict[str, Any], ranking: dict[str, Any], factors: ServingFactors
+) -> tuple[list[str], dict[str, Any]]:
+    """The step's files in order, factors.json last; (the paths written, factors.json's document)."""
     write = folder_writer(output) if isinstance(output, Path) else output
     if isinstance(output, Path):
         (output / layout.SERVING_FACTORS_MANIFEST).unlink(missing_ok=True)  # first out, last in
@@ -355,26 +481,7 @@ def export_serving_data(
         written.append(layout.SERVING_FACTORS + name)
         if name == FACTORS_MANIFEST:
             manifest = json.loads(data)
-    lap("write")
-    return {
-        "customers": factors.num_customers,
-        "products": factors.num_products,
-        "factors": factors.num_factors,
-        "reviewed_rows": {
-            "train": train_reviewed.rows,
-            "validation": validation_reviewed.rows,
-            "test": test_reviewed.rows,
-        },
-        "reviewed_pairs": manifest["reviewed_pairs"],
-        "ranking": _ranking_summary(ranking, ranking_choice),
-        "cold_start": {
-            name: cold_start[name]
-            for name in ("alpha", "min_similarity", "rows", "rmse", "base_rmse", "chosen_on")
-            if name in cold_start
-        },
-        "files": written,
-        "timings_s": timings,
-    }
+    return written, manifest
 
 
 def _ranking_summary(document: dict[str, Any], choice: PopularityWeightChoice | None) -> dict[str, Any]:

@@ -19,7 +19,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Train the local Factorization Machines regressor on prep shards; write model.tar.gz "
         "(SageMaker FM's artifact) and metrics.json.",
     )
-    parser.add_argument("--prep", type=Path, required=True, help="the run's prep/ folder (train/ and test/)")
+    parser.add_argument(
+        "--prep",
+        type=Path,
+        required=True,
+        help="the run's prep/ folder (train/, and validation/ as the test channel)",
+    )
     parser.add_argument("--output", type=Path, required=True, help="where model.tar.gz and metrics.json go")
     parser.add_argument(
         "--hyperparameters",

@@ -323,12 +323,16 @@ def train_from_prep(
     *,
     seed: int = 0,
     progress: Callable[[FmProgress], None] | None = None,
+    test_channel: str | None = layout.VALIDATION,
 ) -> FmResult:
-    """What the FM training job does: train on prep_dir's train/ channel (RMSE also on its test/ channel) and
-    write output_dir/model.tar.gz (the algorithm's artifact) and output_dir/metrics.json."""
+    """What the FM training job does: train on prep_dir's train/ channel (RMSE also on its "test" channel,
+    which the pipeline fills with the validation shard: the test rows are kept for the gate and the final
+    report) and write output_dir/model.tar.gz (the algorithm's artifact) and output_dir/metrics.json, whose
+    test_rmse is then the validation RMSE, as the training job's test:rmse is. test_channel None: no test
+    channel (a run whose validation shard holds no row), test_rmse None."""
     hp = fm_hyperparameters(hyperparameters)
     train = read_shards(prep_dir / layout.in_prep(layout.TRAIN))
-    test = read_shards(prep_dir / layout.in_prep(layout.TEST))
+    test = None if test_channel is None else read_shards(prep_dir / layout.in_prep(test_channel))
     result = train_fm(train, test, hp, seed=seed, progress=progress)
     save_model(output_dir, result.model, hp.as_dict())
     metrics_path = output_dir / METRICS_FILE

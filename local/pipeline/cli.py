@@ -2,13 +2,16 @@
 
 The same steps as the cloud's state machine, with the same code where the cloud runs ours: the prep job's
 entrypoint in-process, a local FM trainer and gensim's FastText standing in for the built-in algorithms
-(they read and write the same files), the same quality-gate decision, and the real serving shims answering
-through a local server that speaks the SageMaker runtime protocol. Then it measures what the cloud cannot
-cheaply: test RMSE with confidence intervals against the baselines, a cold start on products held out
-entirely, and the title-embedding map; all in a report under the run folder.
+(they read and write the same files; FM's "test" channel is the validation shard), the "Export FM factors"
+step, the same paired quality gate on the test rows (against the baselines and the deployed run, if any),
+honoured: only a deployed run is written to serving/current.json. The real serving shims answer through a
+local server that speaks the SageMaker runtime protocol, POST /recommendations among them (checked against
+the FM endpoint), and the batch step writes every customer's top 10 to the run's recommendations/. Then it
+measures what the cloud cannot cheaply: validation and test RMSE side by side with paired intervals, the
+top-N ranking table, a cold start on products held out entirely, and what the title space encodes; all in
+a report under the run folder. --tune first chooses FM's hyperparameters on the validation rows.
 
-Without --input it runs on the bundled MovieLens ml-latest-small, converted to the Amazon reviews schema.
-"""
+Without --input it runs on the bundled MovieLens ml-latest-small, converted to the Amazon reviews schema."""
 
 from __future__ import annotations
 
@@ -129,6 +132,17 @@ def build_parser(config: Config) -> argparse.ArgumentParser:
         default=0.1,
         help="share of the test set's products held out for the cold start; 0 skips it (%(default)s)",
     )
+    parser.add_argument(
+        "--tune",
+        nargs="?",
+        type=int,
+        const=0,
+        default=None,
+        metavar="TRIALS",
+        help="choose FM's hyperparameters first by a seeded random search on the validation rows over "
+        "cdk.json's fm_tuning.ranges (the cloud tuning job's space; a built-in space without it), TRIALS "
+        "trials (default fm_tuning.max_jobs, else 8); the best is trained and reported. Off by default",
+    )
     _add_prep_options(parser, config)
     return parser
 
@@ -152,6 +166,7 @@ def run_arguments(argv: Sequence[str] | None, config: Config) -> dict[str, Any]:
         "prep": prep,
         "config": config,
         "seed": args.seed,
+        "tune_trials": args.tune,
     }
 
 
@@ -160,22 +175,48 @@ def summary(run: Run) -> str:
     r = run.results
     m = r["manifest"]
     counts = m["counts"]
-    lines = [
-        f"loftrec local run {r['run_id']}",
+    lines = [f"loftrec local run {r['run_id']}"]
+    lines += [f"  WARNING: {warning}" for warning in m.get("warnings", [])]
+    lines += [
         f"  rows read {counts['rows_read']:,}, bad {sum(counts['bad_rows'].values()):,} "
-        f"{counts['bad_rows']}, "
-        f"kept {counts['rows_kept']:,}",
+        f"{counts['bad_rows']}, kept {counts['rows_kept']:,}",
         f"  customers {m['num_customers']:,}, products {m['num_products']:,}, "
-        f"train {counts['train_rows']:,}, test {counts['test_rows']:,}",
-        "  test RMSE (95 % bootstrap interval):",
+        f"train {counts['train_rows']:,}, validation {counts['validation_rows']:,}, "
+        f"test {counts['test_rows']:,}",
+        "  RMSE, validation | test (95 % bootstrap interval):",
     ]
-    for name, score in r["rmse"].items():
-        lines.append(f"    {name:<34} {score['rmse']:.4f}  [{score['low']:.4f}, {score['high']:.4f}]")
-    v = r["range_violations"]
+    by_split = r["rmse_by_split"]
+    for name, score in by_split["test"]["rmse"].items():
+        other = by_split["validation"]["rmse"].get(name)
+        shown = "n/a" if other is None else f"{other['rmse']:.4f} [{other['low']:.4f}, {other['high']:.4f}]"
+        lines.append(
+            f"    {name:<32} {shown} | {score['rmse']:.4f} [{score['low']:.4f}, {score['high']:.4f}]"
+        )
+    v = r["range_violations"]["test"]
     lines.append(
-        f"  FM predictions outside 1..5: {v['below'] + v['above']} of {v['rows']} (min {v['min']:.2f})"
+        f"  FM test predictions outside 1..5: {v['below'] + v['above']} of {v['rows']} "
+        f"(min {v['min']:.2f}, max {v['max']:.2f})"
     )
-    lines.append(f"  quality gate: {'deploy' if r['gate']['deploy'] else 'reject'}")
+    gate = r["gate"]
+    lines.append(f"  quality gate: {'deploy' if gate['deploy'] else 'reject'}")
+    for comparison in gate.get("versus", []):
+        low, high = comparison["interval"]
+        lines.append(
+            f"    vs {comparison['against']:<30} {comparison['relative'] * 100:+.1f} % "
+            f"[{low * 100:+.1f} %, {high * 100:+.1f} %] on {comparison['rows']:,} rows: "
+            f"{'passed' if comparison['passed'] else 'failed'}"
+        )
+    if not r["deployed"]:
+        lines.append(f"    not deployed: {r['record']} left as it was")
+    test = r["ranking"].get("test")
+    if test and test["rankings"]:
+        from local.pipeline.report import RANKING_NAMES, topn_verdict  # noqa: PLC0415 -- matplotlib
+
+        lines.append(f"  top-N on the test rows, NDCG@{test['cutoff']} (Recall@{test['cutoff']}):")
+        for name, figures in test["rankings"].items():
+            ndcg, recall = figures[f"ndcg@{test['cutoff']}"], figures[f"recall@{test['cutoff']}"]
+            lines.append(f"    {RANKING_NAMES[name]:<26} {ndcg['mean']:.3f} ({recall['mean']:.3f})")
+        lines.append(f"    {topn_verdict(test)}")
     if "cold_start" in r:
         c = r["cold_start"]
         lines.append(
@@ -183,7 +224,15 @@ def summary(run: Run) -> str:
             f"{c['held_out_test_rows']} test rows answered from titles:"
         )
         for name, score in c["rmse"].items():
-            lines.append(f"    {name:<34} {score['rmse']:.4f}  [{score['low']:.4f}, {score['high']:.4f}]")
+            lines.append(f"    {name:<52} {score['rmse']:.4f}  [{score['low']:.4f}, {score['high']:.4f}]")
+        versus = c.get("versus_user_bias")
+        if versus is not None:
+            low, high = versus["interval"]
+            lines.append(
+                f"    vs user bias: {versus['relative'] * 100:+.1f} % "
+                f"[{low * 100:+.1f} %, {high * 100:+.1f} %]"
+            )
+    lines.append(f"  recommendations: {r['recommendations_folder']}")
     lines.append("  timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in r["timings_s"].items()))
     lines.append(f"  peak RSS {r['peak_rss_mb']:,.0f} MB")
     lines.append(f"report: {r['report']}")

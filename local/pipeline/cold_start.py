@@ -2,15 +2,20 @@
 
 A sample of the test set's products is removed from FM's training rows and from the title corpus, and the
 experiment is run as a second run would be: its own run folder (cold_start/ inside the run's) with its own
-prep/ (train and test shards, corpus, and an index in which the held-out products have no feature key), the
-same training jobs and the same title-table export, served by the same local runtime under its own endpoint
-names and deployed-run record. Then the held-out products' test ratings are asked for through the predict
-shim with their titles alone (the shim's cold-start blend of the most similar known titles' ratings), and
-compared with the global mean and with the bias model without the item term.
+prep/ (train, validation and test shards without the held-out products, corpus, and an index in which the
+held-out products have no feature key), the same training jobs, the same title-table and "Export FM factors"
+steps (whose cold-start shrinkage is chosen on the experiment's validation rows), served by the same local
+runtime under its own endpoint names and record. Then the held-out products' test ratings are asked for
+through the predict shim with their titles alone (fm/coldstart's answer: the title neighbours' average item
+in FM's space, shrunk toward the customer's own side by their similarity mass), and compared with the
+user-bias prediction (the bias model without the item term, fitted on the experiment's train rows) on the
+same rows: the relative RMSE difference with its paired 95 % interval (lambdas.pipeline.paired). A nonsense
+title ("!!!") is asked for too: it must get the customer's own side, flagged.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
@@ -22,16 +27,20 @@ import numpy.typing as npt
 from contract import layout
 from contract.algorithms import MODELS, RESOURCE_PREFIX
 from contract.documents import RunMetrics
+from contract.features import RATING_RANGE
 from contract.index import ServingIndex, load_index, title_token, write_index
+from lambdas.pipeline.paired import paired_difference
 from local.fm import read_shards
 from local.pipeline.evaluation import bias_predictions, bootstrap
 from local.pipeline.records import row_keys, subset, write_channel
-from local.pipeline.shims import deploy_models, predict_in_batches, request_items, write_record
-from local.pipeline.training import export_titles, train_fm_job, train_title_embeddings_job
+from local.pipeline.shims import call, deploy_models, predict_in_batches, request_items, write_record
+from local.pipeline.training import channel_rows, export_titles, train_fm_job, train_title_embeddings_job
 from local.runtime_server import RuntimeServer
 from stacks.config import Config
 
-__all__ = ["COLD_ENDPOINTS", "COLD_START", "cold_start_experiment"]
+__all__ = ["COLD_ENDPOINTS", "COLD_START", "NONSENSE_TITLE", "cold_start_experiment"]
+
+NONSENSE_TITLE = "!!!"
 
 COLD_START = "cold_start/"
 """The experiment's run folder, inside the run's."""
@@ -83,8 +92,14 @@ def cold_start_experiment(
     index = load_index(run_folder / layout.INDEX)
     features = index.features
     train = read_shards(run_folder / layout.TRAIN)
+    validation = (
+        read_shards(run_folder / layout.VALIDATION)
+        if channel_rows(run_folder / layout.VALIDATION)
+        else subset(train, np.zeros(train.labels.shape[0], bool))  # no validation row: an empty channel
+    )
     test = read_shards(run_folder / layout.TEST)
     train_product = row_keys(train, features).product
+    validation_product = row_keys(validation, features).product
     test_product = row_keys(test, features).product
     candidates = np.unique(test_product)
     rng = np.random.default_rng(seed)
@@ -95,6 +110,7 @@ def cold_start_experiment(
     experiment = run_folder / COLD_START
     kept_train = subset(train, ~np.isin(train_product, held))
     write_channel(experiment / layout.TRAIN, kept_train)
+    write_channel(experiment / layout.VALIDATION, subset(validation, ~np.isin(validation_product, held)))
     write_channel(experiment / layout.TEST, subset(test, ~held_rows))
     corpus_without(
         run_folder / layout.CORPUS_FILE,
@@ -104,11 +120,12 @@ def cold_start_experiment(
     held_out_index(index, held, experiment / layout.INDEX)
 
     # Its training jobs, title table, endpoints and record.
-    warm = train_fm_job(experiment, hyperparameters, "FM without held-out")
+    train_fm_job(experiment, hyperparameters, "FM without held-out")
     train_title_embeddings_job(experiment, blazingtext_hyperparameters, "FastText without held-out")
     export_titles(experiment)
     deploy_models(server, experiment, COLD_ENDPOINTS)
-    experiment_metrics: RunMetrics = {**metrics, "fm_test_rmse": float(str(warm["test_rmse"]))}
+    # The experiment's model is not scored on the test rows as a whole: its record carries no FM test RMSE.
+    experiment_metrics: RunMetrics = {**metrics, "fm_test_rmse": None}
     write_record(
         record_path, experiment, f"{run_id}-cold-start", experiment_metrics, endpoints=COLD_ENDPOINTS
     )
@@ -119,27 +136,60 @@ def cold_start_experiment(
     answers = predict_in_batches(handlers, items, config.serving_max_batch_size, "cold-start requests")
     answered = np.array([a.get("status") == "cold_start" for a in answers])
     blend = np.array([a.get("rating", np.nan) for a in answers], dtype=np.float64)
+    # The answer's base: FM's rating of the typical product for the customer (the shrinkage's target).
+    own_side = np.clip(
+        np.array([a.get("customer_side", np.nan) for a in answers], dtype=np.float64), *RATING_RANGE
+    )
     actual = held_test.labels.astype(np.float64)
     mu = float(kept_train.labels.mean())
     no_item = bias_predictions(kept_train, held_test, features, with_item=False)
     scores = bootstrap(
         {
             "global mean (train without held-out)": np.full(int(answered.sum()), mu),
-            "user bias, no item term": no_item[answered],
-            "title-neighbour blend (cold start)": blend[answered],
+            "user bias (no item term)": no_item[answered],
+            "FM's customer side alone (the answer's base)": own_side[answered],
+            "cold start (title neighbours in FM's space, shrunk)": blend[answered],
         },
         actual[answered],
         seed,
     )
+    versus_user_bias = None
+    if answered.any():
+        difference = paired_difference(actual[answered], blend[answered], no_item[answered])
+        versus_user_bias = {
+            "relative": difference.relative,
+            "interval": [difference.low, difference.high],
+            "rows": difference.rows,
+            "cold_start_rmse": difference.candidate_rmse,
+            "user_bias_rmse": difference.other_rmse,
+        }
     statuses: dict[str, int] = {}
+    sources: dict[str, int] = {}
     for a in answers:
         key = a["status"] if a["status"] != "error" else f"error: {a['error']['code']}"
         statuses[key] = statuses.get(key, 0) + 1
+        if "answered_from" in a:
+            sources[a["answered_from"]] = sources.get(a["answered_from"], 0) + 1
+    nonsense_item = {
+        "customer_id": items[0]["customer_id"],
+        "product_id": "NEW-NONSENSE",
+        "product_title": NONSENSE_TITLE,
+        "date": items[0]["date"],
+    }
+    nonsense = call(handlers, "predictions", {"items": [nonsense_item]})["predictions"][0]
+    choice = json.loads((experiment / layout.COLD_START).read_text())
     return {
         "held_out_products": len(held),
         "held_out_test_rows": int(held_rows.sum()),
         "answered": int(answered.sum()),
         "statuses": statuses,
+        "answered_from": sources,
         "rmse": scores,
-        "example": next((a for a in answers if a.get("status") == "cold_start"), None),
+        "versus_user_bias": versus_user_bias,
+        "shrinkage": {
+            name: choice.get(name)
+            for name in ("alpha", "min_similarity", "chosen_on", "rows", "rmse", "base_rmse")
+        },
+        "nonsense_title": {"title": NONSENSE_TITLE, "answer": nonsense},
+        "example": next((a for a in answers if a.get("answered_from") == "title_neighbours"), None),
     }

@@ -1,7 +1,8 @@
-"""What the run measures on the test rows: RMSE with bootstrap intervals, FM's predictions outside the rating
-range, and the bias model's predictions to hold FM against.
+"""What the run measures on the validation and test rows: RMSE with bootstrap intervals, the paired interval
+of each difference, FM's predictions outside the rating range, and the bias model's predictions to hold FM
+against.
 
-RMSE is jobs.prep.baselines.rmse, the one the prep job scores its baselines with.
+RMSE is fm.metrics.rmse, the one the prep job scores its baselines with.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from contract.features import RATING_RANGE, FeatureLayout
 from fm.metrics import rmse
 from fm.recordio import SparseRecords
 from jobs.prep.baselines import BiasSettings, fit_biases
+from lambdas.pipeline.paired import paired_difference
 from local.pipeline.records import row_keys
 
-__all__ = ["BOOTSTRAP_SAMPLES", "bias_predictions", "bootstrap", "range_violations"]
+__all__ = ["BOOTSTRAP_SAMPLES", "bias_predictions", "bootstrap", "paired_table", "range_violations"]
 
 F64 = npt.NDArray[np.float64]
 BOOTSTRAP_SAMPLES = 1000
@@ -38,6 +40,30 @@ def bootstrap(
         low, high = np.percentile(resampled, [2.5, 97.5])
         out[name] = {"rmse": rmse(predicted, actual), "low": float(low), "high": float(high), "n": n}
     return out
+
+
+def paired_table(
+    actual: F64, candidate: tuple[str, F64], others: dict[str, F64], seed: int
+) -> dict[str, Any]:
+    """The candidate and every other model on the same rows: each one's RMSE with its bootstrap interval
+    (bootstrap), and the candidate's relative RMSE difference from each other model with its paired
+    bootstrap interval (lambdas.pipeline.paired: RMSE(candidate) / RMSE(other) - 1, negative when the
+    candidate is better); the interval of the difference is what says whether the candidate is better."""
+    name, predicted = candidate
+    rows = len(actual)
+    table: dict[str, Any] = {"rows": rows, "rmse": bootstrap({name: predicted, **others}, actual, seed)}
+    differences = {}
+    for other, values in others.items():
+        if rows == 0:
+            continue
+        difference = paired_difference(actual, predicted, values)
+        differences[f"{name} vs {other}"] = {
+            "relative": difference.relative,
+            "interval": [difference.low, difference.high],
+            "rows": difference.rows,
+        }
+    table["differences"] = differences
+    return table
 
 
 def range_violations(predicted: F64) -> dict[str, Any]:

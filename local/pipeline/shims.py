@@ -94,9 +94,11 @@ def write_record(
     metrics: RunMetrics,
     *,
     endpoints: dict[str, str] | None = None,
+    recommendations: bool = False,
 ) -> None:
-    """The deployed-run record, as the state machine writes it to serving/current.json. The local twin has
-    no endpoint configurations; the cold-start experiment's record names its own endpoints."""
+    """A deployed-run record, as the state machine writes it to serving/current.json. The local twin has
+    no endpoint configurations; the cold-start experiment's record names its own endpoints; with
+    `recommendations` it points at the run's batch top-N (recommendations/)."""
     record = run_record(
         run_id=run_id,
         deployed_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -104,6 +106,7 @@ def write_record(
         metrics=metrics,
         endpoint_configs=None,
         endpoints=endpoints,
+        recommendations=recommendations,
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1))
@@ -211,7 +214,12 @@ def sample_requests(run_folder: Path, handlers: ModuleType, test: SparseRecords)
         answer["actual"] = float(test.labels[row])
     probe = index.product_titles[0]
     made_up = f"{probe} Part 5"
-    item = {"customer_id": pairs[0]["customer_id"], "product_id": "NEW-1", "product_title": made_up}
+    item = {
+        "customer_id": pairs[0]["customer_id"],
+        "product_id": "NEW-1",
+        "product_title": made_up,
+        "date": pairs[0]["date"],  # a date of the data: the answer must not depend on the day of the run
+    }
     cold = call(handlers, "predictions", {"items": [item]})["predictions"]
     similar = call(handlers, "similar-titles", {"titles": [probe, made_up], "k": 5})["results"]
     return {"known_pairs": predictions, "cold_start": cold, "similar_titles": similar}

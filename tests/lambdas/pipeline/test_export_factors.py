@@ -126,6 +126,47 @@ def test_the_popularity_weight_is_chosen_on_validation_among_products_not_review
     }
 
 
+def test_the_test_table_ranks_among_what_train_and_validation_leave(run: tuple[Path, ServingIndex]) -> None:
+    folder, index = run
+    export(folder, index)
+    table = json.loads((folder / layout.RANKING).read_text())["test"]
+    # The test row C1 P2 (t 1): C1 reviewed P3, P0 in train and P1 in validation, so P2 is the only
+    # candidate and every ranking finds it first. (Excluding train alone would leave P1 too, which is more
+    # popular than P2: most-popular and random would lose it.)
+    assert (table["rows"], table["test_rows"], table["popularity_weight"]) == (1, 1, 3.0)
+    assert set(table["rankings"]) == {"fm", "fm_popularity", "most_popular", "random"}
+    for figures in table["rankings"].values():
+        assert figures["recall@10"] == figures["ndcg@10"] == {"mean": 1.0, "interval": [1.0, 1.0]}
+    assert table["differences"]["fm_popularity - most_popular"]["ndcg@10"]["mean"] == 0.0
+
+
+def test_the_test_table_counts_popularity_on_train_and_validation(run: tuple[Path, ServingIndex]) -> None:
+    folder, index = run
+    export(folder, index, validation=[("empty.rio", shard([]))])
+    table = json.loads((folder / layout.RANKING).read_text())["test"]
+    # No validation rows: C1's candidates are P1 and P2. FM at t 1: P2 4.8 over P1 4.4, first. Popularity
+    # (train): P1 1 over P2 0, so P2 second. Random: the two tie. The weight defaults to 0.
+    figures = {name: table["rankings"][name]["ndcg@10"]["mean"] for name in table["rankings"]}
+    assert figures == {
+        "fm": 1.0,
+        "fm_popularity": 1.0,
+        "most_popular": pytest.approx(NDCG_SECOND),
+        "random": pytest.approx((1 + NDCG_SECOND) / 2),
+    }
+    assert table["rankings"]["random"]["recall@10"]["mean"] == 1.0
+    difference = table["differences"]["fm - most_popular"]["ndcg@10"]
+    assert difference["mean"] == pytest.approx(1 - NDCG_SECOND)
+    assert difference["interval"] == [pytest.approx(1 - NDCG_SECOND)] * 2  # one customer: every draw alike
+
+
+def test_two_test_rows_of_one_customer_are_an_error_naming_the_test_shard(
+    run: tuple[Path, ServingIndex],
+) -> None:
+    folder, index = run
+    with pytest.raises(ServingDataError, match=r"^twice\.rio: .*more than one held-out row"):
+        export(folder, index, test=[("twice.rio", shard([(0, 2, 1.0), (0, 1, 0.5)]))])
+
+
 def test_title_neighbours_leave_the_products_own_title_out(run: tuple[Path, ServingIndex]) -> None:
     _, index = run
     # one (0.6, 0.8): two 0.96, three 0.8, zero 0.6. three (0, 1): one 0.8, two 0.6, zero 0 (not kept).

@@ -17,7 +17,7 @@ def test_the_command_line_trains_and_writes_the_artifact(
 ) -> None:
     train, test, dim = planted_ratings()
     write_shards(tmp_path / "prep" / "train", train, parts=2)
-    write_shards(tmp_path / "prep" / "test", test, parts=1)
+    write_shards(tmp_path / "prep" / "validation", test, parts=1)
     hyperparameters = json.dumps({**FAST, "feature_dim": dim, "epochs": 2})
 
     code = main(
@@ -43,7 +43,7 @@ def test_the_command_line_trains_and_writes_the_artifact(
 def test_bad_hyperparameters_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     train, test, dim = planted_ratings()
     write_shards(tmp_path / "prep" / "train", train, parts=1)
-    write_shards(tmp_path / "prep" / "test", test, parts=1)
+    write_shards(tmp_path / "prep" / "validation", test, parts=1)
     bad = json.dumps({**FAST, "feature_dim": dim, "num_factor": 3})
     assert (
         main(["--prep", str(tmp_path / "prep"), "--output", str(tmp_path / "fm"), "--hyperparameters", bad])

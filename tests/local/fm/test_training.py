@@ -207,7 +207,7 @@ def test_divergence_is_reported() -> None:
 def test_training_from_recordio_shards_writes_sagemakers_artifact(tmp_path: Path) -> None:
     train, test, dim = planted_ratings()
     write_shards(tmp_path / "prep" / "train", train, parts=4)
-    write_shards(tmp_path / "prep" / "test", test, parts=1)
+    write_shards(tmp_path / "prep" / "validation", test, parts=1)
     hp: dict[str, Any] = {**FAST, "feature_dim": dim, "epochs": 3}
 
     result = train_from_prep(tmp_path / "prep", tmp_path / "fm", hp, seed=4)

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from jobs.prep.baselines import BiasSettings, fit_biases
-from local.pipeline.evaluation import BOOTSTRAP_SAMPLES, bias_predictions, bootstrap, range_violations
+from local.pipeline.evaluation import (
+    BOOTSTRAP_SAMPLES,
+    bias_predictions,
+    bootstrap,
+    paired_table,
+    range_violations,
+)
 from tests.local.pipeline.pipeline_support import FEATURES, rows
 
 
@@ -68,3 +74,18 @@ def test_bias_predictions_use_the_rows_customers_and_products() -> None:
     without = bias_predictions(train, test, features, with_item=False)
     np.testing.assert_allclose(without, [mu + b_user[0], mu + b_user[1]])
     assert mu == 3.0 and b_user[0] > 0 > b_user[1]
+
+
+def test_paired_table_gives_each_rmse_and_the_paired_difference() -> None:
+    actual = np.array([1.0, 2.0, 3.0, 4.0])
+    table = paired_table(
+        actual, ("FM", actual + np.array([0.5, -0.5, 0.5, -0.5])), {"one off": actual + 1.0}, seed=1
+    )
+    assert table["rows"] == 4
+    assert table["rmse"]["FM"]["rmse"] == pytest.approx(0.5)
+    assert table["rmse"]["one off"]["rmse"] == pytest.approx(1.0)
+    difference = table["differences"]["FM vs one off"]
+    # Every row's error is 0.5 against 1: every resample gives 0.5 / 1 - 1, so the interval is a point.
+    assert difference["relative"] == pytest.approx(-0.5)
+    assert difference["interval"] == [pytest.approx(-0.5), pytest.approx(-0.5)]
+    assert difference["rows"] == 4
