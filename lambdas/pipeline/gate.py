@@ -9,8 +9,6 @@ bootstrap intervals of the RMSE differences. The pipeline's gate Lambda (`handle
   knows (fm.pairs.score_rows), as its endpoint would answer them.
 Predictions are compared as served: clipped to the rating range. gate.json also carries serving/ranking.json's
 "test" object (the top-N ranking on the test rows, written by "Export FM factors") when there is one.
-
-`decide` is the decision on point estimates that the local twin still takes.
 """
 
 from __future__ import annotations
@@ -62,64 +60,6 @@ class GateSettings:
 def settings() -> GateSettings:
     """Read once per container; ConfigError names a missing or malformed variable."""
     return kit_settings.load(GateSettings)
-
-
-def decide(
-    *,
-    fm_test_rmse: float,
-    baseline_global_mean_rmse: float,
-    baseline_bias_rmse: float,
-    deployed_test_rmse: float | None,
-    min_improvement: float,
-    max_regression: float,
-) -> GateDecision:
-    """Deploy when FM's test RMSE is at least `min_improvement` (a fraction) below each baseline's and at
-    most `max_regression` (a fraction) above the deployed model's. Baselines and FM are measured on the same
-    test set (prep computes the baselines on it); the deployed model's RMSE is from its own run.
-    """
-    reasons: list[str] = []
-    ok = math.isfinite(fm_test_rmse)
-    if not ok:
-        reasons.append(f"FM test RMSE is {fm_test_rmse}: training diverged or reported no metric")
-    for name, baseline in (
-        ("global mean", baseline_global_mean_rmse),
-        ("user + item bias", baseline_bias_rmse),
-    ):
-        bar = baseline * (1.0 - min_improvement)
-        if ok and fm_test_rmse <= bar:
-            reasons.append(
-                f"FM test RMSE {fm_test_rmse:.4f} beats the {name} baseline {baseline:.4f} "
-                f"by at least {min_improvement:.1%} (bar {bar:.4f})"
-            )
-        else:
-            ok = False
-            reasons.append(
-                f"FM test RMSE {fm_test_rmse:.4f} does not beat the {name} baseline {baseline:.4f} "
-                f"by {min_improvement:.1%} (bar {bar:.4f})"
-            )
-    if deployed_test_rmse is None:
-        reasons.append("no model is deployed yet")
-    else:
-        ceiling = deployed_test_rmse * (1.0 + max_regression)
-        if math.isfinite(fm_test_rmse) and fm_test_rmse <= ceiling:
-            reasons.append(
-                f"FM test RMSE {fm_test_rmse:.4f} is within {max_regression:.1%} of the deployed model's "
-                f"{deployed_test_rmse:.4f} (ceiling {ceiling:.4f})"
-            )
-        else:
-            ok = False
-            reasons.append(
-                f"FM test RMSE {fm_test_rmse:.4f} is worse than the deployed model's "
-                f"{deployed_test_rmse:.4f} by more than {max_regression:.1%} (ceiling {ceiling:.4f})"
-            )
-    return {
-        "deploy": ok,
-        "reasons": reasons,
-        "fm_test_rmse": fm_test_rmse if math.isfinite(fm_test_rmse) else None,  # NaN is not JSON
-        "baseline_global_mean_rmse": baseline_global_mean_rmse,
-        "baseline_bias_rmse": baseline_bias_rmse,
-        "deployed_test_rmse": deployed_test_rmse,
-    }
 
 
 # ---------------------------------------------------------------------------------------------------------

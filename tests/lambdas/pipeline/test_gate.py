@@ -1,11 +1,9 @@
-"""The quality gate: FM must beat both baselines by the margin and not regress against the deployed model;
-the point-estimate rule the local twin takes (decide), and the pipeline's handler on the paired rule."""
+"""The pipeline's quality gate handler: the paired rule (decide_paired) on the run's per-row predictions."""
 
 from __future__ import annotations
 
 import io
 import json
-import math
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,16 +15,13 @@ import pytest
 from moto import mock_aws
 
 from contract import layout
-from contract.documents import GateDecision, run_record
+from contract.documents import run_record
 from contract.index import ServingIndex, load_index
 from fm.factors import build_and_write
 from lambdas.kit import clients
 from lambdas.kit.errors import GateInputError
 from lambdas.pipeline import gate
 from tests.lambdas.pipeline import world
-
-# The notebook's data: predicting the global mean scores RMSE about 1.28, a user + item bias model about 1.1.
-GLOBAL_MEAN, BIAS = 1.28, 1.10
 
 
 def record_body(run_id: str, *, fm_test_rmse: float = 1.0, configs: dict[str, str] | None = None) -> bytes:
@@ -39,80 +34,6 @@ def record_body(run_id: str, *, fm_test_rmse: float = 1.0, configs: dict[str, st
         endpoint_configs=configs,
     )
     return json.dumps(record).encode()
-
-
-def decide(fm: float, deployed: float | None = None) -> GateDecision:
-    return gate.decide(
-        fm_test_rmse=fm,
-        baseline_global_mean_rmse=GLOBAL_MEAN,
-        baseline_bias_rmse=BIAS,
-        deployed_test_rmse=deployed,
-        min_improvement=0.01,
-        max_regression=0.02,
-    )
-
-
-def test_beats_both_baselines_by_the_margin_without_a_deployed_model() -> None:
-    decision = decide(1.05)
-    assert decision["deploy"]
-    assert decision["reasons"] == [
-        "FM test RMSE 1.0500 beats the global mean baseline 1.2800 by at least 1.0% (bar 1.2672)",
-        "FM test RMSE 1.0500 beats the user + item bias baseline 1.1000 by at least 1.0% (bar 1.0890)",
-        "no model is deployed yet",
-    ]
-    assert decision == {
-        "deploy": True,
-        "reasons": decision["reasons"],
-        "fm_test_rmse": 1.05,
-        "baseline_global_mean_rmse": 1.28,
-        "baseline_bias_rmse": 1.1,
-        "deployed_test_rmse": None,
-    }
-
-
-def test_beating_one_baseline_is_not_enough() -> None:
-    # Below the global mean's bar (1.2672) but above the bias model's (1.089): within 1 % of the bias model.
-    decision = decide(1.095)
-    assert not decision["deploy"]
-    assert decision["reasons"][0].startswith("FM test RMSE 1.0950 beats the global mean baseline")
-    assert decision["reasons"][1] == (
-        "FM test RMSE 1.0950 does not beat the user + item bias baseline 1.1000 by 1.0% (bar 1.0890)"
-    )
-
-
-def test_the_notebooks_own_model_is_rejected() -> None:
-    # Every published run of the notebook scored test RMSE about 50 (the raw days_since_first feature).
-    decision = decide(50.3)
-    assert not decision["deploy"]
-    assert [reason.split(" baseline")[0] for reason in decision["reasons"][:2]] == [
-        "FM test RMSE 50.3000 does not beat the global mean",
-        "FM test RMSE 50.3000 does not beat the user + item bias",
-    ]
-
-
-@pytest.mark.parametrize("rmse", [math.nan, math.inf])
-def test_a_diverged_or_missing_metric_is_rejected(rmse: float) -> None:
-    decision = decide(rmse, deployed=1.0)
-    assert not decision["deploy"]
-    assert decision["reasons"][0] == f"FM test RMSE is {rmse}: training diverged or reported no metric"
-    assert "worse than the deployed model's" in decision["reasons"][-1]
-
-
-def test_a_regression_beyond_the_tolerance_is_rejected() -> None:
-    # Beats both baselines, but 1.05 > 1.00 * 1.02.
-    decision = decide(1.05, deployed=1.00)
-    assert not decision["deploy"]
-    assert decision["reasons"][-1] == (
-        "FM test RMSE 1.0500 is worse than the deployed model's 1.0000 by more than 2.0% (ceiling 1.0200)"
-    )
-
-
-def test_a_regression_within_the_tolerance_is_deployed() -> None:
-    decision = decide(1.015, deployed=1.00)
-    assert decision["deploy"]
-    assert decision["reasons"][-1] == (
-        "FM test RMSE 1.0150 is within 2.0% of the deployed model's 1.0000 (ceiling 1.0200)"
-    )
 
 
 # ---------------------------------------------------------------------------------------------------------
