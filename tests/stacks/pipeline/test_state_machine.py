@@ -371,6 +371,7 @@ def test_a_first_run_creates_both_endpoints_and_records_the_run(
             "num_factors": "256",
             "epochs": "3",
             "mini_batch_size": "1000",
+            "linear_lr": "0.01",
             "predictor_type": "regressor",
             "feature_dim": str(FEATURE_DIM),
         }
