@@ -21,7 +21,7 @@ def test_defaults_are_the_notebooks() -> None:
     assert config.fm_instance_type == "ml.c5.2xlarge"
     assert config.fm_instance_count == 4
     assert config.fm_hyperparameters == {
-        "num_factors": 256,
+        "num_factors": 64,
         "epochs": 3,
         "mini_batch_size": 1000,
         "linear_lr": 0.01,
@@ -57,7 +57,7 @@ def test_command_line_strings_are_typed() -> None:
 def test_dotted_key_overrides_one_hyperparameter() -> None:
     config = load(**{"fm_hyperparameters.epochs": "5", "blazingtext_hyperparameters.vector_dim": "50"})
     assert config.fm_hyperparameters == {
-        "num_factors": 256,
+        "num_factors": 64,
         "epochs": 5,
         "mini_batch_size": 1000,
         "linear_lr": 0.01,
