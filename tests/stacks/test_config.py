@@ -20,7 +20,12 @@ def test_defaults_are_the_notebooks() -> None:
     config = load()
     assert config.fm_instance_type == "ml.c5.2xlarge"
     assert config.fm_instance_count == 4
-    assert config.fm_hyperparameters == {"num_factors": 256, "epochs": 3, "mini_batch_size": 1000}
+    assert config.fm_hyperparameters == {
+        "num_factors": 64,
+        "epochs": 3,
+        "mini_batch_size": 1000,
+        "linear_lr": 0.01,
+    }
     assert config.blazingtext_instance_type == "ml.p3.2xlarge"
     assert config.blazingtext_hyperparameters["mode"] == "skipgram"
     assert config.blazingtext_hyperparameters["subwords"] is True
@@ -51,14 +56,19 @@ def test_command_line_strings_are_typed() -> None:
 
 def test_dotted_key_overrides_one_hyperparameter() -> None:
     config = load(**{"fm_hyperparameters.epochs": "5", "blazingtext_hyperparameters.vector_dim": "50"})
-    assert config.fm_hyperparameters == {"num_factors": 256, "epochs": 5, "mini_batch_size": 1000}
+    assert config.fm_hyperparameters == {
+        "num_factors": 64,
+        "epochs": 5,
+        "mini_batch_size": 1000,
+        "linear_lr": 0.01,
+    }
     assert config.blazingtext_hyperparameters["vector_dim"] == 50
     assert config.blazingtext_hyperparameters["window_size"] == 5
 
 
 def test_whole_table_as_json_string() -> None:
-    config = load(fm_hyperparameters='{"num_factors": 64, "epochs": 1}')
-    assert config.fm_hyperparameters == {"num_factors": 64, "epochs": 1}
+    config = load(fm_hyperparameters='{"num_factors": 256, "epochs": 1}')
+    assert config.fm_hyperparameters == {"num_factors": 256, "epochs": 1}
 
 
 def test_cdk_keys_pass_through() -> None:

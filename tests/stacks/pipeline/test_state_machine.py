@@ -375,9 +375,10 @@ def test_a_first_run_creates_both_endpoints_and_records_the_run(
         assert prep["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"] == f"{run_uri}prep"
         fm_job = cloud.sagemaker.describe_training_job(TrainingJobName=f"loftrec-{run_id}-fm")
         assert fm_job["HyperParameters"] == {
-            "num_factors": "256",
+            "num_factors": "64",
             "epochs": "3",
             "mini_batch_size": "1000",
+            "linear_lr": "0.01",
             "predictor_type": "regressor",
             "feature_dim": str(FEATURE_DIM),
         }
