@@ -172,15 +172,15 @@ def test_make_runs_fm_hyperparameters_override_the_makefiles_key_by_key(config: 
 
     arguments = run_arguments(argv, config)
 
-    assert arguments["fm_overrides"] == {"epochs": 2, "linear_lr": 0.01, "factors_lr": 0.001, "bias_lr": 0.2}
+    assert arguments["fm_overrides"] == {"num_factors": 256, "epochs": 2, "factors_lr": 0.001, "bias_lr": 0.2}
     table = run_module.fm_table(config, arguments["fm_overrides"])
     assert table == {**config.fm_hyperparameters, **arguments["fm_overrides"]}
-    assert table["num_factors"] == config.fm_hyperparameters["num_factors"]  # cdk.json's, kept
+    assert table["linear_lr"] == config.fm_hyperparameters["linear_lr"]  # cdk.json's, kept
 
 
 def test_make_run_without_run_args_trains_with_the_makefiles_hyperparameters(config: Config) -> None:
     arguments = run_arguments(make_run_command(""), config)
-    assert arguments["fm_overrides"] == {"epochs": 10, "linear_lr": 0.01, "factors_lr": 0.001}
+    assert arguments["fm_overrides"] == {"num_factors": 256, "epochs": 10, "factors_lr": 0.001}
     assert arguments["blazingtext_overrides"] == {}
 
 

@@ -508,7 +508,7 @@ def test_a_tuned_run_takes_the_best_training_jobs_model_forward(
         definition = request["training_job_definition"]
         # The tuned hyperparameters are the ranges', the others the run's, with what the pipeline sets.
         assert definition["StaticHyperParameters"] == {
-            "num_factors": "256",
+            "num_factors": "64",
             "mini_batch_size": "1000",
             "predictor_type": "regressor",
             "feature_dim": str(FEATURE_DIM),
