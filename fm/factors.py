@@ -45,7 +45,7 @@ import math
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -138,10 +138,17 @@ class ServingFactors:
     reviewed_indices: I32
     popularity: I64
     reviewed_rows: int
-    base_mean: float
+    base_mean: float = math.nan
     """mu of the bias model fitted on the train rows: the base of a customer the factors do not know."""
-    customer_base: F32
+    customer_base: F32 = field(default_factory=lambda: np.zeros(0, np.float32))
     """(N,) mu + b_u per customer (fm.biases.customer_base)."""
+
+    def __post_init__(self) -> None:
+        """Factors made without a customer base (for top-N alone, e.g. a benchmark's): every customer's base
+        is w0, FM's global bias."""
+        if self.customer_base.shape[0] == 0 and self.customers.shape[0] > 0:
+            object.__setattr__(self, "base_mean", float(self.w0))
+            object.__setattr__(self, "customer_base", np.full(self.customers.shape[0], self.w0, np.float32))
 
     def base(self, customers: npt.ArrayLike) -> F64:
         """The user-bias prediction (unclipped) per customer key; -1 (unknown) gets base_mean."""
@@ -349,10 +356,16 @@ def combine_reviewed(parts: Sequence[ReviewedProducts], features: FeatureLayout)
 
 
 def build_factors(
-    params: FmParameters, features: FeatureLayout, reviewed: ReviewedProducts, base: CustomerBase
+    params: FmParameters,
+    features: FeatureLayout,
+    reviewed: ReviewedProducts,
+    base: CustomerBase | None = None,
 ) -> ServingFactors:
     """Lay FM's parameters out for top-N (see the module docstring), with the customer base of the train
-    rows (`base_of`)."""
+    rows (`base_of`); without one (factors for top-N alone), every customer's base is w0."""
+    if base is None:
+        n = features.num_customers
+        base = CustomerBase(mean=float(params.w0), values=np.full(n, params.w0, np.float32))
     if params.feature_dim != features.feature_dim:
         raise FactorsFormatError(
             f"the model has feature_dim {params.feature_dim:,}, the index {features.feature_dim:,} "

@@ -380,3 +380,9 @@ def test_build_and_write_fits_the_base_on_its_shards(tmp_path: Path) -> None:
     expected = base_of(rated_pairs([rated], FEATURES), FEATURES)
     assert loaded.base_mean == pytest.approx(3.4)
     np.testing.assert_array_equal(loaded.customer_base, expected.values)
+
+
+def test_factors_built_without_a_base_give_every_customer_w0() -> None:
+    f = build_factors(parameters(), FEATURES, reviewed_products([shard()], FEATURES))
+    assert (f.base_mean, f.customer_base.tolist()) == (3.0, [3.0, 3.0])
+    assert f.base([-1, 1]).tolist() == [3.0, 3.0]
