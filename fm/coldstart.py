@@ -1,20 +1,21 @@
-"""A new product's rating from its title neighbours, in FM's own space, shrunk toward the customer's own side.
+"""A new product's rating from its title neighbours in FM's space, shrunk toward the user-bias prediction.
 
 A product FM has never seen has no factors. Its title's nearest known titles do: their similarity-weighted
-average item (factors, weight and time term) stands in for it, scored once with the customer's factors, and
-shrunk toward the typical product (the review-weighted average of every product):
+average item (factors, weight and time term) stands in for it. FM scores it once with the customer's factors,
+and what that score differs from FM's score of the typical product (the review-weighted average of every
+product) is the neighbours' evidence about this product. It is added, shrunk, to the user-bias prediction:
 
     score(u, t, x) = w0 + w_u + t (w_t + <v_u, v_t>) + w_x + <v_u, v_x> + t <v_x, v_t>   FM for an item x
-    base(u, t)     = score(u, t, typical)        the customer's rating of a typical product: FM's user bias
-    item(u, t)     = score(u, t, neighbours' average) - base
+    base(u)        = mu + b_u         the bias model's user side fitted on the train rows (fm.biases)
+    item(u, t)     = score(u, t, neighbours' average) - score(u, t, typical)
     rating         = base + lambda * item,   lambda = S / (S + alpha)
 
-where S is the similarity mass of the neighbours kept (similarity >= min_similarity). Few or weak neighbours
-give a small lambda and an answer near `base`; no neighbour at or above min_similarity gives `base` exactly,
-flagged. (FM's answer with no product at all, w0 + w_u + ..., is no rating of anything: the item terms do not
-average to zero, so it can sit far from every rating; the typical product is the honest "we know nothing of
-this product" answer.) alpha and min_similarity are chosen on validation rows (`choose_shrinkage`), never on
-test rows, and recorded in the run (serving/cold_start.json).
+where S is the similarity mass of the neighbours kept (similarity >= min_similarity). lambda = 0 gives the
+user-bias prediction exactly (the prep job's "user-bias" baseline, once clipped): few or weak neighbours give
+a small lambda and an answer near it; no neighbour at or above min_similarity, or alpha NEVER, gives it
+exactly. alpha and min_similarity are chosen on validation rows (`choose_shrinkage`), never on test rows, and
+recorded in the run (serving/cold_start.json): the user-bias answer (alpha NEVER) unless another shrinkage
+beats it there by a paired interval wholly below 0.
 
 Only the arithmetic lives here: the caller finds the neighbours (title vectors) and passes their product rows
 and similarities.
@@ -24,9 +25,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -39,9 +40,11 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
 COLD_START_FILE = layout.COLD_START.removeprefix(layout.SERVING)
-COLD_START_SCHEMA_VERSION = 1
-ALPHAS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 1e9)
-"""The shrinkage grid: 0 trusts the neighbours fully, 1e9 never (always `base`)."""
+COLD_START_SCHEMA_VERSION = 2
+NEVER = 1e9
+"""alpha that never trusts the neighbours: lambda 0, the user-bias answer."""
+ALPHAS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, NEVER)
+"""The shrinkage grid: 0 trusts the neighbours fully, NEVER never (always `base`)."""
 MIN_SIMILARITIES = (0.0, 0.2, 0.4, 0.6, 0.8)
 
 
@@ -55,8 +58,11 @@ class Shrinkage:
     min_similarity: float
 
     def weight(self, mass: F64) -> F64:
-        """lambda = S / (S + alpha) per row; 0 where no neighbour is kept (S = 0)."""
+        """lambda = S / (S + alpha) per row; 0 where no neighbour is kept (S = 0), and everywhere for alpha
+        NEVER (or above)."""
         mass = np.asarray(mass, np.float64)
+        if self.alpha >= NEVER:
+            return np.zeros(mass.shape, np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
             weights: F64 = np.where(mass > 0, mass / (mass + self.alpha), 0.0)
         return weights
@@ -121,9 +127,10 @@ class ColdStartParts:
     """The two terms of a cold-start rating, per row, before shrinkage."""
 
     base: F64
-    """FM's rating of the typical product for the customer (the answer with no meaningful neighbour)."""
+    """The user-bias prediction mu + b_u, unclipped (the answer with no meaningful neighbour)."""
     item: F64
-    """FM's rating of the neighbours' average item minus base: 0 where no neighbour is kept."""
+    """FM's rating of the neighbours' average item minus its rating of the typical product: 0 where no
+    neighbour is kept."""
     mass: F64
 
     def ratings(self, shrinkage: Shrinkage) -> F64:
@@ -143,8 +150,9 @@ def parts(
     *,
     chunk_rows: int = PARTS_CHUNK_ROWS,
 ) -> ColdStartParts:
-    """base and item per row, in float64; a customer of -1 is unknown (the item side only). The
-    neighbours' items are gathered `chunk_rows` rows at a time (the memory of one chunk)."""
+    """base and item per row, in float64; a customer of -1 is unknown (base mu; the item difference from FM's
+    item side only). The neighbours' items are gathered `chunk_rows` rows at a time (the memory of one
+    chunk)."""
     k = factors.num_factors
     keys: I64 = np.asarray(customers, np.int64)
     t: F64 = np.asarray(times, np.float64)
@@ -162,8 +170,7 @@ def parts(
         )
         return side
 
-    customer = factors.w0 + user[:, k + LINEAR] + t * (factors.time_weight + user[:, k + TIME])
-    base: F64 = customer + item_side(np.broadcast_to(typical, (keys.shape[0], k + 2)), 0, keys.shape[0])
+    typical_side = item_side(np.broadcast_to(typical, (keys.shape[0], k + 2)), 0, keys.shape[0])
     item: F64 = np.zeros(keys.shape[0], np.float64)
     for lo in range(0, keys.shape[0], chunk_rows):
         hi = min(lo + chunk_rows, keys.shape[0])
@@ -171,8 +178,23 @@ def parts(
         neighbours = factors.items[np.where(rows >= 0, rows, 0)].astype(np.float64)  # (n, k_nb, K + 2)
         average = np.einsum("nj,njf->nf", around.weights[lo:hi], neighbours)  # padding has weight 0
         kept = around.mass[lo:hi] > 0
-        item[lo:hi] = np.where(kept, item_side(average, lo, hi) + customer[lo:hi] - base[lo:hi], 0.0)
-    return ColdStartParts(base=base, item=item, mass=around.mass)
+        item[lo:hi] = np.where(kept, item_side(average, lo, hi) - typical_side[lo:hi], 0.0)
+    return ColdStartParts(base=factors.base(keys), item=item, mass=around.mass)
+
+
+class Paired(Protocol):
+    """A paired comparison of two models on the same rows (lambdas.pipeline.paired.PairedDifference)."""
+
+    @property
+    def relative(self) -> float: ...
+    @property
+    def low(self) -> float: ...
+    @property
+    def high(self) -> float: ...
+
+
+PairedComparison = Callable[[F64, F64, F64], Paired]
+"""(actual, candidate, other) -> the candidate's RMSE relative to the other's with its paired interval."""
 
 
 @dataclass(frozen=True)
@@ -180,17 +202,25 @@ class ShrinkageChoice:
     chosen: Shrinkage
     rmse: float
     base_rmse: float
-    """RMSE of `base` alone on the same rows: what the chosen shrinkage must not lose to."""
+    """RMSE of `base` alone (the user-bias prediction) on the same rows: what the choice must beat."""
     rows: int
-    table: list[dict[str, float]]
-    """Every (alpha, min_similarity) tried, with its RMSE."""
+    table: list[dict[str, Any]]
+    """Every (alpha, min_similarity) tried, with its RMSE; those whose RMSE is below base_rmse also with
+    their relative difference from base and its paired 95 % interval."""
+    versus_base: dict[str, Any] | None
+    """The chosen shrinkage vs base: relative difference and interval; None when the choice is base."""
 
     def to_json(self) -> dict[str, Any]:
         return self.chosen.to_json(
             chosen_on="validation",
+            rule=(
+                "the user-bias prediction (alpha NEVER) unless a shrinkage's RMSE beats it on the validation "
+                "rows by a paired 95 % interval wholly below 0; among those, the lowest RMSE"
+            ),
             rows=self.rows,
             rmse=self.rmse,
             base_rmse=self.base_rmse,
+            versus_base=self.versus_base,
             grid=self.table,
         )
 
@@ -204,31 +234,62 @@ def choose_shrinkage(
     similarities: npt.ArrayLike,
     actual: npt.ArrayLike,
     rating_range: tuple[float, float],
+    compare: PairedComparison,
     alphas: Sequence[float] = ALPHAS,
     min_similarities: Sequence[float] = MIN_SIMILARITIES,
 ) -> ShrinkageChoice:
-    """The (alpha, min_similarity) of the grid with the lowest RMSE of the clipped ratings on these
-    (validation) rows; ties go to the larger alpha and the larger min_similarity (the more cautious). With
-    alpha 1e9 in the grid, the choice never does worse on these rows than `base` alone."""
+    """The shrinkage of the grid that these (validation) rows support: the base (alpha NEVER, the user-bias
+    prediction) unless some (alpha, min_similarity) has a clipped-rating RMSE below the base's with a paired
+    interval of the difference wholly below 0 (`compare`); among those, the lowest RMSE, ties to the larger
+    alpha and the larger min_similarity (the more cautious). It cannot lose to the base on these rows. With
+    no such shrinkage the choice is (NEVER, the smallest min_similarity): answers still list the neighbours
+    and their mass, with lambda 0."""
     y: F64 = np.asarray(actual, np.float64)
     if y.shape[0] == 0:
         raise ValueError("no rows to choose a shrinkage on")
     low, high = rating_range
-    table: list[dict[str, float]] = []
+    table: list[dict[str, Any]] = []
     best: tuple[float, float, float] | None = None  # (rmse, -alpha, -min_similarity)
-    base_rmse = math.nan
+    best_versus: dict[str, Any] | None = None
+    base = np.clip(factors.base(customers), low, high)
+    base_rmse = rmse(base, y)
     for min_similarity in min_similarities:
         terms = parts(factors, customers, times, neighbourhood(neighbour_rows, similarities, min_similarity))
-        base_rmse = rmse(np.clip(terms.base, low, high), y)
         for alpha in alphas:
             shrinkage = Shrinkage(alpha=float(alpha), min_similarity=float(min_similarity))
-            score = rmse(np.clip(terms.ratings(shrinkage), low, high), y)
-            table.append({"alpha": float(alpha), "min_similarity": float(min_similarity), "rmse": score})
-            key = (score, -float(alpha), -float(min_similarity))
-            if best is None or key < best:
-                best = key
-    assert best is not None
-    chosen = Shrinkage(alpha=-best[1], min_similarity=-best[2])
+            predicted = np.clip(terms.ratings(shrinkage), low, high)
+            score = rmse(predicted, y)
+            entry: dict[str, Any] = {
+                "alpha": float(alpha),
+                "min_similarity": float(min_similarity),
+                "rmse": score,
+            }
+            if score < base_rmse:
+                difference = compare(y, predicted, base)
+                entry |= {"relative": difference.relative, "interval": [difference.low, difference.high]}
+                key = (score, -float(alpha), -float(min_similarity))
+                if difference.high < 0 and (best is None or key < best):
+                    best = key
+                    best_versus = {
+                        "relative": difference.relative,
+                        "interval": [difference.low, difference.high],
+                    }
+            table.append(entry)
+    if best is None:
+        chosen = Shrinkage(alpha=NEVER, min_similarity=float(min(min_similarities)))
+        return ShrinkageChoice(
+            chosen=chosen,
+            rmse=base_rmse,
+            base_rmse=base_rmse,
+            rows=int(y.shape[0]),
+            table=table,
+            versus_base=None,
+        )
     return ShrinkageChoice(
-        chosen=chosen, rmse=best[0], base_rmse=base_rmse, rows=int(y.shape[0]), table=table
+        chosen=Shrinkage(alpha=-best[1], min_similarity=-best[2]),
+        rmse=best[0],
+        base_rmse=base_rmse,
+        rows=int(y.shape[0]),
+        table=table,
+        versus_base=best_versus,
     )

@@ -19,15 +19,18 @@ The files, in the run's serving/fm/ (contract.layout.SERVING_FACTORS), N custome
     reviewed_indptr.npy   int64   (N + 1,)    customer u reviewed the product rows
     reviewed_indices.npy  int32   (R,)          reviewed_indices[indptr[u]:indptr[u + 1]], ascending, distinct
     popularity.npy        int64   (M,)        reviews per product in the rows the factors were built from
+    customer_base.npy     float32 (N,)        mu + b_u: the user-bias prediction, unclipped (fm.biases), the
+                                              rating a cold start is shrunk toward
     factors.json          written last: {schema_version, num_customers, num_products, num_factors,
-                          feature_dim, w0, time_weight (w_t), reviewed_pairs (R), reviewed_rows, files:
-                          {name: {shape, dtype}}}
+                          feature_dim, w0, time_weight (w_t), base_mean (mu: an unknown customer's base),
+                          reviewed_pairs (R), reviewed_rows, files: {name: {shape, dtype}}}
 
 Plain .npy (little-endian, C order) so that a reader maps them (np.load(mmap_mode="r")) or takes them from
 bytes without a copy. The products of v_t are computed in float64 and stored as float32, the parameters'
 own precision. The reviewed products and the popularity come from the prep shards given to the builder: the
 train shards alone for an evaluation that ranks held-out reviews, train, validation and test for serving
-(every review the run knows of); `combine_reviewed` joins the sets of several shard groups.
+(every review the run knows of); `combine_reviewed` joins the sets of several shard groups. The customer base
+is the bias model fitted on the train rows (the prep job's user-bias baseline, before clipping).
 
 One writer (factors_files: each file's bytes in turn, factors.json last; write_factors and build_and_write
 put them in a folder) and one reader (load_factors, parse_factors); a missing, truncated or mismatched file
@@ -42,7 +45,7 @@ import math
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -52,6 +55,7 @@ import numpy.typing as npt
 
 from contract.features import NONZEROS_PER_ROW, FeatureLayout
 from fm.artifact import FmParameters, read_fm_artifact
+from fm.biases import CustomerBase, customer_base
 from fm.recordio import iter_sparse_record_chunks
 
 __all__ = [
@@ -59,14 +63,18 @@ __all__ = [
     "FACTORS_MANIFEST",
     "FACTORS_SCHEMA_VERSION",
     "FactorsFormatError",
+    "RatedPairs",
     "ReviewedProducts",
     "ServingFactors",
+    "base_of",
     "build_and_write",
     "build_factors",
     "combine_reviewed",
     "factors_files",
     "load_factors",
     "parse_factors",
+    "rated_pairs",
+    "reviewed_of",
     "reviewed_products",
     "write_factors",
 ]
@@ -76,7 +84,7 @@ F64 = npt.NDArray[np.float64]
 I32 = npt.NDArray[np.int32]
 I64 = npt.NDArray[np.int64]
 
-FACTORS_SCHEMA_VERSION = 1
+FACTORS_SCHEMA_VERSION = 2
 FACTORS_MANIFEST = "factors.json"
 # name -> dtype; shapes follow from N, M and K (see _expected_shapes).
 _DTYPES: dict[str, np.dtype[Any]] = {
@@ -86,6 +94,7 @@ _DTYPES: dict[str, np.dtype[Any]] = {
     "reviewed_indptr.npy": np.dtype("<i8"),
     "reviewed_indices.npy": np.dtype("<i4"),
     "popularity.npy": np.dtype("<i8"),
+    "customer_base.npy": np.dtype("<f4"),
 }
 FACTORS_FILES = (*_DTYPES, FACTORS_MANIFEST)
 """Every file of serving/fm/, factors.json last."""
@@ -129,6 +138,25 @@ class ServingFactors:
     reviewed_indices: I32
     popularity: I64
     reviewed_rows: int
+    base_mean: float = math.nan
+    """mu of the bias model fitted on the train rows: the base of a customer the factors do not know."""
+    customer_base: F32 = field(default_factory=lambda: np.zeros(0, np.float32))
+    """(N,) mu + b_u per customer (fm.biases.customer_base)."""
+
+    def __post_init__(self) -> None:
+        """Factors made without a customer base (for top-N alone, e.g. a benchmark's): every customer's base
+        is w0, FM's global bias."""
+        if self.customer_base.shape[0] == 0 and self.customers.shape[0] > 0:
+            object.__setattr__(self, "base_mean", float(self.w0))
+            object.__setattr__(self, "customer_base", np.full(self.customers.shape[0], self.w0, np.float32))
+
+    def base(self, customers: npt.ArrayLike) -> F64:
+        """The user-bias prediction (unclipped) per customer key; -1 (unknown) gets base_mean."""
+        keys: I64 = np.asarray(customers, np.int64)
+        known = keys >= 0
+        values: F64 = np.full(keys.shape, self.base_mean, np.float64)
+        values[known] = self.customer_base[keys[known]]
+        return values
 
     @property
     def num_customers(self) -> int:
@@ -213,15 +241,25 @@ def _prep_keys(indptr: I64, indices: I64, features: FeatureLayout, where: str) -
     return keys[:, 0].copy(), keys[:, 1] - n
 
 
-def reviewed_products(shards: Iterable[Source | Named], features: FeatureLayout) -> ReviewedProducts:
-    """The (customer, product) pairs of prep's RecordIO shards (paths, bytes or binary streams, each alone
-    or as (name, source)). Shards are opened one at a time, in order (an iterator may open each as it is
-    reached).
+@dataclass(frozen=True)
+class RatedPairs:
+    """The rows of some prep shards: customer key, product row and rating of each."""
+
+    customers: I64
+    products: I64
+    ratings: F32
+
+
+def rated_pairs(shards: Iterable[Source | Named], features: FeatureLayout) -> RatedPairs:
+    """The (customer, product, rating) rows of prep's RecordIO shards (paths, bytes or binary streams, each
+    alone or as (name, source)). Shards are opened one at a time, in order (an iterator may open each as it
+    is reached).
 
     Every row must be a prep row: exactly (user key, item key, time key) in that order, of the index's
     feature_dim; anything else raises FactorsFormatError naming the shard and the row."""
     users: list[I64] = []
     items: list[I64] = []
+    labels: list[F32] = []
     for number, entry in enumerate(shards):
         if isinstance(entry, tuple):
             name, shard = entry
@@ -239,6 +277,7 @@ def reviewed_products(shards: Iterable[Source | Named], features: FeatureLayout)
                 user, item = _prep_keys(chunk.indptr, chunk.indices, features, f"{name}: row {first:,} + ")
                 users.append(user)
                 items.append(item)
+                labels.append(chunk.labels)
                 first += user.shape[0]
         except ValueError as e:
             if isinstance(e, FactorsFormatError):
@@ -247,11 +286,36 @@ def reviewed_products(shards: Iterable[Source | Named], features: FeatureLayout)
         finally:
             if ours:
                 stream.close()
-    user = np.concatenate(users) if users else np.empty(0, np.int64)
-    item = np.concatenate(items) if items else np.empty(0, np.int64)
-    m = features.num_products
+    return RatedPairs(
+        customers=np.concatenate(users) if users else np.empty(0, np.int64),
+        products=np.concatenate(items) if items else np.empty(0, np.int64),
+        ratings=np.concatenate(labels).astype(np.float32) if labels else np.empty(0, np.float32),
+    )
+
+
+def reviewed_of(pairs: RatedPairs, features: FeatureLayout) -> ReviewedProducts:
+    """Who reviewed what in these rows."""
+    user, item, m = pairs.customers, pairs.products, features.num_products
     return _reviewed(
         user * m + item, features, np.bincount(item, minlength=m).astype(np.int64), int(user.shape[0])
+    )
+
+
+def reviewed_products(shards: Iterable[Source | Named], features: FeatureLayout) -> ReviewedProducts:
+    """The (customer, product) pairs of prep's RecordIO shards, read and checked as `rated_pairs` reads
+    them."""
+    return reviewed_of(rated_pairs(shards, features), features)
+
+
+def base_of(pairs: RatedPairs, features: FeatureLayout) -> CustomerBase:
+    """The customer base (fm.biases.customer_base, prep's BiasSettings) fitted on these rows (the train
+    rows)."""
+    return customer_base(
+        pairs.customers,
+        pairs.products,
+        pairs.ratings,
+        num_users=features.num_customers,
+        num_items=features.num_products,
     )
 
 
@@ -292,9 +356,16 @@ def combine_reviewed(parts: Sequence[ReviewedProducts], features: FeatureLayout)
 
 
 def build_factors(
-    params: FmParameters, features: FeatureLayout, reviewed: ReviewedProducts
+    params: FmParameters,
+    features: FeatureLayout,
+    reviewed: ReviewedProducts,
+    base: CustomerBase | None = None,
 ) -> ServingFactors:
-    """Lay FM's parameters out for top-N (see the module docstring)."""
+    """Lay FM's parameters out for top-N (see the module docstring), with the customer base of the train
+    rows (`base_of`); without one (factors for top-N alone), every customer's base is w0."""
+    if base is None:
+        n = features.num_customers
+        base = CustomerBase(mean=float(params.w0), values=np.full(n, params.w0, np.float32))
     if params.feature_dim != features.feature_dim:
         raise FactorsFormatError(
             f"the model has feature_dim {params.feature_dim:,}, the index {features.feature_dim:,} "
@@ -310,6 +381,12 @@ def build_factors(
     for name, array in (("w", params.w), ("v", params.v)):
         if not bool(np.isfinite(array).all()):
             raise FactorsFormatError(f"the model's {name} holds a value that is not finite")
+    if base.values.shape != (n,):
+        raise FactorsFormatError(
+            f"the customer base is for {base.values.shape[0]:,} customers, the index has {n:,}"
+        )
+    if not (math.isfinite(base.mean) and bool(np.isfinite(base.values).all())):
+        raise FactorsFormatError("the customer base holds a value that is not finite")
     k = params.num_factors
     v_time = params.v[features.time_key].astype(np.float64)
 
@@ -331,6 +408,8 @@ def build_factors(
         reviewed_indices=reviewed.indices,
         popularity=reviewed.popularity,
         reviewed_rows=reviewed.rows,
+        base_mean=float(base.mean),
+        customer_base=np.ascontiguousarray(base.values, np.float32),
     )
 
 
@@ -345,6 +424,7 @@ def _arrays(factors: ServingFactors) -> dict[str, npt.NDArray[Any]]:
         "reviewed_indptr.npy": factors.reviewed_indptr,
         "reviewed_indices.npy": factors.reviewed_indices,
         "popularity.npy": factors.popularity,
+        "customer_base.npy": factors.customer_base,
     }
 
 
@@ -357,6 +437,7 @@ def _manifest(factors: ServingFactors) -> dict[str, Any]:
         "feature_dim": factors.features.feature_dim,
         "w0": factors.w0,
         "time_weight": factors.time_weight,
+        "base_mean": factors.base_mean,
         "reviewed_pairs": int(factors.reviewed_indices.shape[0]),
         "reviewed_rows": factors.reviewed_rows,
         "files": {
@@ -406,15 +487,17 @@ def build_and_write(
     shards: Iterable[Source],
     output: Path,
 ) -> dict[str, Any]:
-    """The serving-factors step: FM's model.tar.gz (or model_algo-1, path, bytes or stream), the index's
-    feature layout and prep's shards in; serving/fm/ written into `output`. Returns factors.json's content
-    with the step's timings under "timings_s" (not written). The caller fetches and uploads (no S3 here)."""
+    """The serving factors alone: FM's model.tar.gz (or model_algo-1, path, bytes or stream), the index's
+    feature layout and prep's shards in (the reviewed products, the popularity and the customer base all
+    from these shards); serving/fm/ written into `output`. Returns factors.json's content with the step's
+    timings under "timings_s" (not written). The caller fetches and uploads (no S3 here). The pipeline's
+    step (lambdas/pipeline/export_factors.py) fits the base on the train shards alone."""
     started = time.perf_counter()
     params = read_fm_artifact(model)
     read_model = time.perf_counter()
-    reviewed = reviewed_products(shards, features)
+    pairs = rated_pairs(shards, features)
     read_shards = time.perf_counter()
-    factors = build_factors(params, features, reviewed)
+    factors = build_factors(params, features, reviewed_of(pairs, features), base_of(pairs, features))
     manifest = write_factors(output, factors)
     done = time.perf_counter()
     manifest["timings_s"] = {
@@ -449,6 +532,7 @@ class _Meta:
     num_factors: int
     w0: float
     time_weight: float
+    base_mean: float
     reviewed_pairs: int
     reviewed_rows: int
 
@@ -461,6 +545,7 @@ class _Meta:
             "reviewed_indptr.npy": (n + 1,),
             "reviewed_indices.npy": (self.reviewed_pairs,),
             "popularity.npy": (m,),
+            "customer_base.npy": (n,),
         }
 
 
@@ -482,6 +567,7 @@ def _parse_manifest(raw: bytes) -> _Meta:
         num_factors=_count(meta, "num_factors", 1),
         w0=_finite(meta, "w0"),
         time_weight=_finite(meta, "time_weight"),
+        base_mean=_finite(meta, "base_mean"),
         reviewed_pairs=_count(meta, "reviewed_pairs", 0),
         reviewed_rows=_count(meta, "reviewed_rows", 0),
     )
@@ -555,6 +641,8 @@ def _check_arrays(meta: _Meta, arrays: Mapping[str, npt.NDArray[Any]]) -> None:
     popularity = arrays["popularity.npy"]
     if popularity.shape[0] and int(popularity.min()) < 0:
         raise FactorsFormatError("popularity.npy: a review count is negative")
+    if not bool(np.isfinite(arrays["customer_base.npy"]).all()):
+        raise FactorsFormatError("customer_base.npy: a customer's base is not finite")
 
 
 def _factors(meta: _Meta, arrays: Mapping[str, npt.NDArray[Any]]) -> ServingFactors:
@@ -569,6 +657,8 @@ def _factors(meta: _Meta, arrays: Mapping[str, npt.NDArray[Any]]) -> ServingFact
         reviewed_indices=arrays["reviewed_indices.npy"],
         popularity=arrays["popularity.npy"],
         reviewed_rows=meta.reviewed_rows,
+        base_mean=meta.base_mean,
+        customer_base=arrays["customer_base.npy"],
     )
 
 

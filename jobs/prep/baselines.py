@@ -1,14 +1,12 @@
 """The baselines the quality gate holds FM against, on the same rows.
 
 - global mean: predict the mean training rating for everyone.
-- bias: rating ~ mu + b_user + b_item, the biases fitted on train by alternating regularized least squares
-  (each sweep solves every user bias given the item biases, then every item bias given the user biases,
-  in closed form: b_u = sum(r - mu - b_i) / (reg_user + n_u)). A user or item absent from train keeps a
-  bias of 0. Predictions are clipped to the rating range, as any sensible model's would be.
+- bias: rating ~ mu + b_user + b_item, the biases fitted on train (fm.biases.fit_biases: alternating
+  regularized least squares; a user or item absent from train keeps a bias of 0). Predictions are clipped
+  to the rating range, as any sensible model's would be.
 - user bias: mu + b_user of that same fit, without the item term, clipped: what the bias model says of a
-  product it never saw, the baseline of the cold start (whose own fallback is FM's user side, fitted
-  beside FM's item terms in the same way).
-Default regularization as in Koren's baseline predictors (reg_item 25, reg_user 10).
+  product it never saw, the baseline of the cold start and the base it is shrunk toward (the "Export FM
+  factors" step fits the same model on the same train rows with the same settings: fm.biases.customer_base).
 
 All three are fitted once, on the train rows: the validation rows' predictions and the test rows' come
 from the same fit, as the candidate FM is trained on the train rows only (refitting the baselines on train
@@ -19,21 +17,16 @@ the gate and the report compare models on the same rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
 from contract.documents import BASELINE_COLUMNS, Baselines
 from contract.features import RATING_RANGE
+from fm.biases import PREP_BIAS_SETTINGS, BiasSettings, fit_biases
 from fm.metrics import rmse
 
-
-@dataclass(frozen=True)
-class BiasSettings:
-    reg_user: float = 10.0
-    reg_item: float = 25.0
-    sweeps: int = 5
+__all__ = ["BiasSettings", "Rows", "compute_baselines", "fit_biases", "predict_baselines"]
 
 
 class Rows(NamedTuple):
@@ -46,32 +39,6 @@ class Rows(NamedTuple):
 
 def _rmse_or_none(predicted: np.ndarray, actual: np.ndarray) -> float | None:
     return rmse(predicted, actual) if len(actual) else None
-
-
-def fit_biases(
-    user: np.ndarray,
-    item: np.ndarray,
-    rating: np.ndarray,
-    *,
-    num_users: int,
-    num_items: int,
-    settings: BiasSettings,
-) -> tuple[float, np.ndarray, np.ndarray]:
-    """(mu, user biases, item biases) fitted on the given rows."""
-    r = rating.astype(np.float64)
-    mu = float(r.mean())
-    n_user = np.bincount(user, minlength=num_users)
-    n_item = np.bincount(item, minlength=num_items)
-    b_user = np.zeros(num_users)
-    b_item = np.zeros(num_items)
-    user_den = settings.reg_user + n_user
-    item_den = settings.reg_item + n_item
-    for _ in range(settings.sweeps):
-        user_sum = np.bincount(user, weights=r - mu - b_item[item], minlength=num_users)
-        b_user = np.divide(user_sum, user_den, out=np.zeros(num_users), where=user_den > 0)
-        item_sum = np.bincount(item, weights=r - mu - b_user[user], minlength=num_items)
-        b_item = np.divide(item_sum, item_den, out=np.zeros(num_items), where=item_den > 0)
-    return mu, b_user, b_item
 
 
 def predict_baselines(
@@ -93,7 +60,7 @@ def compute_baselines(
     validation: Rows,
     num_users: int,
     num_items: int,
-    settings: BiasSettings = BiasSettings(),
+    settings: BiasSettings = PREP_BIAS_SETTINGS,
 ) -> tuple[Baselines, np.ndarray, np.ndarray]:
     """The baselines fitted on train: their test and validation RMSE and parameters, as the manifest
     records them, and their predictions for the test and the validation rows (predict_baselines)."""

@@ -21,15 +21,19 @@ it. From FM's model.tar.gz, the run's index, its prep shards and its title table
   top-N alone, FM + the validation-chosen weight, most-popular and random, each with its 95 % bootstrap
   interval and the paired intervals of the differences (the same resampled customers for every ranking).
   The quality gate copies it into gate.json's "ranking".
+- fm/customer_base.npy (fm.biases.customer_base): the cold start's base, mu + b_u of the bias model fitted
+  on the train rows with prep's BiasSettings: the prep job's user-bias baseline before clipping.
 - cold_start.json (contract.layout.COLD_START, fm.coldstart.choose_shrinkage): the cold start's shrinkage,
   chosen on the validation rows. Each validation row's product is treated as new: its title's vector (from
   the title table) finds its `neighbours` nearest known titles, its own title left out (and with it every
-  product of that title); the neighbours' average item, shrunk by their similarity mass, predicts the row's
-  rating (clipped to the rating range). Beside the choice: the grid and the RMSE of the customer's own side
-  alone (what the shrinkage must not lose to) on the same rows. This is leave-one-out on known products:
-  their titles' vectors were trained on corpora that held them, and FM's neighbours were trained with
-  their reviews; it is a proxy for a truly new product. The local twin measures the real thing on
-  products held out of training entirely (local/pipeline/cold_start.py).
+  product of that title); the user-bias base plus the neighbours' item difference, shrunk by their
+  similarity mass, predicts the row's rating (clipped to the rating range). The choice is the user-bias
+  answer (alpha NEVER) unless a shrinkage of the grid beats it on these rows by a paired 95 % interval
+  (lambdas.pipeline.paired) wholly below 0; beside it the grid with every RMSE (and the intervals of those
+  below the base's) and the base's RMSE on the same rows. This is leave-one-out on known products: their
+  titles' vectors were trained on corpora that held them, and FM's neighbours were trained with their
+  reviews, so it flatters the neighbours; the rule only lets them in on clear evidence. The local twin
+  measures the real thing on products held out of training entirely (local/pipeline/cold_start.py).
 
 cold_start.json and ranking.json go first, then fm/ with factors.json last: a reader that finds
 factors.json finds every file of the step complete. Bad input is a ServingDataError naming the file.
@@ -58,16 +62,19 @@ import numpy.typing as npt
 from contract import layout
 from contract.index import INDEX_FILES, ServingIndex, parse_index, title_token
 from fm.artifact import read_fm_artifact
-from fm.coldstart import ALPHAS, Shrinkage, ShrinkageChoice, choose_shrinkage
+from fm.coldstart import NEVER, Shrinkage, ShrinkageChoice, choose_shrinkage
 from fm.factors import (
     FACTORS_MANIFEST,
     Named,
     ReviewedProducts,
     ServingFactors,
     Source,
+    base_of,
     build_factors,
     combine_reviewed,
     factors_files,
+    rated_pairs,
+    reviewed_of,
     reviewed_products,
 )
 from fm.ranking import (
@@ -92,6 +99,7 @@ from lambdas.kit.errors import ServingDataError, ServingError, StorageNotFoundEr
 from lambdas.kit.invocation import lambda_handler
 from lambdas.kit.logs import LOGGER
 from lambdas.kit.settings import integer, variable
+from lambdas.pipeline.paired import paired_difference
 from lambdas.serving.vectors import TitleTable, parse_title_table
 
 __all__ = [
@@ -233,12 +241,13 @@ def _choose_cold_start(
         "method": (
             "leave-one-out on known products: each validation row's product treated as new, its own title "
             "left out of its neighbours; its title's vector was trained with it, so this is a proxy for a "
-            "truly new product"
+            "truly new product that flatters the neighbours"
         ),
+        "base": "the user-bias prediction mu + b_u, fitted on the train rows (serving/fm/customer_base.npy)",
     }
     if not usable.any():
-        fallback = Shrinkage(alpha=ALPHAS[-1], min_similarity=0.0)
-        reason = "no validation row's product has a title vector: the customer's own side alone"
+        fallback = Shrinkage(alpha=NEVER, min_similarity=0.0)
+        reason = "no validation row's product has a title vector: the user-bias prediction alone"
         return fallback.to_json(chosen_on="default", reason=reason, rows=0, **evidence)
     take = np.flatnonzero(usable)
     choice: ShrinkageChoice = choose_shrinkage(
@@ -249,6 +258,7 @@ def _choose_cold_start(
         similarities=sims[position[take]],
         actual=held.ratings[take],
         rating_range=index.rating_range,
+        compare=paired_difference,
     )
     return {
         **choice.to_json(),
@@ -396,9 +406,13 @@ def export_serving_data(
         params = read_fm_artifact(model_source)
     lap("read_model")
     with _naming(None):
-        train_reviewed = reviewed_products(
+        train_pairs = rated_pairs(
             (_named(entry, "train", number) for number, entry in enumerate(train)), features
         )
+        train_reviewed = reviewed_of(train_pairs, features)
+    with _naming("the train shards"):
+        base = base_of(train_pairs, features)
+    del train_pairs
     validation_shards = _small_shards(validation, "validation")
     test_shards = _small_shards(test, "test")
     validation_name = ", ".join(name for name, _ in validation_shards) or layout.VALIDATION
@@ -414,7 +428,7 @@ def export_serving_data(
     lap("read_shards")
     every = combine_reviewed([train_reviewed, validation_reviewed, test_reviewed], features)
     with _naming(model_name):
-        factors = build_factors(params, features, every)
+        factors = build_factors(params, features, every, base)
     del params, every
     lap("build_factors")
     with _naming(validation_name):

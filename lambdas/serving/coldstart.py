@@ -1,23 +1,27 @@
-"""The cold start of /predictions, in FM's own space: a product the deployed model does not know, rated from
-its title (fm/coldstart.py has the arithmetic).
+"""The cold start of /predictions: a product the deployed model does not know, rated from its title
+(fm/coldstart.py has the arithmetic).
 
 The title's nearest known titles (cosine of title vectors: the title table's for known titles, BlazingText's
 for the others) stand in for the product: their similarity-weighted average item (factors, linear weight,
-time term) is scored once with the customer's own factors, and shrunk toward the customer's rating of the
-typical product (FM's user bias) by the similarity mass S of the neighbours kept (similarity >=
-min_similarity):
+time term) is scored once with the customer's own FM factors, and its difference from FM's score of the
+typical product (the review-weighted average of every product) is added to the user-bias prediction, shrunk
+by the similarity mass S of the neighbours kept (similarity >= min_similarity):
 
     rating = clip(customer_side + shrinkage * neighbour_item),   shrinkage = S / (S + alpha)
 
-customer_side is FM's rating of the typical product (the review-weighted average of every product) for the
-customer, and neighbour_item how much FM's rating of the neighbours' average item differs from it; alpha and
-min_similarity are the run's (serving/cold_start.json, chosen on validation rows). An unknown customer is
-FM's customer -1 as in fm/topn: no customer terms, at day 0. No FM endpoint row is sent for a cold item: the
+customer_side is the user-bias prediction mu + b_u (the bias model fitted on the run's train rows:
+serving/fm/customer_base.npy; an unknown customer's is mu), neighbour_item what FM's rating of the
+neighbours' average item differs from its rating of the typical product; alpha and min_similarity are the
+run's (serving/cold_start.json, chosen on validation rows: alpha 1e9, shrinkage 0, unless the neighbours
+beat the user-bias prediction there by a paired interval wholly below 0). An unknown customer is FM's
+customer -1 as in fm/topn: no customer factors, at day 0. No FM endpoint row is sent for a cold item: the
 factors are the model's.
 
-A title with no meaningful neighbour gets customer_side alone, flagged answered_from "customer_only"
-with a reason: its token holds no letter or digit (BlazingText's subwords of "!!!" are noise), it has no
-vector (no subword the model knows), or no known title is at or above min_similarity.
+A title whose neighbours do not move the answer gets customer_side alone, flagged answered_from
+"customer_only" with a reason: its token holds no letter or digit (BlazingText's subwords of "!!!" are
+noise), it has no vector (no subword the model knows), no known title is at or above min_similarity, or the
+run's shrinkage trusts no neighbour (alpha 1e9: the neighbours did not beat the user-bias prediction on
+validation; the neighbours and their mass are still listed).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ CUSTOMER_ONLY = "customer_only"
 NO_LETTER_OR_DIGIT = "title_has_no_letter_or_digit"
 NO_VECTOR = "title_has_no_vector"
 NO_NEIGHBOUR = "no_neighbour_at_min_similarity"
+NOT_TRUSTED = "shrinkage_trusts_no_neighbour"
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,10 @@ def _reason(code: str, min_similarity: float) -> dict[str, str]:
         NO_LETTER_OR_DIGIT: "the title holds no letter or digit: no title is meaningfully similar to it",
         NO_VECTOR: "the title has no vector: BlazingText knows none of its subwords",
         NO_NEIGHBOUR: f"no known title has a similarity of at least min_similarity {min_similarity:g}",
+        NOT_TRUSTED: (
+            "the run's shrinkage trusts no neighbour: on validation the title neighbours did not beat the "
+            "user-bias prediction"
+        ),
     }
     return {"code": code, "message": messages[code]}
 
@@ -98,13 +107,15 @@ def answer_cold_starts(
     answers: list[dict[str, Any]] = []
     for n, item in enumerate(items):
         answer: dict[str, Any] = {"rating": clip(float(ratings[n]), index.rating_range)}
-        if terms.mass[n] > 0:
+        if lambdas[n] > 0:
             answer["answered_from"] = TITLE_NEIGHBOURS
         else:
             if not meaningful(item.title_token):
                 code = NO_LETTER_OR_DIGIT
             elif vectors[item.title_token] is None:
                 code = NO_VECTOR
+            elif terms.mass[n] > 0:
+                code = NOT_TRUSTED
             else:
                 code = NO_NEIGHBOUR
             answer["answered_from"] = CUSTOMER_ONLY

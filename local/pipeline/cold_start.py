@@ -6,11 +6,13 @@ prep/ (train, validation and test shards without the held-out products, corpus, 
 held-out products have no feature key), the same training jobs, the same title-table and "Export FM factors"
 steps (whose cold-start shrinkage is chosen on the experiment's validation rows), served by the same local
 runtime under its own endpoint names and record. Then the held-out products' test ratings are asked for
-through the predict shim with their titles alone (fm/coldstart's answer: the title neighbours' average item
-in FM's space, shrunk toward the customer's own side by their similarity mass), and compared with the
+through the predict shim with their titles alone (fm/coldstart's answer: the user-bias prediction plus the
+title neighbours' item difference in FM's space, shrunk by their similarity mass), and compared with the
 user-bias prediction (the bias model without the item term, fitted on the experiment's train rows) on the
-same rows: the relative RMSE difference with its paired 95 % interval (lambdas.pipeline.paired). A nonsense
-title ("!!!") is asked for too: it must get the customer's own side, flagged.
+same rows: the relative RMSE difference with its paired 95 % interval (lambdas.pipeline.paired). The
+answer's base is that same prediction (the export step fits it on the same rows with the same settings),
+so a shrinkage of 0 ties it exactly. A nonsense title ("!!!") is asked for too: it must get the base,
+flagged.
 """
 
 from __future__ import annotations
@@ -136,7 +138,7 @@ def cold_start_experiment(
     answers = predict_in_batches(handlers, items, config.serving_max_batch_size, "cold-start requests")
     answered = np.array([a.get("status") == "cold_start" for a in answers])
     blend = np.array([a.get("rating", np.nan) for a in answers], dtype=np.float64)
-    # The answer's base: FM's rating of the typical product for the customer (the shrinkage's target).
+    # The answer's base: the user-bias prediction of the export step (the shrinkage's target).
     own_side = np.clip(
         np.array([a.get("customer_side", np.nan) for a in answers], dtype=np.float64), *RATING_RANGE
     )
@@ -147,7 +149,7 @@ def cold_start_experiment(
         {
             "global mean (train without held-out)": np.full(int(answered.sum()), mu),
             "user bias (no item term)": no_item[answered],
-            "FM's customer side alone (the answer's base)": own_side[answered],
+            "the answer's base (customer_side)": own_side[answered],
             "cold start (title neighbours in FM's space, shrunk)": blend[answered],
         },
         actual[answered],
@@ -188,8 +190,11 @@ def cold_start_experiment(
         "versus_user_bias": versus_user_bias,
         "shrinkage": {
             name: choice.get(name)
-            for name in ("alpha", "min_similarity", "chosen_on", "rows", "rmse", "base_rmse")
+            for name in ("alpha", "min_similarity", "chosen_on", "rows", "rmse", "base_rmse", "versus_base")
         },
         "nonsense_title": {"title": NONSENSE_TITLE, "answer": nonsense},
-        "example": next((a for a in answers if a.get("answered_from") == "title_neighbours"), None),
+        "example": next(
+            (a for a in answers if a.get("answered_from") == "title_neighbours"),
+            next((a for a in answers if a.get("status") == "cold_start"), None),
+        ),
     }

@@ -284,9 +284,13 @@ def _cold_start(c: dict[str, Any], folder: Path) -> list[str]:
     nonsense = c["nonsense_title"]["answer"]
     lines = [
         f"{c['held_out_products']} products of the test set were held out entirely: from FM's training rows, "
-        "the validation rows and the title corpus. Both models were trained again without them, the "
-        f"shrinkage chosen on the experiment's validation rows (alpha {shrinkage['alpha']:g}, min_similarity "
-        f"{shrinkage['min_similarity']:g}, {shrinkage['chosen_on']}); then each of their "
+        "the validation rows and the title corpus. Both models were trained again without them. A cold "
+        "start is the user-bias prediction (mu + b_u, fitted on the experiment's train rows) plus the title "
+        "neighbours' item difference in FM's space, shrunk by lambda = S / (S + alpha); the shrinkage was "
+        f"chosen on the experiment's validation rows (alpha {shrinkage['alpha']:g}, min_similarity "
+        f"{shrinkage['min_similarity']:g}, {shrinkage['chosen_on']}"
+        + _versus_base(shrinkage.get("versus_base"))
+        + f"); then each of their "
         f"{c['held_out_test_rows']} test rows was asked for through the predict shim with the product's "
         f"title only. Answered as cold starts: {c['answered']}; answered from {c['answered_from']}.",
         "",
@@ -319,6 +323,16 @@ def _cold_start(c: dict[str, Any], folder: Path) -> list[str]:
         "",
     ]
     return lines
+
+
+def _versus_base(versus: dict[str, Any] | None) -> str:
+    """The validation evidence for trusting the neighbours, or why none are trusted."""
+    if versus is None:
+        return "; no shrinkage beat the user-bias prediction there by a paired interval wholly below 0"
+    return (
+        f"; on those rows, a leave-one-out proxy on known products, {_pct(versus['relative'])} "
+        f"{_pct_interval(versus['interval'])} vs the user-bias prediction"
+    )
 
 
 def _space(space: dict[str, Any]) -> list[str]:

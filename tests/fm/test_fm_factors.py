@@ -15,22 +15,25 @@ from contract import layout
 from contract.features import FeatureLayout
 from contract.index import load_index
 from fm.artifact import FmParameters
+from fm.biases import CustomerBase
 from fm.factors import (
     FACTORS_FILES,
     FACTORS_MANIFEST,
     FactorsFormatError,
     ServingFactors,
+    base_of,
     build_and_write,
     build_factors,
     combine_reviewed,
     factors_files,
     load_factors,
     parse_factors,
+    rated_pairs,
     reviewed_products,
     write_factors,
 )
 from fm.recordio import write_sparse_records
-from tests.fm.topn_support import FEATURES, factors, parameters, shard, write_run
+from tests.fm.topn_support import FEATURES, factors, flat_base, parameters, shard, write_run
 
 
 def test_the_manifest_and_folder_names_are_the_run_layouts() -> None:
@@ -146,7 +149,7 @@ def test_the_files_come_one_at_a_time_factors_json_last_as_write_factors_writes_
 def test_a_model_of_another_run_is_refused() -> None:
     other = FeatureLayout(3, 4)
     with pytest.raises(FactorsFormatError, match=re.escape("the model has feature_dim 7, the index 8")):
-        build_factors(parameters(), other, reviewed_products([], other))
+        build_factors(parameters(), other, reviewed_products([], other), flat_base(other))
 
 
 def test_a_model_with_a_non_finite_weight_is_refused() -> None:
@@ -160,7 +163,13 @@ def test_a_model_with_a_non_finite_weight_is_refused() -> None:
 def _same(a: ServingFactors, b: ServingFactors) -> None:
     for name in ("time_factor", "items", "customers", "reviewed_indptr", "reviewed_indices", "popularity"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
-    assert (a.w0, a.time_weight, a.reviewed_rows) == (b.w0, b.time_weight, b.reviewed_rows)
+    np.testing.assert_array_equal(a.customer_base, b.customer_base, err_msg="customer_base")
+    assert (a.w0, a.time_weight, a.reviewed_rows, a.base_mean) == (
+        b.w0,
+        b.time_weight,
+        b.reviewed_rows,
+        b.base_mean,
+    )
 
 
 @pytest.mark.parametrize("mmap", [True, False])
@@ -249,7 +258,8 @@ def _save(folder: Path, name: str, array: np.ndarray) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"schema_version": 2}, "factors.json: schema_version 2, expected 1"),
+        ({"schema_version": 1}, "factors.json: schema_version 1, expected 2"),
+        ({"base_mean": float("nan")}, "factors.json: base_mean is nan, not a finite number"),
         ({"num_customers": 0}, "factors.json: num_customers is 0, not an integer >= 1"),
         ({"num_factors": "2"}, "factors.json: num_factors is '2', not an integer >= 1"),
         ({"w0": None}, "factors.json: w0 is None, not a finite number"),
@@ -332,3 +342,47 @@ def test_parsing_needs_every_file(written: Path) -> None:
         parse_factors(files)
     with pytest.raises(FactorsFormatError, match=re.escape("factors.json: missing")):
         parse_factors({})
+
+
+def test_the_customer_base_is_written_and_read_back_and_an_unknown_customer_gets_mu(tmp_path: Path) -> None:
+    f = factors(base=CustomerBase(mean=3.25, values=np.array([4.5, 2.75], np.float32)))
+    manifest = write_factors(tmp_path, f)
+    assert manifest["base_mean"] == 3.25
+    assert manifest["files"]["customer_base.npy"] == {"shape": [2], "dtype": "<f4"}
+    loaded = load_factors(tmp_path, features=FEATURES)
+    assert loaded.base([1, -1, 0]).tolist() == [2.75, 3.25, 4.5]
+
+
+def test_a_customer_base_of_another_size_or_not_finite_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(FactorsFormatError, match="the customer base is for 3 customers, the index has 2"):
+        factors(base=CustomerBase(mean=3.0, values=np.zeros(3, np.float32)))
+    with pytest.raises(FactorsFormatError, match="the customer base holds a value that is not finite"):
+        factors(base=CustomerBase(mean=3.0, values=np.array([1.0, np.inf], np.float32)))
+    write_factors(tmp_path, factors())
+    _save(tmp_path, "customer_base.npy", np.array([4.0, np.nan], np.float32))
+    with pytest.raises(
+        FactorsFormatError, match=re.escape("customer_base.npy: a customer's base is not finite")
+    ):
+        load_factors(tmp_path)
+
+
+def test_build_and_write_fits_the_base_on_its_shards(tmp_path: Path) -> None:
+    index = write_run(tmp_path / "run")
+    run = tmp_path / "run"
+    rated = shard(ratings=[5.0, 3.0, 2.0, 4.0, 3.0])
+    build_and_write(
+        model=(run / "fm" / "model.tar.gz").read_bytes(),
+        features=index.features,
+        shards=[rated],
+        output=run / "serving" / "fm",
+    )
+    loaded = load_factors(run / layout.SERVING_FACTORS)
+    expected = base_of(rated_pairs([rated], FEATURES), FEATURES)
+    assert loaded.base_mean == pytest.approx(3.4)
+    np.testing.assert_array_equal(loaded.customer_base, expected.values)
+
+
+def test_factors_built_without_a_base_give_every_customer_w0() -> None:
+    f = build_factors(parameters(), FEATURES, reviewed_products([shard()], FEATURES))
+    assert (f.base_mean, f.customer_base.tolist()) == (3.0, [3.0, 3.0])
+    assert f.base([-1, 1]).tolist() == [3.0, 3.0]

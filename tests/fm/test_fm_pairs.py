@@ -21,6 +21,7 @@ from tests.fm.topn_support import (
     SCORES_AT_1,
     TIME_TRANSFORM,
     factors,
+    flat_base,
     parameters,
     shard,
     write_run,
@@ -82,7 +83,7 @@ def test_another_run_scores_through_its_own_index_and_leaves_out_what_it_does_no
     params, layout = _deployed(tmp_path)
     deployed_index = load_index(tmp_path / "deployed")
     empty = reviewed_products([], layout)
-    scored = score_rows(build_factors(params, layout, empty), deployed_index, rows)
+    scored = score_rows(build_factors(params, layout, empty, flat_base(layout)), deployed_index, rows)
     assert scored.known.tolist() == [False, True, True]  # P1 is not in the deployed index
     assert scored.count == 2
     assert np.isnan(scored.scores[0])

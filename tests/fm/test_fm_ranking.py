@@ -28,7 +28,7 @@ from fm.ranking import (
     validation_split,
 )
 from fm.recordio import SparseRecords, read_sparse_records, write_sparse_records
-from tests.fm.topn_support import FEATURES, factors, shard
+from tests.fm.topn_support import FEATURES, factors, flat_base, shard
 
 
 def _held(*rows: tuple[int, int, float]) -> HeldOut:
@@ -118,7 +118,9 @@ def test_choose_popularity_weight_takes_the_best_and_the_smallest_of_equals() ->
     features = FeatureLayout(2, 3)
     flat = FmParameters(3.0, np.zeros(6, np.float32), np.zeros((6, 1), np.float32))  # every product ties
     rows = [(0, 0, 0.0), (1, 0, 0.0), (1, 1, 0.0)]  # P0 reviewed twice, P1 once, P2 never
-    f = build_factors(flat, features, reviewed_products([shard(rows, features)], features))
+    f = build_factors(
+        flat, features, reviewed_products([shard(rows, features)], features), flat_base(features)
+    )
     # C1 (reviewed P0) holds out P1, the more popular of P1, P2: with any weight it comes first.
     validation = read_sparse_records(io.BytesIO(shard([(0, 1, 0.0)], features)))
     choice = choose_popularity_weight(f, validation, weights=(0.0, 0.5, 1.0), cutoff=1)
@@ -137,7 +139,9 @@ def test_choose_popularity_weight_takes_the_best_and_the_smallest_of_equals() ->
 def test_choose_popularity_weight_ranks_a_seeded_sample_of_the_validation_customers() -> None:
     features = FeatureLayout(6, 3)
     flat = FmParameters(3.0, np.zeros(10, np.float32), np.zeros((10, 1), np.float32))
-    f = build_factors(flat, features, reviewed_products([shard([(0, 0, 0.0)], features)], features))
+    f = build_factors(
+        flat, features, reviewed_products([shard([(0, 0, 0.0)], features)], features), flat_base(features)
+    )
     validation = read_sparse_records(io.BytesIO(shard([(u, u % 3, 0.0) for u in range(6)], features)))
     first = choose_popularity_weight(f, validation, weights=(0.0,), customers=4, seed=7)
     again = choose_popularity_weight(f, validation, weights=(0.0,), customers=4, seed=7)

@@ -37,6 +37,7 @@ from tests.fm.topn_support import (
     SCORES_AT_1,
     brute_force_score,
     factors,
+    flat_base,
     random_parameters,
     shard,
     write_run,
@@ -82,7 +83,7 @@ def test_equal_scores_go_to_the_lower_product_row() -> None:
     for row, weight in enumerate([0.5, 1.0, 1.0, 0.5, 1.0]):
         w[features.item_key(row)] = weight
     params = FmParameters(0.0, w, v)
-    f = build_factors(params, features, reviewed_products([], features))
+    f = build_factors(params, features, reviewed_products([], features), flat_base(features))
     assert customer_top_n(f, 0, k=2, time_value=0.0).rows.tolist() == [1, 2]
     assert customer_top_n(f, 0, k=4, time_value=0.0).rows.tolist() == [1, 2, 4, 0]
     assert top_n_batch(f, [0], [0.0], k=4).rows.tolist() == [[1, 2, 4, 0]]
@@ -153,7 +154,12 @@ def _random_run(seed: int, n: int = 6, m: int = 700, k: int = 8) -> tuple[FmPara
         for u in range(n)
         for i in rng.choice(m, size=min(u * 40, m // 2), replace=False)
     ]
-    f = build_factors(params, features, reviewed_products([shard(rows, features)] if rows else [], features))
+    f = build_factors(
+        params,
+        features,
+        reviewed_products([shard(rows, features)] if rows else [], features),
+        flat_base(features),
+    )
     return params, f
 
 
@@ -197,7 +203,9 @@ def test_many_tied_keys_go_to_the_lowest_rows_in_the_block_selection() -> None:
     w[features.num_customers : features.time_key] = rng.integers(0, 4, 1200)  # four values: ties everywhere
     params = FmParameters(0.0, w, np.zeros((features.feature_dim, 1), np.float32))
     rows = [(u, int(i), 0.0) for u in range(3) for i in rng.choice(1200, size=300 * u, replace=False)]
-    f = build_factors(params, features, reviewed_products([shard(rows, features)], features))
+    f = build_factors(
+        params, features, reviewed_products([shard(rows, features)], features), flat_base(features)
+    )
     batch = top_n_batch(f, [0, 1, 2], [0.0, 0.0, 0.0], k=25)
     for customer in range(3):
         keys = f.items[:, 1].astype(np.float64)
@@ -254,7 +262,9 @@ def served_run(
     index = load_index(tmp_path / "index")
     rng = np.random.default_rng(9)
     rows = [(u, int(i), 0.0) for u in range(5) for i in rng.choice(60, size=10, replace=False)]
-    f = build_factors(params, features, reviewed_products([shard(rows, features)], features))
+    f = build_factors(
+        params, features, reviewed_products([shard(rows, features)], features), flat_base(features)
+    )
     # The server's FM folder: model.npz (w0, w, V) as the local trainer writes it, and model.tar.gz as
     # SageMaker FM writes it, both of the same float32 parameters: whichever the server loads.
     model = tmp_path / "fm"

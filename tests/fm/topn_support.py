@@ -16,6 +16,9 @@ For the serving-data export (write_export_run), a validation shard, a test shard
 validation (C1, P1, t 0) rated 4 and (C2, P3, t 0) rated 3; test (C1, P2, t 1) rated 5. Title vectors (2-D,
 unit): zero (1, 0), one (0.6, 0.8), two (0.8, 0.6), three (0, 1). So over every row C1 reviewed P0..P3, C2
 P0, P1 and P3, and the popularity is P0 3, P1 2, P2 1, P3 2.
+
+Every train rating is 4 unless a test says otherwise: the customer base (mu + b_u of the bias model) is 4
+for both customers.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from contract.features import FeatureLayout, TimeTransform
 from contract.index import ServingIndex, load_index, write_index
 from contract.layout import TITLE_TABLE_FILES
 from fm.artifact import FmParameters, write_fm_artifact
-from fm.factors import ServingFactors, build_factors, reviewed_products
+from fm.biases import CustomerBase
+from fm.factors import ServingFactors, base_of, build_factors, rated_pairs, reviewed_products
 from fm.recordio import write_sparse_records
 from lambdas.serving.title_table import build_title_table
 
@@ -87,8 +91,21 @@ def shard(
     return out.getvalue()
 
 
-def factors(params: FmParameters | None = None) -> ServingFactors:
-    return build_factors(params or parameters(), FEATURES, reviewed_products([shard()], FEATURES))
+def flat_base(features: FeatureLayout = FEATURES, value: float = 4.0) -> CustomerBase:
+    """A customer base of `value` for every customer (the bias model of ratings that are all `value`)."""
+    return CustomerBase(mean=value, values=np.full(features.num_customers, value, np.float32))
+
+
+def factors(params: FmParameters | None = None, base: CustomerBase | None = None) -> ServingFactors:
+    """The hand-made run's factors; the base fitted on the train rows (every rating 4: mu 4, b_u 0) unless
+    `base` says."""
+    pairs = rated_pairs([shard()], FEATURES)
+    return build_factors(
+        params or parameters(),
+        FEATURES,
+        reviewed_products([shard()], FEATURES),
+        base or base_of(pairs, FEATURES),
+    )
 
 
 def write_run(run: Path, params: FmParameters | None = None) -> ServingIndex:

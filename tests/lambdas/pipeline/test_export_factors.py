@@ -211,30 +211,55 @@ def test_title_neighbours_are_what_the_shims_title_search_answers() -> None:
         np.testing.assert_allclose([s for _, s in got], [s for _, s in expected], atol=1e-6)
 
 
-def test_the_shrinkage_is_chosen_on_validation_rows_treated_as_new(run: tuple[Path, ServingIndex]) -> None:
+# Every prep row reviews P0 3 times, P1 2, P2 1, P3 2: the typical product is v (0.46875, -0.09375), w 0.125.
+# Validation, each product treated as new: C1 on P1, neighbours P2 (similarity 0.96, w + <v_C1, v> = 0.55)
+# and P3 (0.8, 1.0), mass 1.76, their average's item side 0.7545 against the typical product's 0.59375;
+# C2 on P3, neighbours P1 (0.8, 0.7) and P2 (0.6, 0.55), mass 1.4, 0.6357 against 0.03125. Every train
+# rating is 4: the base (mu + b_u) is 4 for both customers.
+ITEM_C1 = (0.96 * 0.55 + 0.8 * 1.0) / 1.76 - (0.125 + 0.46875)
+ITEM_C2 = (0.8 * 0.7 + 0.6 * 0.55) / 1.4 - (0.125 - 0.09375)
+
+
+def test_neighbours_that_do_not_beat_the_user_bias_on_validation_get_no_weight(
+    run: tuple[Path, ServingIndex],
+) -> None:
     folder, index = run
     summary = export(folder, index)
     document = json.loads((folder / layout.COLD_START).read_text())
-    # Every prep row reviews P0 3 times, P1 2, P2 1, P3 2: the typical product is v (0.46875, -0.09375),
-    # w 0.125. C1 on P1 (rated 4): base 3.5 + 0.125 + 0.46875 = 4.09375; neighbours P2 (0.96, w + <v_C1, v>
-    # = 0.55) and P3 (0.8, 1.0): mass 1.76, their average rated 3.5 + (0.96 * 0.55 + 0.8) / 1.76 = 4.2545.
-    # C2 on P3 (rated 3): base 2.75 + 0.125 - 0.09375 = 2.78125; P1 (0.8, 0.7) and P2 (0.6, 0.55) rated
-    # 2.75 + 0.6357 = 3.3857 (P1 alone at min_similarity 0.8: 3.45). alpha 4 with either neighbour kept
-    # (min_similarity up to 0.6; ties go to the larger): C1 4.09375 + 1.76 / 5.76 * 0.1608, C2 2.78125 +
-    # 1.4 / 5.4 * 0.6045: RMSE 0.110145, the grid's lowest. The typical product alone: errors 0.09375 and
-    # 0.21875, RMSE 0.168286.
-    assert Shrinkage.from_json((folder / layout.COLD_START).read_bytes()) == Shrinkage(4.0, 0.6)
-    assert document["rmse"] == pytest.approx(0.110145, abs=1e-5)
-    assert document["base_rmse"] == pytest.approx(math.sqrt((0.09375**2 + 0.21875**2) / 2), abs=1e-6)
-    assert document["never_loses"] is True
+    # Validation ratings 4 (C1) and 3 (C2): the base errs by 0 and 1; the neighbours push both up, away.
+    assert Shrinkage.from_json((folder / layout.COLD_START).read_bytes()) == Shrinkage(1e9, 0.0)
+    assert document["base_rmse"] == pytest.approx(math.sqrt(0.5), abs=1e-6)
+    assert document["rmse"] == document["base_rmse"]
+    assert document["versus_base"] is None and document["never_loses"] is True
     assert (document["rows"], document["validation_rows"], document["neighbours"]) == (2, 2, 2)
     assert document["rows_without_title_vector"] == document["rows_without_neighbour"] == 0
     assert len(document["grid"]) == 45  # 9 alphas x 5 minimum similarities
     full = next(g for g in document["grid"] if g["alpha"] == 0 and g["min_similarity"] == 0)
-    errors = (3.5 + (0.96 * 0.55 + 0.8 * 1.0) / 1.76 - 4, 2.75 + (0.8 * 0.7 + 0.6 * 0.55) / 1.4 - 3)
+    errors = (ITEM_C1, 1 + ITEM_C2)
     assert full["rmse"] == pytest.approx(math.hypot(*errors) / math.sqrt(2), abs=1e-5)  # float32 vectors
-    assert "leave-one-out" in document["method"]
-    assert summary["cold_start"]["alpha"] == 4.0
+    assert all("interval" not in g for g in document["grid"])  # none beats the base's RMSE
+    assert "leave-one-out" in document["method"] and "user-bias" in document["base"]
+    assert summary["cold_start"]["alpha"] == 1e9
+    base = load_factors(folder / layout.SERVING_FACTORS)
+    assert base.base_mean == pytest.approx(4.0) and base.customer_base.tolist() == [4.0, 4.0]
+
+
+def test_neighbours_that_beat_the_user_bias_on_every_resample_are_trusted(
+    run: tuple[Path, ServingIndex],
+) -> None:
+    folder, index = run
+    # Validation ratings where the full blend is right: the base errs by ITEM_C1 and ITEM_C2 on both rows
+    # of every resample, the blend by float32 noise: the paired interval is wholly below 0.
+    ratings = [4 + ITEM_C1, 4 + ITEM_C2]
+    summary = export(folder, index, validation=[("v.rio", shard(VALIDATION_ROWS, ratings=ratings))])
+    document = json.loads((folder / layout.COLD_START).read_text())
+    # min_similarity 0 to 0.6 keep every neighbour (ties go to the larger); 0.8 drops C2's P2.
+    assert Shrinkage.from_json(json.dumps(document)) == Shrinkage(0.0, 0.6)
+    assert document["rmse"] == pytest.approx(0.0, abs=1e-5)
+    assert document["base_rmse"] == pytest.approx(math.hypot(ITEM_C1, ITEM_C2) / math.sqrt(2), abs=1e-5)
+    versus = document["versus_base"]
+    assert versus["relative"] == pytest.approx(-1.0, abs=1e-4) and versus["interval"][1] < 0
+    assert summary["cold_start"]["alpha"] == 0.0
 
 
 def test_a_product_whose_title_has_no_vector_is_left_out_of_the_shrinkage(
@@ -252,7 +277,7 @@ def test_an_empty_validation_shard_gives_the_cautious_defaults(run: tuple[Path, 
     ranking = json.loads((folder / layout.RANKING).read_text())
     cold_start = json.loads((folder / layout.COLD_START).read_text())
     assert (ranking["popularity_weight"], ranking["chosen_on"], ranking["rows"]) == (0.0, "default", 0)
-    assert Shrinkage.from_json(json.dumps(cold_start)).alpha == 1e9  # the customer's own side alone
+    assert Shrinkage.from_json(json.dumps(cold_start)).alpha == 1e9  # the user-bias prediction alone
     assert cold_start["chosen_on"] == "default"
     assert summary["reviewed_rows"]["validation"] == 0
 
@@ -359,7 +384,7 @@ def test_the_handler_on_a_file_uri_writes_what_the_function_writes(
     assert json.loads(json.dumps(summary, allow_nan=False)) == summary  # the state's output is JSON
     assert summary["serving_uri"] == folder.as_uri() + "/serving/"
     assert summary["ranking"]["popularity_weight"] == 3.0
-    assert summary["cold_start"]["alpha"] == 4.0
+    assert summary["cold_start"]["alpha"] == 1e9
     for path, data in expected_files(tmp_path).items():
         assert (folder / path).read_bytes() == data, path
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -13,6 +14,7 @@ import pytest
 from contract.features import FeatureLayout
 from contract.index import parse_index
 from fm.artifact import FmParameters
+from fm.biases import CustomerBase
 from fm.coldstart import Shrinkage
 from fm.factors import ReviewedProducts, ServingFactors, build_factors
 from lambdas.kit.errors import ModelRejectedError
@@ -44,6 +46,8 @@ VECTORS = b"4 2\ntitle-a 2.0 0.0\ntitle-b 0.0 0.5\ntitle-c -3.0 0.0\nnot-a-title
 W = [0.5, 0.0, 1.0, -0.5, 0.25, 0.2]
 V = [1.0, 0.0, 0.5, 0.0, -1.0, 0.1]
 SHRINKAGE = Shrinkage(alpha=0.5, min_similarity=0.5)
+# The user-bias predictions (mu + b_u): alice 4.25, bob 3.5; mu 3.75, an unknown customer's.
+BASE = CustomerBase(mean=3.75, values=np.array([4.25, 3.5], np.float32))
 
 
 class Endpoints:
@@ -68,7 +72,7 @@ def _factors() -> ServingFactors:
     reviewed = ReviewedProducts(  # alice reviewed pa; pa once, the others never
         indptr=np.array([0, 1, 1]), indices=np.array([0], np.int32), popularity=np.array([1, 0, 0]), rows=1
     )
-    return build_factors(params, features, reviewed)
+    return build_factors(params, features, reviewed, BASE)
 
 
 def _run() -> DeployedRun:
@@ -110,10 +114,10 @@ def test_cold_start_scores_the_neighbours_average_item_in_fms_space_shrunk_by_th
     first, second, third, fourth = outcome.body["predictions"]
     # alice on 1970-04-20 is 9 days after her first review (day 100): t = log1p(9) / log1p(10).
     t = math.log1p(9) / math.log1p(10)
-    # The typical product is pa (the only one reviewed): w 1, v 0.5, <v, v_t> 0.05. alice rates it
-    # w0 + w_alice + t (w_t + <v_alice, v_t>) + w_pa + <v_alice, v_pa> + t <v_pa, v_t>.
+    # The typical product is pa (the only one reviewed): w 1, v 0.5, <v, v_t> 0.05: alice's item side of it
+    # w_pa + <v_alice, v_pa> + t <v_pa, v_t>. Her base is her user-bias prediction, 4.25.
     typical = 1.0 + 1.0 * 0.5 + t * 0.05
-    alice = 3.0 + 0.5 + t * (0.2 + 1.0 * 0.1) + typical
+    alice = 4.25
     assert first["status"] == "cold_start"
     assert first["answered_from"] == "title_neighbours"
     assert [(n["title"], n["product_id"]) for n in first["neighbours"]] == [
@@ -135,8 +139,9 @@ def test_cold_start_scores_the_neighbours_average_item_in_fms_space_shrunk_by_th
     assert second["neighbours"] == [
         {"title": "title-c", "product_id": "pc", "similarity": pytest.approx(s), "weight": 1.0}
     ]
-    # No customer terms and day 0: w0 + w_pa (the typical product) + lambda (w_pc - w_pa).
-    assert second["rating"] == pytest.approx(3.0 + 1.0 + s / (s + 0.5) * (0.25 - 1.0), abs=1e-6)
+    # An unknown customer's base is mu; no customer terms and day 0: lambda (w_pc - w_pa).
+    assert second["customer_side"] == 3.75
+    assert second["rating"] == pytest.approx(3.75 + s / (s + 0.5) * (0.25 - 1.0), abs=1e-6)
     for answer, code in ((third, "title_has_no_vector"), (fourth, "title_has_no_letter_or_digit")):
         assert answer["status"] == "cold_start"
         assert answer["answered_from"] == "customer_only"
@@ -166,9 +171,27 @@ def test_neighbours_below_min_similarity_are_listed_with_no_weight() -> None:
     assert [(n["title"], n["weight"]) for n in answer["neighbours"]] == [("title-a", 1.0), ("title-b", 0.0)]
     assert answer["similarity_mass"] == pytest.approx(2 / math.sqrt(5), abs=1e-6)
     # bob (no factors, w 0) before his first review (day 200): t = 0. His one neighbour, pa, is the
-    # typical product itself: w0 + w_pa whatever the shrinkage.
+    # typical product itself: no item difference, his user bias 3.5 whatever the shrinkage.
     assert answer["shrinkage"] == pytest.approx(answer["similarity_mass"] / (answer["similarity_mass"] + 0.5))
-    assert (answer["rating"], answer["neighbour_item"]) == pytest.approx((3.0 + 1.0, 0.0), abs=1e-6)
+    assert (answer["rating"], answer["neighbour_item"]) == pytest.approx((3.5, 0.0), abs=1e-6)
+
+
+def test_a_shrinkage_that_trusts_no_neighbour_answers_the_user_bias_flagged_with_the_neighbours_listed() -> (
+    None
+):
+    endpoints = Endpoints(words={"new-northeast": [1.0, 1.0]}, scores={})  # A and B at 0.707
+    run = dataclasses.replace(_run(), shrinkage=Shrinkage(alpha=1e9, min_similarity=0.5))
+    (answer,) = predict(run, [_item("alice", "new", "New Northeast")], endpoints, neighbours=3).body[
+        "predictions"
+    ]
+    assert (answer["answered_from"], answer["reason"]["code"]) == (
+        "customer_only",
+        "shrinkage_trusts_no_neighbour",
+    )
+    assert "did not beat the user-bias prediction" in answer["reason"]["message"]
+    assert (answer["rating"], answer["customer_side"], answer["shrinkage"]) == (4.25, 4.25, 0.0)
+    assert answer["similarity_mass"] == pytest.approx(2 / math.sqrt(2), abs=1e-6)
+    assert [n["product_id"] for n in answer["neighbours"]] == ["pa", "pb"]
 
 
 def test_no_endpoint_is_called_when_nothing_is_answerable() -> None:

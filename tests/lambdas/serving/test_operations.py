@@ -14,6 +14,7 @@ from contract import layout
 from contract.features import FeatureLayout
 from fm.factors import build_and_write
 from local.fm import FmParameters, save_model
+from tests.fm.topn_support import shard
 from tests.lambdas.serving.support import (
     M,
     N,
@@ -237,7 +238,7 @@ def test_a_run_without_its_factors_shrinkage_or_ranking_is_a_503_naming_the_file
     [
         (
             "serving/cold_start.json",
-            '{"schema_version": 1, "alpha": -1, "min_similarity": 0}',
+            '{"schema_version": 2, "alpha": -1, "min_similarity": 0}',
             "the deployed run's cold_start.json: alpha is -1, below 0.0",
         ),
         (
@@ -269,7 +270,7 @@ def test_factors_of_another_run_are_refused(world: World, tmp_path: Path) -> Non
     build_and_write(
         model=_other_model(other),
         features=FeatureLayout(N, M - 1),
-        shards=[],
+        shards=[shard([(0, 0, 0.0)], FeatureLayout(N, M - 1))],
         output=world.run / layout.SERVING_FACTORS,
     )
 

@@ -136,18 +136,18 @@ def _typical(customer: int | None, t: float) -> float:
 def _fm_space(
     customer: int | None, neighbours: list[tuple[str, float]], t: float
 ) -> tuple[float, float, float]:
-    """(base, item, mass) from the FM parameters: base = FM's rating of the typical product, w0 + w_u +
-    t (w_t + <v_u, v_t>) + its item side; item = the kept neighbours' average item side (each weighted by
-    similarity / mass, those at or above SHRINKAGE.min_similarity) minus the typical product's."""
-    w0, w, v = (np.asarray(a, np.float64) for a in fm_parameters())
-    v_u = v[customer] if customer is not None else np.zeros(v.shape[1])
-    w_u = w[customer] if customer is not None else 0.0
-    side = float(w0 + w_u + t * (w[TIME_KEY] + v_u @ v[TIME_KEY]))
+    """(base, item, mass): base = the user-bias prediction (USER_BIAS for every customer, mu for an unknown
+    one); item = the kept neighbours' average item side in FM's space (each weighted by similarity / mass,
+    those at or above SHRINKAGE.min_similarity) minus the typical product's."""
     typical = _typical(customer, t)
     kept = [(product_key(p), s) for p, s in neighbours if s >= SHRINKAGE.min_similarity]
     mass = sum(s for _, s in kept)
     item = sum(s / mass * _item_side(customer, j, t) for j, s in kept) - typical if kept else 0.0
-    return side + typical, float(item), mass
+    return USER_BIAS, float(item), mass
+
+
+USER_BIAS = 4.0
+"""mu + b_u of the bias model on the world's train shard: every rating there is 4, so mu 4 and every b_u 0."""
 
 
 def _shrunk(side: float, item: float, mass: float) -> float:
@@ -179,12 +179,11 @@ def test_cold_start_title_scores_its_neighbours_average_item_in_fms_space(world:
     assert [n["weight"] for n in neighbours] == pytest.approx([s / mass for _, s in expected], abs=1e-6)
     by_product = dict(expected)
     # By hand, t = log1p(10) / log1p(1000) (10 days after C1's first review):
-    #   C1's side: w0 3 + w_C1 0.5 + t (w_t 0.1 + <v_C1, v_t> 0.5 * 0.1 + 0.1 * 0.2) = 3.5 + 0.17 t
     #   the neighbours' terms with C1: SH1 0.25 + <(0.5, 0.1), (0.4, -0.2)> 0.18 + t <v_SH1, v_t> 0 = 0.43;
     #   SH2 0.5; SH3 -0.5 (no factors)
     t = math.log1p(10) / math.log1p(1000)
-    #   the typical product's (reviews SH1 3, SH2, IMG, KK1, DA1 1 each): _typical
-    side = 3.5 + 0.17 * t + _typical(0, t)
+    #   the typical product's (reviews SH1 3, SH2, IMG, KK1, DA1 1 each): _typical. The base: C1's user bias.
+    side = USER_BIAS
     item_terms = 0.43 * by_product["P-SH1"] + 0.5 * by_product["P-SH2"] - 0.5 * by_product["P-SH3"]
     neighbour_item = item_terms / mass - _typical(0, t)
     shrinkage = mass / (mass + 1.0)  # alpha 1
@@ -218,12 +217,12 @@ def test_a_mixed_batch_makes_one_call_per_model_and_says_how_each_item_was_answe
     predictions = body["predictions"]
     assert [p["status"] for p in predictions] == ["known", "cold_start", "error", "known", "cold_start"]
     assert [p["product_id"] for p in predictions] == [i["product_id"] for i in items]
-    # Unknown customer and unknown product: the item side in FM's space (no customer terms, day 0):
-    # w0 + lambda sum_j weight_j w_j.
+    # Unknown customer and unknown product: mu + lambda (the neighbours' item side in FM's space, no
+    # customer terms, day 0, minus the typical product's).
     assert predictions[1]["customer_known"] is False
     sherlock = _expected_cold_start("sherlock-season-5")
     side, item, mass = _fm_space(None, sherlock, 0.0)
-    assert side == pytest.approx(3.0 + _typical(None, 0.0))
+    assert side == USER_BIAS
     assert predictions[1]["rating"] == pytest.approx(_shrunk(side, item, mass), abs=1e-5)
     assert predictions[2]["error"]["code"] == "title_required"
     assert "send its product_title" in predictions[2]["error"]["message"]
@@ -231,11 +230,11 @@ def test_a_mixed_batch_makes_one_call_per_model_and_says_how_each_item_was_answe
     assert [n["product_id"] for n in predictions[4]["neighbours"]][:2] == ["P-KK1", "P-KK2"] or [
         n["product_id"] for n in predictions[4]["neighbours"]
     ][:2] == ["P-KK2", "P-KK1"]
-    # C3 today (t = 1), no factors: 3 + 0.1, and only the two Kardashians seasons reach 0.65 (KK1's w -1).
+    # C3 today (t = 1), no factors: only the two Kardashians seasons reach 0.65 (KK1's w -1).
     kardashians = _expected_cold_start("keeping-up-with-the-kardashians-season-3")
     assert [n["weight"] > 0 for n in predictions[4]["neighbours"]] == [True, True, False]
     side, item, mass = _fm_space(2, kardashians, 1.0)
-    assert side == pytest.approx(3.1 + _typical(2, 1.0))
+    assert side == USER_BIAS
     assert predictions[4]["rating"] == pytest.approx(_shrunk(side, item, mass), abs=1e-5)
     [fm_request] = world.server.received(world.fm)
     assert len(fm_request["instances"]) == 2  # the two known products only
@@ -277,8 +276,7 @@ def test_a_title_without_a_neighbour_at_min_similarity_gets_the_customer_side_fl
 
     assert status == 200
     noise, punctuation = body["predictions"]
-    t = math.log1p(10) / math.log1p(1000)
-    side = 3.5 + 0.17 * t + _typical(0, t)  # C1's rating of the typical product, 10 days in
+    side = USER_BIAS  # C1's user-bias prediction
     for answer in (noise, punctuation):
         assert (answer["status"], answer["answered_from"]) == ("cold_start", "customer_only")
         assert answer["rating"] == pytest.approx(min(5.0, side), abs=1e-6)
