@@ -1,4 +1,5 @@
-"""The local stand-in for SageMaker's Factorization Machines regressor: numpy/scipy, one process.
+"""The local stand-in for SageMaker's Factorization Machines (regressor and binary classifier): numpy/scipy,
+one process.
 
     python -m local.fm --prep runs/x/prep --output runs/x/fm \\
         --hyperparameters '{"feature_dim": 178730, "num_factors": 256, "predictor_type": "regressor"}'
@@ -14,15 +15,17 @@ the output is fm/model.tar.gz in the algorithm's own layout (fm.artifact) and fm
 """
 
 from local.fm.hyperparameters import FmHyperparameters, Initializer, fm_hyperparameters
-from local.fm.model import MODEL_FILE, FmParameters, load_model, predict, save_model
+from local.fm.model import MODEL_FILE, FmParameters, binary_outputs, load_model, predict, save_model
 from local.fm.training import (
     METRICS_FILE,
     FmGradients,
     FmProgress,
     FmResult,
+    binary_metrics,
     fm_display,
     fm_gradients,
     read_shards,
+    records_binary_metrics,
     records_rmse,
     train_fm,
     train_from_prep,
@@ -37,12 +40,15 @@ __all__ = [
     "FmProgress",
     "FmResult",
     "Initializer",
+    "binary_metrics",
+    "binary_outputs",
     "fm_display",
     "fm_gradients",
     "fm_hyperparameters",
     "load_model",
     "predict",
     "read_shards",
+    "records_binary_metrics",
     "records_rmse",
     "save_model",
     "train_fm",

@@ -13,13 +13,27 @@ import numpy.typing as npt
 from contract.algorithms import FM_ALL_HYPERPARAMETERS
 from local.hyperparameters import HyperparameterError, HyperparameterReader
 
-__all__ = ["ADAM_EPS", "ALGORITHM", "FmHyperparameters", "Initializer", "fm_hyperparameters"]
+__all__ = [
+    "ADAM_EPS",
+    "ALGORITHM",
+    "BINARY_CLASSIFIER",
+    "PREDICTOR_TYPES",
+    "REGRESSOR",
+    "FmHyperparameters",
+    "Initializer",
+    "fm_hyperparameters",
+]
 
 Floats = npt.NDArray[np.floating[Any]]
 
 ALGORITHM = "Factorization Machines"
 ADAM_EPS = 1e-8  # MXNet's Adam default, used when eps is not set
 GROUPS = ("bias", "linear", "factors")
+BINARY_CLASSIFIER = "binary_classifier"
+REGRESSOR = "regressor"
+PREDICTOR_TYPES = (BINARY_CLASSIFIER, REGRESSOR)
+"""regressor: squared loss on real labels; binary_classifier: logistic loss on labels 0 and 1, scored by
+the sigmoid (https://docs.aws.amazon.com/sagemaker/latest/dg/fact-machines-howitworks.html)."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +68,7 @@ class FmHyperparameters:
 
     feature_dim: int
     num_factors: int
-    predictor_type: str = "regressor"
+    predictor_type: str = REGRESSOR
     epochs: int = 1
     mini_batch_size: int = 1000
     clip_gradient: float | None = None
@@ -116,18 +130,14 @@ def _initializer(reader: HyperparameterReader, group: str, default_sigma: float)
 def fm_hyperparameters(values: Mapping[str, object]) -> FmHyperparameters:
     """Check a SageMaker Factorization Machines hyperparameter dictionary and fill in the defaults.
 
-    feature_dim, num_factors and predictor_type are required, as in SageMaker. Types are JSON types (int for
+    feature_dim, num_factors and predictor_type (regressor or binary_classifier) are required, as in
+    SageMaker. Types are JSON types (int for
     integers, int or float for numbers, str for choices); learning rates, weight decays, sigmas and scales
     must be non-negative; eps, clip_gradient and rescale_grad positive. Raises HyperparameterError naming
     the key.
     """
     r = HyperparameterReader(ALGORITHM, values, FM_ALL_HYPERPARAMETERS)
-    predictor_type = r.choice("predictor_type", None, ("binary_classifier", "regressor"))
-    if predictor_type != "regressor":
-        raise HyperparameterError(
-            f"{ALGORITHM} hyperparameter 'predictor_type' is {predictor_type!r}: the local trainer trains "
-            "regressors only (predictor_type 'regressor')"
-        )
+    predictor_type = r.choice("predictor_type", None, PREDICTOR_TYPES)
     d = _DEFAULTS
     return FmHyperparameters(
         feature_dim=r.integer("feature_dim", None, minimum=1),

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
+from scipy.special import expit
 
 from fm.artifact import FmParameters, read_fm_artifact, write_fm_artifact
 
@@ -28,6 +29,7 @@ __all__ = [
     "MODEL_FILE",
     "FmParameters",
     "batch_matrix",
+    "binary_outputs",
     "check_csr",
     "forward",
     "load_model",
@@ -100,6 +102,14 @@ def forward(w0: float, w_rows: Floats, v_rows: Floats, x: sp.csr_matrix) -> tupl
     pairwise = 0.5 * (s * s - sq).sum(axis=1)
     pred: Floats = w0 + np.asarray(x @ w_rows) + pairwise
     return pred, s
+
+
+def binary_outputs(logits: npt.ArrayLike) -> tuple[F64, I64]:
+    """A binary classifier's answer for its FM outputs: score = sigmoid(output) and predicted_label = 1 when
+    score >= 0.5, as SageMaker FM's binary_classifier responds ({"score", "predicted_label"}:
+    https://docs.aws.amazon.com/sagemaker/latest/dg/fm-in-formats.html)."""
+    score: F64 = expit(np.asarray(logits, np.float64))
+    return score, (score >= 0.5).astype(np.int64)
 
 
 def predict(

@@ -1,7 +1,13 @@
 """Training the factorization machine on prep's RecordIO shards, as SageMaker's algorithm trains it.
 
-Loss and gradients follow MXNet, on which the algorithm is built: squared loss 0.5 * (y_hat - y)^2 per row,
-summed over the mini-batch and multiplied by rescale_grad (default 1 / mini_batch_size, the batch mean).
+Loss and gradients follow MXNet, on which the algorithm is built. predictor_type "regressor": squared loss
+0.5 * (y_hat - y)^2 per row; "binary_classifier": labels 0 or 1, logistic loss
+log(1 + exp(y_hat)) - y y_hat of the FM's output y_hat (the logit; its score is sigmoid(y_hat)), whose
+gradient is (sigmoid(y_hat) - y) times the regressor's; either summed over the mini-batch and multiplied by
+rescale_grad (default 1 / mini_batch_size, the batch mean). The classifier's metrics are the algorithm's
+(https://docs.aws.amazon.com/sagemaker/latest/dg/fm-tuning.html): binary_classification_accuracy
+(predicted_label = score >= 0.5), binary_classification_cross_entropy (the mean logistic loss) and
+binary_f_beta (F1 of label 1).
 
 How parameters are updated: Adam as MXNet applies it, with MXNet's defaults (beta1 0.9, beta2 0.999, eps
 1e-8): g = rescale_grad * grad + wd * weight, clipped to [-clip_gradient, clip_gradient] if set;
@@ -14,8 +20,7 @@ rate and weight decay.
 
 Differences from the managed algorithm, by design: one process instead of several hosts sharing a
 parameter server; rows are visited in a fresh seeded random order each epoch; the train and test RMSE of an
-epoch are those of the model at the end of that epoch, over every row of each set. Binary classification is
-not implemented (predictor_type must be "regressor").
+epoch are those of the model at the end of that epoch, over every row of each set.
 """
 
 from __future__ import annotations
@@ -32,12 +37,21 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
+from scipy.special import expit
 
 from contract import layout
 from fm.metrics import rmse
 from fm.recordio import SparseRecords, read_sparse_records
-from local.fm.hyperparameters import FmHyperparameters, fm_hyperparameters
-from local.fm.model import FmParameters, batch_matrix, check_csr, forward, predict, save_model
+from local.fm.hyperparameters import BINARY_CLASSIFIER, FmHyperparameters, fm_hyperparameters
+from local.fm.model import (
+    FmParameters,
+    batch_matrix,
+    binary_outputs,
+    check_csr,
+    forward,
+    predict,
+    save_model,
+)
 from local.progress import Progress
 
 __all__ = [
@@ -45,9 +59,11 @@ __all__ = [
     "FmGradients",
     "FmProgress",
     "FmResult",
+    "binary_metrics",
     "fm_display",
     "fm_gradients",
     "read_shards",
+    "records_binary_metrics",
     "records_rmse",
     "train_fm",
     "train_from_prep",
@@ -59,11 +75,17 @@ Floats = npt.NDArray[np.floating[Any]]
 ADAM_BETA1 = 0.9
 ADAM_BETA2 = 0.999
 METRICS_FILE = "metrics.json"
+BINARY_METRICS = (
+    "binary_classification_accuracy",
+    "binary_classification_cross_entropy",
+    "binary_f_beta",
+)
 
 
 @dataclass(frozen=True)
 class FmGradients:
-    """The predictions of a batch, its loss rescale * sum 0.5 (y_hat - y)^2, and the loss gradients."""
+    """The predictions of a batch, its loss (rescale * sum 0.5 (y_hat - y)^2, or rescale * the sum of the
+    logistic losses), and the loss gradients."""
 
     pred: Floats
     loss: float
@@ -73,15 +95,25 @@ class FmGradients:
 
 
 def fm_gradients(
-    w0: float, w_rows: Floats, v_rows: Floats, x: sp.csr_matrix, labels: Floats, *, rescale: float
+    w0: float,
+    w_rows: Floats,
+    v_rows: Floats,
+    x: sp.csr_matrix,
+    labels: Floats,
+    *,
+    rescale: float,
+    logistic: bool = False,
 ) -> FmGradients:
     """Loss and gradients of a batch x (rows over the batch's columns) against w0, w_rows and v_rows.
 
     dy_hat/dw0 = 1, dy_hat/dw_i = x_i, dy_hat/dv_if = x_i (sum_j v_jf x_j) - v_if x_i^2; each row's
-    derivative is weighted by its residual rescale * (y_hat - y) and summed over the batch. Weight decay is
-    not part of the loss: the optimizer adds it (as MXNet does).
+    derivative is weighted by its residual rescale * (y_hat - y) (logistic: rescale * (sigmoid(y_hat) - y),
+    the logistic loss's derivative) and summed over the batch. Weight decay is not part of the loss: the
+    optimizer adds it (as MXNet does).
     """
     pred, s = forward(w0, w_rows, v_rows, x)
+    if logistic:
+        return _logistic_gradients(pred, s, v_rows, x, labels, rescale=rescale)
     residual = pred - labels
     e = (rescale * residual).astype(v_rows.dtype, copy=False)
     xt = x.T.tocsr()
@@ -91,6 +123,51 @@ def fm_gradients(
     g_v: Floats = np.asarray(xt @ (e[:, None] * s)) - np.asarray(x2t @ e)[:, None] * v_rows
     loss = 0.5 * rescale * float(np.dot(residual.astype(np.float64), residual.astype(np.float64)))
     return FmGradients(pred, loss, float(e.sum(dtype=np.float64)), g_w, g_v)
+
+
+def _logistic_gradients(
+    pred: Floats, s: Floats, v_rows: Floats, x: sp.csr_matrix, labels: Floats, *, rescale: float
+) -> FmGradients:
+    residual = expit(pred) - labels
+    e = (rescale * residual).astype(v_rows.dtype, copy=False)
+    xt = x.T.tocsr()
+    x2t = xt.copy()
+    x2t.data = x2t.data * x2t.data
+    g_w: Floats = np.asarray(xt @ e)
+    g_v: Floats = np.asarray(xt @ (e[:, None] * s)) - np.asarray(x2t @ e)[:, None] * v_rows
+    loss = rescale * float(_logistic_losses(pred, labels).sum())
+    return FmGradients(pred, loss, float(e.sum(dtype=np.float64)), g_w, g_v)
+
+
+def _logistic_losses(logits: Floats, labels: Floats) -> npt.NDArray[np.float64]:
+    """-y log sigmoid(z) - (1 - y) log(1 - sigmoid(z)) = log(1 + e^z) - y z, per row, without overflow."""
+    z = logits.astype(np.float64)
+    out: npt.NDArray[np.float64] = np.logaddexp(0.0, z) - labels.astype(np.float64) * z
+    return out
+
+
+def binary_metrics(logits: Floats, labels: Floats) -> dict[str, float]:
+    """The classifier's metrics of FM outputs (logits) against labels 0/1: binary_classification_accuracy
+    (predicted_label = sigmoid >= 0.5), binary_classification_cross_entropy (mean logistic loss, natural
+    log) and binary_f_beta (beta 1: 2 TP / (2 TP + FP + FN) for label 1; 0 when there is no positive label
+    nor prediction)."""
+    if labels.shape[0] == 0:
+        raise ValueError("binary metrics of no rows")
+    _, predicted = binary_outputs(logits)
+    truth = labels.astype(np.float64) == 1.0
+    hit = predicted == 1
+    tp = int(np.count_nonzero(hit & truth))
+    wrong = int(np.count_nonzero(hit != truth))
+    return {
+        "binary_classification_accuracy": 1.0 - wrong / labels.shape[0],
+        "binary_classification_cross_entropy": float(_logistic_losses(logits, labels).mean()),
+        "binary_f_beta": 2 * tp / (2 * tp + wrong) if tp or wrong else 0.0,
+    }
+
+
+def records_binary_metrics(model: FmParameters, data: SparseRecords) -> dict[str, float]:
+    """binary_metrics of the model's outputs for the rows against their labels."""
+    return binary_metrics(predict(model, data.indptr, data.indices, data.values), data.labels)
 
 
 def records_rmse(model: FmParameters, data: SparseRecords) -> float:
@@ -137,7 +214,8 @@ class _LazyAdam:
 
 @dataclass(frozen=True)
 class FmProgress:
-    """Reported after every mini-batch (rmse fields None) and once more at the end of each epoch."""
+    """Reported after every mini-batch (rmse and cross-entropy fields None) and once more at the end of each
+    epoch (a regressor's RMSEs, a binary classifier's cross-entropies and accuracies)."""
 
     epoch: int  # 1-based
     epochs: int
@@ -145,13 +223,25 @@ class FmProgress:
     batches: int
     train_rmse: float | None = None
     test_rmse: float | None = None
+    train_cross_entropy: float | None = None
+    test_cross_entropy: float | None = None
+    train_accuracy: float | None = None
+    test_accuracy: float | None = None
 
 
 def fm_display(progress: Progress) -> Callable[[FmProgress], None]:
     """Training's reports shown on a Progress: mini-batches advance it, each epoch is a milestone."""
 
     def report(p: FmProgress) -> None:
-        if p.train_rmse is None:
+        if p.train_cross_entropy is not None:
+            progress.milestone(
+                f"epoch {p.epoch}/{p.epochs}",
+                train_cross_entropy=p.train_cross_entropy,
+                test_cross_entropy=p.test_cross_entropy,
+                train_accuracy=p.train_accuracy,
+                test_accuracy=p.test_accuracy,
+            )
+        elif p.train_rmse is None:
             progress.advance(total=p.epochs * p.batches)
         else:
             progress.milestone(f"epoch {p.epoch}/{p.epochs}", train_rmse=p.train_rmse, test_rmse=p.test_rmse)
@@ -163,14 +253,31 @@ def fm_display(progress: Progress) -> Callable[[FmProgress], None]:
 class FmResult:
     model: FmParameters
     hyperparameters: FmHyperparameters
-    epochs: list[dict[str, float | int | None]]  # {epoch, train_rmse, test_rmse}
+    epochs: list[dict[str, float | int | None]]
+    """Regressor: {epoch, train_rmse, test_rmse}; binary classifier: {epoch, train_<metric>, test_<metric>}
+    for each of binary_metrics' metrics (test ones None without test data)."""
     train_rows: int
     test_rows: int
     seconds: float
 
     def metrics(self) -> dict[str, object]:
-        """fm/metrics.json: per-epoch RMSEs, the final test_rmse (and train_rmse), and what was trained."""
+        """fm/metrics.json: per-epoch RMSEs, the final test_rmse (and train_rmse), and what was trained; a
+        binary classifier's per-epoch metrics and the final test_ and train_ ones instead of RMSEs."""
         last = self.epochs[-1]
+        if self.hyperparameters.predictor_type == BINARY_CLASSIFIER:
+            final = {
+                f"{side}_{name}": last[f"{side}_{name}"]
+                for side in ("test", "train")
+                for name in BINARY_METRICS
+            }
+            return {
+                "epochs": self.epochs,
+                **final,
+                "train_rows": self.train_rows,
+                "test_rows": self.test_rows,
+                "seconds": round(self.seconds, 3),
+                "hyperparameters": self.hyperparameters.as_dict(),
+            }
         return {
             "epochs": self.epochs,
             "test_rmse": last["test_rmse"],
@@ -198,6 +305,25 @@ def _check_data(name: str, data: SparseRecords, feature_dim: int) -> None:
         raise ValueError(f"the {name} data holds a non-finite feature value or label")
 
 
+def _check_inputs(
+    train: SparseRecords, test: SparseRecords | None, feature_dim: int, *, binary: bool
+) -> None:
+    for name, data in (("train", train), ("test", test)):
+        if data is not None:
+            _check_data(name, data, feature_dim)
+            if binary:
+                _check_binary_labels(name, data)
+
+
+def _check_binary_labels(name: str, data: SparseRecords) -> None:
+    odd = data.labels[(data.labels != 0) & (data.labels != 1)]
+    if odd.shape[0]:
+        raise ValueError(
+            f"the {name} data holds label {float(odd[0]):g}: predictor_type binary_classifier needs labels "
+            "0 or 1"
+        )
+
+
 def _take_rows(data: SparseRecords, rows: I64) -> tuple[I64, I64, Floats, Floats]:
     """The CSR parts (indptr from 0) and labels of the given rows, in that order."""
     starts = data.indptr[rows]
@@ -216,21 +342,24 @@ def train_fm(
     seed: int = 0,
     progress: Callable[[FmProgress], None] | None = None,
     dtype: type[np.floating[Any]] = np.float32,
+    epoch_end: Callable[[int, FmParameters], None] | None = None,
 ) -> FmResult:
-    """Train an FM regressor on CSR rows with labels; RMSE on train (and test) after every epoch.
+    """Train an FM regressor (or binary classifier, by predictor_type) on CSR rows with labels; RMSE (the
+    classifier's metrics) on train (and test) after every epoch.
 
-    Hyperparameters are SageMaker's (see fm_hyperparameters); their feature_dim must be the data's. seed
-    fixes the initialization and the row order of every epoch. Raises FloatingPointError if a prediction
-    stops being finite (the learning rates are too high for the data).
+    Hyperparameters are SageMaker's (see fm_hyperparameters); their feature_dim must be the data's; a binary
+    classifier's labels must be 0 or 1. seed fixes the initialization and the row order of every epoch.
+    epoch_end(epoch, model) sees the model after each epoch (its arrays are the ones training goes on
+    updating: copy what must outlive the call). Raises FloatingPointError if a prediction stops being
+    finite (the learning rates are too high for the data).
     """
     hp = (
         hyperparameters
         if isinstance(hyperparameters, FmHyperparameters)
         else fm_hyperparameters(hyperparameters)
     )
-    _check_data("train", train, hp.feature_dim)
-    if test is not None:
-        _check_data("test", test, hp.feature_dim)
+    logistic = hp.predictor_type == BINARY_CLASSIFIER
+    _check_inputs(train, test, hp.feature_dim, binary=logistic)
     began = time.perf_counter()
     rng = np.random.default_rng(seed)
     d, k = hp.feature_dim, hp.num_factors
@@ -255,7 +384,9 @@ def train_fm(
             x, cols = batch_matrix(indptr, indices, values, dtype)
             w_rows, v_rows = w[cols], v[cols]
             with np.errstate(over="ignore", invalid="ignore"):  # a non-finite prediction is reported below
-                grads = fm_gradients(float(w0[0]), w_rows, v_rows, x, labels, rescale=rescale)
+                grads = fm_gradients(
+                    float(w0[0]), w_rows, v_rows, x, labels, rescale=rescale, logistic=logistic
+                )
             if not bool(np.isfinite(grads.pred).all()):
                 raise FloatingPointError(
                     f"FM training diverged in epoch {epoch}, mini-batch {b + 1}: a prediction is not finite "
@@ -268,13 +399,47 @@ def train_fm(
             if progress is not None:
                 progress(FmProgress(epoch, hp.epochs, b + 1, batches))
         model = FmParameters(float(w0[0]), w, v)
-        train_rmse = records_rmse(model, train)
-        test_rmse = records_rmse(model, test) if test is not None else None
-        history.append({"epoch": epoch, "train_rmse": train_rmse, "test_rmse": test_rmse})
-        if progress is not None:
-            progress(FmProgress(epoch, hp.epochs, batches, batches, train_rmse, test_rmse))
+        if logistic:
+            history.append(_binary_epoch(epoch, model, train, test))
+            if progress is not None:
+                progress(_binary_progress(history[-1], hp.epochs, batches))
+        else:
+            train_rmse = records_rmse(model, train)
+            test_rmse = records_rmse(model, test) if test is not None else None
+            history.append({"epoch": epoch, "train_rmse": train_rmse, "test_rmse": test_rmse})
+            if progress is not None:
+                progress(FmProgress(epoch, hp.epochs, batches, batches, train_rmse, test_rmse))
+        if epoch_end is not None:
+            epoch_end(epoch, model)
     test_rows = 0 if test is None else test.indptr.shape[0] - 1
     return FmResult(FmParameters(float(w0[0]), w, v), hp, history, n, test_rows, time.perf_counter() - began)
+
+
+def _binary_epoch(
+    epoch: int, model: FmParameters, train: SparseRecords, test: SparseRecords | None
+) -> dict[str, float | int | None]:
+    row: dict[str, float | int | None] = {"epoch": epoch}
+    row.update({f"train_{k}": v for k, v in records_binary_metrics(model, train).items()})
+    tested = records_binary_metrics(model, test) if test is not None else {}
+    row.update({f"test_{k}": tested.get(k) for k in BINARY_METRICS})
+    return row
+
+
+def _binary_progress(row: Mapping[str, float | int | None], epochs: int, batches: int) -> FmProgress:
+    def figure(key: str) -> float | None:
+        value = row[key]
+        return None if value is None else float(value)
+
+    return FmProgress(
+        int(row["epoch"] or 0),
+        epochs,
+        batches,
+        batches,
+        train_cross_entropy=figure("train_binary_classification_cross_entropy"),
+        test_cross_entropy=figure("test_binary_classification_cross_entropy"),
+        train_accuracy=figure("train_binary_classification_accuracy"),
+        test_accuracy=figure("test_binary_classification_accuracy"),
+    )
 
 
 def read_shards(folder: Path) -> SparseRecords:

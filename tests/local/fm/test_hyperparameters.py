@@ -51,10 +51,6 @@ def test_defaults_are_the_sagemaker_algorithms() -> None:
         ({"eps": 0}, "'eps' must be greater than 0.0, got 0"),
         ({"clip_gradient": -1.0}, "'clip_gradient' must be greater than 0.0"),
         ({"predictor_type": "classifier"}, "'predictor_type' must be one of binary_classifier, regressor"),
-        (
-            {"predictor_type": "binary_classifier"},
-            "'predictor_type' is 'binary_classifier': .* regressors only",
-        ),
         ({"factors_init_method": "xavier"}, "'factors_init_method' must be one of normal, uniform, constant"),
         ({"bias_init_method": "uniform"}, "bias_init_scale is required when bias_init_method is uniform"),
         (
