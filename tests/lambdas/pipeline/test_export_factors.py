@@ -26,7 +26,8 @@ from fm.ranking import Ranking
 from lambdas.kit import clients
 from lambdas.kit.errors import ConfigError, LoftrecError, ServingDataError
 from lambdas.pipeline import export_factors
-from lambdas.pipeline.export_factors import export_serving_data, title_neighbours
+from lambdas.pipeline.export_factors import export_serving_data
+from lambdas.pipeline.serving_choices import title_neighbours
 from lambdas.serving.vectors import TitleTable, parse_title_table
 from tests.fm.topn_support import (
     FEATURES,
