@@ -21,10 +21,8 @@ from stacks.pipeline.shared import (
     TAGS,
     Fallible,
     SharedResources,
-    allow,
-    follow_sagemaker_jobs,
     publish,
-    run_resources,
+    run_sagemaker_jobs,
 )
 from stacks.pipeline.steps import LambdaStep, pipeline_settings
 
@@ -166,17 +164,10 @@ class QualityGate(sfn.StateMachineFragment):
         """What the state machine's role needs for this phase's states."""
         self.check.grant(role)
         allow_models(role, self._shared)
-        allow(
+        run_sagemaker_jobs(
             role,
-            [
-                "sagemaker:CreateTransformJob",
-                "sagemaker:DescribeTransformJob",
-                "sagemaker:StopTransformJob",
-                "sagemaker:AddTags",
-                "sagemaker:ListTags",
-            ],
-            [run_resources("transform-job")],
-            reason="Each run names its transform-jobs at run time; all of loftrec's start with loftrec-.",
+            "TransformJob",
+            kind="transform-job",
+            events="Transform",
         )
-        follow_sagemaker_jobs(role, "StepFunctionsGetEventsForSageMakerTransformJobsRule")
         publish(role, self._shared.topic)

@@ -19,9 +19,7 @@ from stacks.pipeline.shared import (
     TAGS,
     Fallible,
     SharedResources,
-    allow,
-    follow_sagemaker_jobs,
-    run_resources,
+    run_sagemaker_jobs,
     start_sagemaker_work,
     volume_key,
 )
@@ -201,19 +199,12 @@ class PrepareData(sfn.StateMachineFragment):
         shared = self._shared
         self.start_run.grant(role)
         start_sagemaker_work(role, shared)
-        allow(
+        run_sagemaker_jobs(
             role,
-            [
-                "sagemaker:CreateProcessingJob",
-                "sagemaker:DescribeProcessingJob",
-                "sagemaker:StopProcessingJob",
-                "sagemaker:AddTags",
-                "sagemaker:ListTags",
-            ],
-            [run_resources("processing-job")],
-            reason="Each run names its processing-jobs at run time; all of loftrec's start with loftrec-.",
+            "ProcessingJob",
+            kind="processing-job",
+            events="Processing",
         )
-        follow_sagemaker_jobs(role, "StepFunctionsGetEventsForSageMakerProcessingJobsRule")
         shared.storage.grant_read_objects(
             role, layout.any_run(layout.MANIFEST), "The run's manifest: one per run id."
         )

@@ -16,9 +16,7 @@ from stacks.pipeline.shared import (
     TAGS,
     Fallible,
     SharedResources,
-    allow,
-    follow_sagemaker_jobs,
-    run_resources,
+    run_sagemaker_jobs,
     start_sagemaker_work,
     volume_key,
 )
@@ -129,16 +127,9 @@ class BatchRecommendations(sfn.StateMachineFragment):
     def grant(self, role: iam.IRole) -> None:
         """What the state machine's role needs for this phase's states."""
         start_sagemaker_work(role, self._shared)
-        allow(
+        run_sagemaker_jobs(
             role,
-            [
-                "sagemaker:CreateProcessingJob",
-                "sagemaker:DescribeProcessingJob",
-                "sagemaker:StopProcessingJob",
-                "sagemaker:AddTags",
-                "sagemaker:ListTags",
-            ],
-            [run_resources("processing-job")],
-            reason="Each run names its processing-jobs at run time; all of loftrec's start with loftrec-.",
+            "ProcessingJob",
+            kind="processing-job",
+            events="Processing",
         )
-        follow_sagemaker_jobs(role, "StepFunctionsGetEventsForSageMakerProcessingJobsRule")

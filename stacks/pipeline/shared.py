@@ -173,6 +173,25 @@ def start_sagemaker_work(role: iam.IRole, shared: SharedResources) -> None:
     allow_kms_grants(role, shared.storage)
 
 
+def run_sagemaker_jobs(role: iam.IRole, job: str, *, kind: str, events: str) -> None:
+    """Create, describe, stop and tag the SageMaker jobs of one type (`job`, e.g. "TrainingJob") that runs
+    name (ARN resource `kind`, e.g. "training-job"), and follow them through the .sync integration's rule
+    StepFunctionsGetEventsForSageMaker<events>JobsRule (`events`, e.g. "Training")."""
+    allow(
+        role,
+        [
+            f"sagemaker:Create{job}",
+            f"sagemaker:Describe{job}",
+            f"sagemaker:Stop{job}",
+            "sagemaker:AddTags",
+            "sagemaker:ListTags",
+        ],
+        [run_resources(kind)],
+        reason=f"Each run names its {kind}s at run time; all of loftrec's start with loftrec-.",
+    )
+    follow_sagemaker_jobs(role, f"StepFunctionsGetEventsForSageMaker{events}JobsRule")
+
+
 def follow_sagemaker_jobs(role: iam.IRole, rule: str) -> None:
     """A .sync integration follows its jobs through an EventBridge rule that Step Functions manages
     (https://docs.aws.amazon.com/step-functions/latest/dg/sagemaker-iam.html), e.g.

@@ -21,9 +21,7 @@ from stacks.pipeline.shared import (
     TAGS,
     Fallible,
     SharedResources,
-    allow,
-    follow_sagemaker_jobs,
-    run_resources,
+    run_sagemaker_jobs,
     start_sagemaker_work,
 )
 from stacks.pipeline.steps import LambdaStep
@@ -164,33 +162,19 @@ class TrainModels(sfn.StateMachineFragment):
         self.export_titles.grant(role)
         self.export_factors.grant(role)
         start_sagemaker_work(role, self._shared)
-        allow(
+        run_sagemaker_jobs(
             role,
-            [
-                "sagemaker:CreateTrainingJob",
-                "sagemaker:DescribeTrainingJob",
-                "sagemaker:StopTrainingJob",
-                "sagemaker:AddTags",
-                "sagemaker:ListTags",
-            ],
-            [run_resources("training-job")],
-            reason="Each run names its training-jobs at run time; all of loftrec's start with loftrec-.",
+            "TrainingJob",
+            kind="training-job",
+            events="Training",
         )
-        follow_sagemaker_jobs(role, "StepFunctionsGetEventsForSageMakerTrainingJobsRule")
         if self._shared.config.fm_tuning.ranges:
-            allow(
+            run_sagemaker_jobs(
                 role,
-                [
-                    "sagemaker:CreateHyperParameterTuningJob",
-                    "sagemaker:DescribeHyperParameterTuningJob",
-                    "sagemaker:StopHyperParameterTuningJob",
-                    "sagemaker:AddTags",
-                    "sagemaker:ListTags",
-                ],
-                [run_resources("hyper-parameter-tuning-job")],
-                reason="Each run names its tuning job at run time; all of loftrec's start with loftrec-.",
+                "HyperParameterTuningJob",
+                kind="hyper-parameter-tuning-job",
+                events="Tuning",
             )
-            follow_sagemaker_jobs(role, "StepFunctionsGetEventsForSageMakerTuningJobsRule")
 
     def _training_job(self, model: str, parameters: dict[str, Any]) -> dict[str, Any]:
         shared = self._shared
