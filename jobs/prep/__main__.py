@@ -14,30 +14,18 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 # pyarrow reads this once, when it loads: jemalloc (see release_memory_promptly) instead of mimalloc.
 os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
 
 from contract import layout
+from jobs.arguments import at_least
 from jobs.prep.baselines import BiasSettings
 from jobs.prep.failure import PrepError, os_cause, write_failure_message
 from jobs.prep.job import PrepConfig, release_memory_promptly, run_prep
 from jobs.prep.prepare import Thresholds
-
-
-def _at_least(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < minimum:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text}")
-        return value
-
-    return parse
 
 
 def _fraction(text: str) -> float:
@@ -71,13 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--min-customer-reviews",
-        type=_at_least(1),
+        type=at_least(1),
         default=defaults.thresholds.min_customer_reviews,
         help="keep customers with at least this many reviews, counted on the raw rows (%(default)s)",
     )
     p.add_argument(
         "--min-product-reviews",
-        type=_at_least(1),
+        type=at_least(1),
         default=defaults.thresholds.min_product_reviews,
         help="keep products with at least this many reviews, counted on the raw rows (%(default)s)",
     )
@@ -90,13 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--fm-instance-count",
-        type=_at_least(1),
+        type=at_least(1),
         default=defaults.fm_instance_count,
         help="FM training instances: the train shard count is a multiple of it (%(default)s)",
     )
     p.add_argument(
         "--shards-per-instance",
-        type=_at_least(1),
+        type=at_least(1),
         default=defaults.shards_per_instance,
         help="train shards = fm instance count x this (%(default)s)",
     )

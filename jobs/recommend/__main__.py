@@ -24,27 +24,15 @@ import argparse
 import datetime as dt
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from contract import layout
+from jobs.arguments import at_least
 from jobs.prep.failure import write_failure_message
 from jobs.recommend.job import RecommendConfig, RecommendError, run_recommend
 
 _DEFAULTS = RecommendConfig()
-
-
-def _at_least(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < minimum:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text}")
-        return value
-
-    return parse
 
 
 def _weight(text: str) -> float:
@@ -84,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--factors", type=Path, default=None, help=f"({layout.RECOMMEND_CONTAINER_FACTORS})")
     p.add_argument("--index", type=Path, default=None, help=f"({layout.RECOMMEND_CONTAINER_INDEX})")
     p.add_argument("--output", type=Path, default=None, help=f"({layout.RECOMMEND_CONTAINER_OUTPUT})")
-    p.add_argument("--k", type=_at_least(1), default=_DEFAULTS.k, help="products per customer (%(default)s)")
+    p.add_argument("--k", type=at_least(1), default=_DEFAULTS.k, help="products per customer (%(default)s)")
     p.add_argument("--date", type=_date, default=None, help="the date recommended for (default: today, UTC)")
     p.add_argument(
         "--include-reviewed",
@@ -99,18 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--chunk-customers",
-        type=_at_least(1),
+        type=at_least(1),
         default=_DEFAULTS.chunk_customers,
         help="customers scored at once (%(default)s); memory: about 4 x this x products bytes per worker",
     )
     p.add_argument(
         "--lines-per-shard",
-        type=_at_least(1),
+        type=at_least(1),
         default=_DEFAULTS.lines_per_shard,
         help="customers per output shard (%(default)s)",
     )
     p.add_argument(
-        "--workers", type=_at_least(1), default=None, help="threads scoring chunks (default: the cores)"
+        "--workers", type=at_least(1), default=None, help="threads scoring chunks (default: the cores)"
     )
     p.add_argument(
         "--failure-message",
