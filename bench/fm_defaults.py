@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import tempfile
 import time
@@ -46,6 +45,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
+from bench.make_run import local_fm_overrides
 from bench.synth_reviews import FULL_ROWS, Shape, generate
 from contract import layout
 from contract.documents import BASELINE_COLUMNS
@@ -90,15 +90,6 @@ CANDIDATES: dict[str, dict[str, Any]] = {
         "factors_wd": 0.0001,
     },
 }
-
-
-def local_fm_overrides() -> dict[str, Any] | None:
-    """The Makefile's LOCAL_FM (what `make run` sets on top of cdk.json's table), or None without one."""
-    found = re.search(r"^LOCAL_FM \?= (\{.*\})$", (ROOT / "Makefile").read_text(), re.MULTILINE)
-    if found is None:
-        return None
-    overrides: dict[str, Any] = json.loads(found.group(1))
-    return overrides
 
 
 def named(config: Config) -> dict[str, dict[str, Any]]:

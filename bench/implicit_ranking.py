@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from collections.abc import Sequence
@@ -42,6 +41,7 @@ import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
+from bench.make_run import local_fm_overrides
 from contract.features import NONZEROS_PER_ROW, FeatureLayout
 from contract.index import load_index
 from fm.artifact import FmParameters
@@ -76,15 +76,6 @@ class Setting:
 
     def label(self) -> str:
         return f"N={self.negatives}, beta={self.beta:g}, factors_lr={self.factors_lr:g}"
-
-
-def local_fm_overrides() -> dict[str, Any]:
-    """The Makefile's LOCAL_FM: what `make run` trains the rating model with on top of cdk.json's."""
-    found = re.search(r"^LOCAL_FM \?= (\{.*\})$", (ROOT / "Makefile").read_text(), re.MULTILINE)
-    if found is None:
-        raise SystemExit("implicit_ranking: the Makefile has no LOCAL_FM ?= {...} line")
-    overrides: dict[str, Any] = json.loads(found.group(1))
-    return overrides
 
 
 def shard_files(folder: Path) -> list[Path]:
@@ -176,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0915 (one measur
     config = load_config(default_context())
     rating_hp: dict[str, Any] = {
         **config.fm_hyperparameters,
-        **local_fm_overrides(),
+        **(local_fm_overrides() or {}),
         "feature_dim": features.feature_dim,
         "predictor_type": "regressor",
     }

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import re
 import sys
 import tempfile
 import time
@@ -31,6 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
+from bench.make_run import local_fm_overrides
 from contract.features import FeatureLayout
 from contract.index import load_index
 from fm.artifact import FmParameters
@@ -57,16 +57,6 @@ from stacks.config import default_context, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CUTOFF = 10
-
-
-def local_fm_overrides() -> dict[str, Any]:
-    """The Makefile's LOCAL_FM, what `make run` trains with on top of cdk.json's hyperparameters; none
-    (cdk.json's alone) when the Makefile sets no LOCAL_FM."""
-    found = re.search(r"^LOCAL_FM \?= (\{.*\})$", (ROOT / "Makefile").read_text(), re.MULTILINE)
-    if found is None:
-        return {}
-    overrides: dict[str, Any] = json.loads(found.group(1))
-    return overrides
 
 
 def shard_bytes(records: SparseRecords) -> bytes:
@@ -143,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 (one measuremen
         features = index.features
         hyperparameters: dict[str, Any] = {
             **config.fm_hyperparameters,
-            **local_fm_overrides(),
+            **(local_fm_overrides() or {}),
             "feature_dim": features.feature_dim,
             "predictor_type": "regressor",
         }
