@@ -40,7 +40,7 @@ def make_run(folder: Path, args: argparse.Namespace) -> dict[str, float]:
 
     from contract import layout  # noqa: PLC0415
     from contract.features import FeatureLayout, TimeTransform  # noqa: PLC0415
-    from contract.index import write_index  # noqa: PLC0415
+    from contract.index import held_out_title, title_token, write_index  # noqa: PLC0415
     from fm.artifact import FmParameters, write_fm_artifact  # noqa: PLC0415
     from fm.recordio import write_sparse_records  # noqa: PLC0415
 
@@ -90,10 +90,14 @@ def make_run(folder: Path, args: argparse.Namespace) -> dict[str, float]:
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     serving = folder / layout.SERVING
     serving.mkdir(parents=True, exist_ok=True)
-    txt, f32, meta = layout.TITLE_TABLE_FILES
-    (serving / txt).write_text("".join(f"{t.lower().replace(' ', '-')}\n" for t in titles), encoding="utf-8")
-    (serving / f32).write_bytes(vectors.astype("<f4").tobytes())
-    (serving / meta).write_text(json.dumps({"dim": args.title_dim, "count": m}))
+    tokens = [title_token(t) for t in titles]
+    held = np.array([held_out_title(t) for t in tokens])
+    for files, rows in ((layout.TITLE_TABLE_FILES, ~held), (layout.HELD_OUT_TITLE_FILES, held)):
+        txt, f32, meta = files
+        kept = "".join(f"{t}\n" for t, r in zip(tokens, rows, strict=True) if r)
+        (serving / txt).write_text(kept, encoding="utf-8")
+        (serving / f32).write_bytes(vectors[rows].astype("<f4").tobytes())
+        (serving / meta).write_text(json.dumps({"dim": args.title_dim, "count": int(rows.sum())}))
 
     def mb(path: Path) -> float:
         files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]

@@ -173,6 +173,9 @@ class Manifest(TypedDict):
     num_products: int
     feature_dim: int
     time_transform: dict[str, Any]
+    held_out_titles: dict[str, Any]
+    """The title tokens the corpus leaves out (contract.index.held_out_title): titles, products, share and
+    rule."""
     baselines: Baselines
     baseline_predictions: BaselinePredictions
     thresholds: dict[str, Any]

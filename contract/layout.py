@@ -41,6 +41,9 @@ SERVING = "serving/"
 """What the shims load besides the index: the title table (titles.txt, titles.f32, titles.json) and, under
 fm/, the FM factors for top-N (SERVING_FACTORS)."""
 TITLE_TABLE_FILES = ("titles.txt", "titles.f32", "titles.json")
+HELD_OUT_TITLE_FILES = ("held_out_titles.txt", "held_out_titles.f32", "held_out_titles.json")
+"""The held-out titles' vectors (contract.index.held_out_title), built from their n-grams as a new title's
+are, in the title table's format: what the cold start's shrinkage is chosen on."""
 SERVING_FACTORS = "serving/fm/"
 """FM's parameters laid out for top-N scoring (fm/factors.py writes and reads them): items.npy and
 customers.npy (one row per product / customer: its factors, its linear weight and its precomputed product

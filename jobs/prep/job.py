@@ -24,6 +24,7 @@ from jobs.prep.baselines import BiasSettings, Rows, compute_baselines
 from jobs.prep.destination import Destination
 from jobs.prep.failure import PrepError, fmt_count, name_list
 from jobs.prep.outputs import (
+    Corpus,
     shard_name,
     train_shards,
     write_corpus,
@@ -239,7 +240,7 @@ def _run(
             with destination.writing(out / layout.in_prep(name)) as path:
                 write_predictions(path, predictions)
     with timer.step("write_corpus"), destination.writing(out / layout.in_prep(layout.CORPUS_FILE)) as path:
-        corpus_lines = write_corpus(path, prepared)
+        corpus = write_corpus(path, prepared)
     with timer.step("write_index"), destination.writing(out / layout.in_prep(layout.INDEX)) as path:
         write_serving_index(path, prepared, baselines["global_mean"]["value"])
     timer.seconds["total"] = round(time.perf_counter() - started, 3)
@@ -254,7 +255,7 @@ def _run(
         config=config,
         baselines=baselines,
         shard_rows=shard_rows,
-        corpus_lines=corpus_lines,
+        corpus=corpus,
         timings=timer.seconds,
         warnings=warnings,
     )
@@ -276,7 +277,7 @@ def _manifest(
     config: PrepConfig,
     baselines: Baselines,
     shard_rows: list[int],
-    corpus_lines: int,
+    corpus: Corpus,
     timings: dict[str, float],
     warnings: list[str],
 ) -> Manifest:
@@ -296,13 +297,14 @@ def _manifest(
             "train_rows": train_rows,
             "validation_rows": validation_rows,
             "test_rows": test_rows,
-            "corpus_lines": corpus_lines,
+            "corpus_lines": corpus.lines,
             "empty_files": len(reviews.empty_files),
         },
         "num_customers": prepared.num_customers,
         "num_products": prepared.num_products,
         "feature_dim": prepared.feature_dim,
         "time_transform": prepared.time_transform.to_json(),
+        "held_out_titles": corpus.to_json(),
         "baselines": baselines,
         "baseline_predictions": {
             "format": "numpy .npy, float32, shape (rows, len(columns)): row i predicts the shard's row i",

@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from contract.features import NONZEROS_PER_ROW
-from contract.index import title_token, write_index
+from contract.index import HELD_OUT_TITLE_SHARE, held_out_title, title_token, write_index
 from fm.recordio import write_sparse_records
 from jobs.prep.prepare import Prepared
 
@@ -65,22 +66,51 @@ def train_shards(train_rows: np.ndarray, num_shards: int, seed: int) -> list[np.
     return np.array_split(shuffled, num_shards)
 
 
-def write_corpus(path: Path, prepared: Prepared) -> int:
+@dataclass(frozen=True)
+class Corpus:
+    lines: int
+    held_out_titles: int
+    """Distinct title tokens left out (contract.index.held_out_title)."""
+    held_out_products: int
+    """Products whose title is one of them."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest's "held_out_titles"."""
+        return {
+            "titles": self.held_out_titles,
+            "products": self.held_out_products,
+            "share": HELD_OUT_TITLE_SHARE,
+            "rule": (
+                "title tokens whose keyed blake2b hash falls below the share (contract.index.held_out_title)"
+                " are left out of the corpus; the cold start's shrinkage is chosen on their products'"
+                " validation rows, with their vectors built from n-grams as a new title's are"
+            ),
+        }
+
+
+def write_corpus(path: Path, prepared: Prepared) -> Corpus:
     """One line per customer (in feature-key order): the title tokens of the customer's kept reviews in
-    review-date order (one date's reviews by product id), space-separated. Each review contributes its
-    product's title, the most frequent one, so that a product has exactly one word, the one the serving
-    index names. Returns the number of lines."""
+    review-date order (one date's reviews by product id), space-separated, leaving out the held-out titles
+    (contract.index.held_out_title; a line may then be empty). Each review contributes its product's title,
+    the most frequent one, so that a product has exactly one word, the one the serving index names."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tokens = np.array([title_token(t) for t in prepared.product_titles], dtype=object)
-    words: list[str] = tokens[prepared.item].tolist()
-    ends = np.cumsum(np.bincount(prepared.user, minlength=prepared.num_customers)).tolist()
+    titles = [title_token(t) for t in prepared.product_titles]
+    held = np.array([held_out_title(t) for t in titles], dtype=bool)
+    tokens = np.array(titles, dtype=object)
+    kept = ~held[prepared.item]
+    words: list[str] = tokens[prepared.item[kept]].tolist()
+    ends = np.cumsum(np.bincount(prepared.user[kept], minlength=prepared.num_customers)).tolist()
     with path.open("w", encoding="utf-8", newline="\n") as f:
         start = 0
         for end in ends:
             f.write(" ".join(words[start:end]))
             f.write("\n")
             start = end
-    return len(ends)
+    return Corpus(
+        lines=len(ends),
+        held_out_titles=len({t for t, h in zip(titles, held, strict=True) if h}),
+        held_out_products=int(held.sum()),
+    )
 
 
 def write_serving_index(folder: Path, prepared: Prepared, global_mean: float) -> None:

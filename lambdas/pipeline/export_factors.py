@@ -24,16 +24,17 @@ it. From FM's model.tar.gz, the run's index, its prep shards and its title table
 - fm/customer_base.npy (fm.biases.customer_base): the cold start's base, mu + b_u of the bias model fitted
   on the train rows with prep's BiasSettings: the prep job's user-bias baseline before clipping.
 - cold_start.json (contract.layout.COLD_START, fm.coldstart.choose_shrinkage): the cold start's shrinkage,
-  chosen on the validation rows. Each validation row's product is treated as new: its title's vector (from
-  the title table) finds its `neighbours` nearest known titles, its own title left out (and with it every
-  product of that title); the user-bias base plus the neighbours' item difference, shrunk by their
+  chosen on the validation rows of the products whose titles the corpus left out (contract.index.
+  held_out_title). Each such product is treated as new: its title's vector, built from its n-grams as a new
+  title's is (the held-out titles' table, serving/held_out_titles.*), finds its `neighbours` nearest known
+  titles, its own title left out; the user-bias base plus the neighbours' item difference, shrunk by their
   similarity mass, predicts the row's rating (clipped to the rating range). The choice is the user-bias
   answer (alpha NEVER) unless a shrinkage of the grid beats it on these rows by a paired 95 % interval
   (lambdas.pipeline.paired) wholly below 0; beside it the grid with every RMSE (and the intervals of those
-  below the base's) and the base's RMSE on the same rows. This is leave-one-out on known products: their
-  titles' vectors were trained on corpora that held them, and FM's neighbours were trained with their
-  reviews, so it flatters the neighbours; the rule only lets them in on clear evidence. The local twin
-  measures the real thing on products held out of training entirely (local/pipeline/cold_start.py).
+  below the base's) and the base's RMSE on the same rows. Without a held-out table (a BlazingText model
+  without subwords) the choice is the user-bias answer. FM still trained on these products' other reviews,
+  which the cold start does not use; the local twin measures the real thing on products held out of
+  training entirely (local/pipeline/cold_start.py).
 
 cold_start.json and ranking.json go first, then fm/ with factors.json last: a reader that finds
 factors.json finds every file of the step complete. Bad input is a ServingDataError naming the file.
@@ -199,6 +200,7 @@ def export_serving_data(
     validation: Iterable[Input],
     test: Iterable[Input],
     titles: TitleTable,
+    held_out_titles: TitleTable | None,
     output: Path | Writer,
     neighbours: int = DEFAULT_NEIGHBOURS,
     ranking_customers: int | None = RANKING_CUSTOMERS,
@@ -262,7 +264,9 @@ def export_serving_data(
     del test_rows
     lap("ranking_on_test")
     with _naming(validation_name):
-        cold_start = choose_cold_start(factors, index, titles, validation_rows, neighbours)
+        cold_start = choose_cold_start(
+            factors, index, titles, validation_rows, held_out_titles=held_out_titles, neighbours=neighbours
+        )
     lap("choose_shrinkage")
 
     written, manifest = _write_serving(output, cold_start, ranking, factors)
@@ -408,6 +412,9 @@ def export_run(model_artifact_uri: str, run_uri: str, config: ExportSettings) ->
         titles = parse_title_table(
             *(_read(layout.under(serving_uri, name)) for name in layout.TITLE_TABLE_FILES)
         )
+        held_out_titles = parse_title_table(
+            *(_read(layout.under(serving_uri, name)) for name in layout.HELD_OUT_TITLE_FILES)
+        )
     shards = {
         folder: shard_uris(run_uri, folder) for folder in (layout.TRAIN, layout.VALIDATION, layout.TEST)
     }
@@ -423,6 +430,7 @@ def export_run(model_artifact_uri: str, run_uri: str, config: ExportSettings) ->
             validation=_streams(shards[layout.VALIDATION]),
             test=_streams(shards[layout.TEST]),
             titles=titles,
+            held_out_titles=held_out_titles,
             output=_upload(run_uri),
             neighbours=config.neighbours,
             ranking_customers=config.ranking_customers,

@@ -54,36 +54,46 @@ NEIGHBOUR_QUERY_CHUNK = 256
 
 
 def title_neighbours(
-    index: ServingIndex, titles: TitleTable, products: I64, k: int
+    index: ServingIndex, titles: TitleTable, products: I64, k: int, *, vectors: TitleTable | None = None
 ) -> tuple[I64, F64, npt.NDArray[np.bool_]]:
     """For each product row, its title's k nearest known titles as the shim finds them: the k most similar
     by the cosine of the title table's vectors (ties by table row), then those of positive similarity that
-    are titles of the index's products; its own title left out. Returns (rows (P, k), -1 where none;
-    similarities (P, k), 0 where none; whether the product's title has a vector at all).
+    are titles of the index's products; its own title left out. The query is the title's vector in
+    `vectors` (the held-out titles' table), or in `titles` itself. Returns (rows (P, k), -1 where none;
+    similarities (P, k), 0 where none; whether the product's title has a vector to query with).
 
     TitleTable.nearest's answer, for many titles at once: NEIGHBOUR_QUERY_CHUNK titles per matrix product
     and fm.topn.select_largest's block selection instead of a sort per title."""
+    source = titles if vectors is None else vectors
     count = products.shape[0]
     rows = np.full((count, k), -1, np.int64)
     sims = np.zeros((count, k), np.float64)
-    table_rows = np.array(
-        [titles.rows.get(title_token(index.product_titles[int(p)]), -1) for p in products], np.int64
-    )
+    tokens = [title_token(index.product_titles[int(p)]) for p in products]
+    query_rows = np.array([source.rows.get(token, -1) for token in tokens], np.int64)
+    own_rows = np.array([titles.rows.get(token, -1) for token in tokens], np.int64)
     # Table row -> the index's product row of that title (-1: not an index title, never a neighbour).
     product_of = np.array([index.title_rows.get(token, -1) for token in titles.tokens], np.int64)
-    wanted = np.flatnonzero(table_rows >= 0)
+    wanted = np.flatnonzero(query_rows >= 0)
     for lo in range(0, wanted.shape[0], NEIGHBOUR_QUERY_CHUNK):
         chunk = wanted[lo : lo + NEIGHBOUR_QUERY_CHUNK]
-        own = table_rows[chunk]
-        scores = titles.matrix[own] @ titles.matrix.T  # (chunk, titles)
-        scores[np.arange(chunk.shape[0]), own] = -np.inf
+        scores = source.matrix[query_rows[chunk]] @ titles.matrix.T  # (chunk, titles)
+        own = own_rows[chunk]
+        scores[np.flatnonzero(own >= 0), own[own >= 0]] = -np.inf
         best = select_largest(scores, k)  # (chunk, k) table rows, -1 past the last one above -inf
         safe = np.where(best >= 0, best, 0)
         similarity = np.take_along_axis(scores, safe, axis=1).astype(np.float64)
         kept = (best >= 0) & (similarity > 0) & (product_of[safe] >= 0)
         rows[chunk] = np.where(kept, product_of[safe], -1)
         sims[chunk] = np.where(kept, similarity, 0.0)
-    return rows, sims, table_rows >= 0
+    return rows, sims, query_rows >= 0
+
+
+COLD_START_METHOD = (
+    "the validation rows of the products whose titles the corpus left out (contract.index.held_out_title), "
+    "each product treated as new: its title's vector built from its n-grams, as a new title's is "
+    "(serving/held_out_titles.*), its nearest known titles' items in FM's space, the customer's user-bias "
+    "base fitted on the train rows"
+)
 
 
 def choose_cold_start(
@@ -91,26 +101,34 @@ def choose_cold_start(
     index: ServingIndex,
     titles: TitleTable,
     validation: SparseRecords,
+    *,
+    held_out_titles: TitleTable | None,
     neighbours: int,
 ) -> dict[str, Any]:
+    """The cold start's shrinkage (fm.coldstart.choose_shrinkage) on the validation rows whose product's title
+    is in the held-out table; the user-bias answer when there is none."""
     held = held_out(validation, factors.features)
     products, position = np.unique(held.products, return_inverse=True)
-    rows, sims, has_vector = title_neighbours(index, titles, products, neighbours)
-    usable = has_vector[position]
     evidence: dict[str, Any] = {
         "neighbours": neighbours,
         "validation_rows": held.size,
-        "rows_without_title_vector": int(np.count_nonzero(~usable)),
-        "method": (
-            "leave-one-out on known products: each validation row's product treated as new, its own title "
-            "left out of its neighbours; its title's vector was trained with it, so this is a proxy for a "
-            "truly new product that flatters the neighbours"
-        ),
+        "method": COLD_START_METHOD,
         "base": "the user-bias prediction mu + b_u, fitted on the train rows (serving/fm/customer_base.npy)",
     }
+    usable = np.zeros(held.size, dtype=bool)
+    if held_out_titles is not None:
+        rows, sims, has_vector = title_neighbours(
+            index, titles, products, neighbours, vectors=held_out_titles
+        )
+        usable = has_vector[position]
+    evidence["rows_not_held_out"] = int(np.count_nonzero(~usable))
     if not usable.any():
         fallback = Shrinkage(alpha=NEVER, min_similarity=0.0)
-        reason = "no validation row's product has a title vector: the user-bias prediction alone"
+        reason = (
+            "no validation row's product has a held-out title with a vector: the user-bias prediction alone"
+            if held_out_titles is not None
+            else "the run has no held-out titles' table: the user-bias prediction alone"
+        )
         return fallback.to_json(chosen_on="default", reason=reason, rows=0, **evidence)
     take = np.flatnonzero(usable)
     choice: ShrinkageChoice = choose_shrinkage(

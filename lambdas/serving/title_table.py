@@ -3,8 +3,11 @@
 Reads vectors.txt (word2vec text format) as a stream, by itself or inside the BlazingText model.tar.gz, keeps
 the tokens that are titles of known products (products.tsv of the run's index), and writes
 titles.txt (one token per line), titles.f32 (row-major little-endian float32, rows L2-normalized) and
-titles.json {dim, count}, titles.json last. No numpy (the stdlib and the kit): it runs in a pipeline Lambda
-(`handler`) without the numpy layer.
+titles.json {dim, count}, titles.json last. From vectors.bin in the same pass it builds, in the same format,
+the held-out titles' table (contract.layout.HELD_OUT_TITLE_FILES): the vectors of the known titles the corpus
+left out (contract.index.held_out_title), from their n-grams as a new title's are, on which the cold start's
+shrinkage is chosen. No numpy (the stdlib and the kit): it runs in a pipeline Lambda (`handler`) without the
+numpy layer.
 """
 
 from __future__ import annotations
@@ -17,15 +20,21 @@ import sys
 import tarfile
 import time
 from array import array
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
 from contract import layout
-from contract.index import INDEX_FILES, parse_index
+from contract.index import INDEX_FILES, held_out_title, parse_index
 from lambdas.kit import storage
+from lambdas.kit.errors import StorageNotFoundError
 from lambdas.kit.invocation import lambda_handler
 from lambdas.kit.logs import LOGGER
+from lambdas.serving.fasttext_bin import FastTextFormatError, read_vectors
+
+VECTORS_TXT = "vectors.txt"
+VECTORS_BIN = "vectors.bin"
+"""BlazingText's two artifacts: word2vec text format, and fastText's binary model (with subwords)."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,13 @@ def build_title_table(lines: Iterable[bytes], known_tokens: Collection[str]) -> 
             continue
         tokens.append(token)
         values.extend(v / norm for v in vector)
+    return _table_files(tokens, values, dim, vocabulary=vocabulary, zero_vectors=zero)
+
+
+def _table_files(
+    tokens: list[str], values: array[float], dim: int, *, vocabulary: int, zero_vectors: int
+) -> TitleTableFiles:
+    """The three files of unit vectors `values` (row-major, len(tokens) x dim)."""
     if sys.byteorder == "big":
         values.byteswap()
     return TitleTableFiles(
@@ -82,8 +98,27 @@ def build_title_table(lines: Iterable[bytes], known_tokens: Collection[str]) -> 
         count=len(tokens),
         dim=dim,
         vocabulary=vocabulary,
-        zero_vectors=zero,
+        zero_vectors=zero_vectors,
     )
+
+
+def build_vector_table(vectors: Mapping[str, Sequence[float]], dim: int) -> TitleTableFiles:
+    """Tokens and their vectors (fasttext_bin.read_vectors) -> the three files, tokens sorted, zero vectors
+    left out; ValueError when a vector is not `dim` long."""
+    tokens: list[str] = []
+    values = array("f")
+    zero = 0
+    for token in sorted(vectors):
+        vector = vectors[token]
+        if len(vector) != dim:
+            raise ValueError(f"{len(vector)} values for {token!r}, expected {dim}")
+        norm = math.sqrt(math.fsum(v * v for v in vector))
+        if norm == 0.0:
+            zero += 1
+            continue
+        tokens.append(token)
+        values.extend(v / norm for v in vector)
+    return _table_files(tokens, values, dim, vocabulary=len(vectors), zero_vectors=zero)
 
 
 def _lines(stream: IO[bytes], chunk_bytes: int = 1 << 20) -> Iterator[bytes]:
@@ -96,25 +131,79 @@ def _lines(stream: IO[bytes], chunk_bytes: int = 1 << 20) -> Iterator[bytes]:
         yield pending
 
 
-@contextlib.contextmanager
-def vectors_lines(model_artifact_uri: str) -> Iterator[Iterator[bytes]]:
-    """The lines of vectors.txt from a model.tar.gz, a vectors.txt, or a folder holding vectors.txt."""
+@dataclass(frozen=True)
+class ModelTables:
+    known: TitleTableFiles
+    """The known titles with a trained vector (vectors.txt)."""
+    held_out: TitleTableFiles | None
+    """The held-out titles' vectors from their n-grams (vectors.bin); None without a vectors.bin."""
+    held_out_problem: str | None = None
+    """Why there is no held-out table (no vectors.bin, or one that is not a fastText model)."""
+
+
+def read_model_tables(
+    model_artifact_uri: str, known: Collection[str], held_out: Sequence[str]
+) -> ModelTables:
+    """Both tables from a BlazingText model: a model.tar.gz (one streaming pass, members in any order), a
+    folder holding vectors.txt and vectors.bin, or a vectors.txt alone (no held-out table)."""
     uri = model_artifact_uri
-    if uri.endswith("/"):
-        uri = layout.under(uri, "vectors.txt")
-    with contextlib.closing(storage.open_stream(uri)) as stream:
-        if not uri.endswith((".tar.gz", ".tgz")):
-            yield _lines(stream)
-            return
-        # Stream mode ("r|gz"): members are read in order without seeking, so S3 bodies stream through.
-        with tarfile.open(fileobj=stream, mode="r|gz") as archive:
-            for member in archive:
-                if member.isfile() and os.path.basename(member.name) == "vectors.txt":
-                    extracted = archive.extractfile(member)
-                    if extracted is not None:
-                        yield _lines(extracted)
-                        return
-        raise ValueError(f"{uri}: no vectors.txt in the archive")
+    if not uri.endswith("/"):
+        with contextlib.closing(storage.open_stream(uri)) as stream:
+            if uri.endswith((".tar.gz", ".tgz")):
+                return _tables_from_archive(uri, stream, known, held_out)
+            return ModelTables(build_title_table(_lines(stream), known), None, f"{uri}: no {VECTORS_BIN}")
+    with contextlib.closing(storage.open_stream(layout.under(uri, VECTORS_TXT))) as stream:
+        table = build_title_table(_lines(stream), known)
+    bin_uri = layout.under(uri, VECTORS_BIN)
+    try:
+        bin_stream = storage.open_stream(bin_uri)
+    except StorageNotFoundError:
+        return ModelTables(table, None, f"{bin_uri}: missing")
+    with contextlib.closing(bin_stream):
+        held, problem = _held_out_table(bin_stream, held_out, bin_uri)
+    return _checked(table, held, problem, bin_uri)
+
+
+def _tables_from_archive(
+    uri: str, stream: IO[bytes], known: Collection[str], held_out: Sequence[str]
+) -> ModelTables:
+    table: TitleTableFiles | None = None
+    held: TitleTableFiles | None = None
+    problem: str | None = f"{uri}: no {VECTORS_BIN} in the archive"
+    # Stream mode ("r|gz"): members are read in order without seeking, so S3 bodies stream through.
+    with tarfile.open(fileobj=stream, mode="r|gz") as archive:
+        for member in archive:
+            name = os.path.basename(member.name)
+            extracted = archive.extractfile(member) if member.isfile() else None
+            if extracted is None:
+                continue
+            if name == VECTORS_TXT:
+                table = build_title_table(_lines(extracted), known)
+            elif name == VECTORS_BIN:
+                held, problem = _held_out_table(extracted, held_out, f"{uri}: {VECTORS_BIN}")
+    if table is None:
+        raise ValueError(f"{uri}: no {VECTORS_TXT} in the archive")
+    return _checked(table, held, problem, f"{uri}: {VECTORS_BIN}")
+
+
+def _held_out_table(
+    stream: IO[bytes], held_out: Sequence[str], name: str
+) -> tuple[TitleTableFiles | None, str | None]:
+    """The held-out titles' table from a vectors.bin stream, or None and why: a model that is not fastText's
+    gives none (the cold start then answers with the user-bias prediction; nothing that serves needs it)."""
+    try:
+        header, vectors = read_vectors(stream, held_out)
+    except FastTextFormatError as exc:
+        return None, f"{name}: {exc}"
+    return build_vector_table(vectors, header.dim), None
+
+
+def _checked(
+    table: TitleTableFiles, held: TitleTableFiles | None, problem: str | None, name: str
+) -> ModelTables:
+    if held is not None and held.dim != table.dim:
+        return ModelTables(table, None, f"{name}: {held.dim} dimensions, {VECTORS_TXT} has {table.dim}")
+    return ModelTables(table, held, None if held is not None else problem)
 
 
 def known_title_tokens(index_uri: str) -> set[str]:
@@ -123,22 +212,31 @@ def known_title_tokens(index_uri: str) -> set[str]:
     return set(index.title_rows)
 
 
+def _write_table(output_uri: str, names: Sequence[str], table: TitleTableFiles) -> None:
+    """The three files, the .json last: a reader that finds it finds the other two complete."""
+    txt, f32, meta = names
+    storage.write_bytes(layout.under(output_uri, txt), table.titles_txt, content_type="text/plain")
+    storage.write_bytes(layout.under(output_uri, f32), table.titles_f32)
+    storage.write_bytes(layout.under(output_uri, meta), table.titles_json, content_type="application/json")
+
+
 def export_title_table(model_artifact_uri: str, index_uri: str, output_uri: str) -> dict[str, Any]:
-    """Build the run's title table and write it under output_uri; a summary for the pipeline's state."""
+    """Build the run's title table and the held-out titles' table (contract.layout.HELD_OUT_TITLE_FILES:
+    empty when the model has no usable vectors.bin) and write them under output_uri; a summary for the
+    pipeline's state."""
     known = known_title_tokens(index_uri)
-    with vectors_lines(model_artifact_uri) as lines:
-        table = build_title_table(lines, known)
+    held_out = sorted(t for t in known if held_out_title(t))
+    tables = read_model_tables(model_artifact_uri, known, held_out)
+    table = tables.known
     if table.count == 0:
         raise ValueError(
             f"{model_artifact_uri}: none of the {table.vocabulary} vectors is the title of a known product "
             f"of {index_uri}"
         )
-    # titles.json last: a reader that finds it finds the other two complete.
-    txt, f32, meta = layout.TITLE_TABLE_FILES
-    storage.write_bytes(layout.under(output_uri, txt), table.titles_txt, content_type="text/plain")
-    storage.write_bytes(layout.under(output_uri, f32), table.titles_f32)
-    storage.write_bytes(layout.under(output_uri, meta), table.titles_json, content_type="application/json")
-    return {
+    held = tables.held_out or _table_files([], array("f"), table.dim, vocabulary=0, zero_vectors=0)
+    _write_table(output_uri, layout.HELD_OUT_TITLE_FILES, held)
+    _write_table(output_uri, layout.TITLE_TABLE_FILES, table)
+    summary = {
         "title_table_uri": output_uri,
         "count": table.count,
         "dim": table.dim,
@@ -146,7 +244,12 @@ def export_title_table(model_artifact_uri: str, index_uri: str, output_uri: str)
         "known_titles": len(known),
         "known_titles_without_vector": len(known) - table.count - table.zero_vectors,
         "zero_vectors": table.zero_vectors,
+        "held_out_titles": len(held_out),
+        "held_out_with_vector": held.count,
     }
+    if tables.held_out_problem:
+        summary["held_out_problem"] = tables.held_out_problem
+    return summary
 
 
 @lambda_handler

@@ -287,7 +287,9 @@ def _cold_start(c: dict[str, Any], folder: Path) -> list[str]:
         "the validation rows and the title corpus. Both models were trained again without them. A cold "
         "start is the user-bias prediction (mu + b_u, fitted on the experiment's train rows) plus the title "
         "neighbours' item difference in FM's space, shrunk by lambda = S / (S + alpha); the shrinkage was "
-        f"chosen on the experiment's validation rows (alpha {shrinkage['alpha']:g}, min_similarity "
+        "chosen on the experiment's validation rows of the products whose titles its corpus left out, their "
+        "vectors built from n-grams as a new title's are "
+        f"(alpha {shrinkage['alpha']:g}, min_similarity "
         f"{shrinkage['min_similarity']:g}, {shrinkage['chosen_on']}"
         + _versus_base(shrinkage.get("versus_base"))
         + f"); then each of their "
@@ -330,7 +332,7 @@ def _versus_base(versus: dict[str, Any] | None) -> str:
     if versus is None:
         return "; no shrinkage beat the user-bias prediction there by a paired interval wholly below 0"
     return (
-        f"; on those rows, a leave-one-out proxy on known products, {_pct(versus['relative'])} "
+        f"; on those rows {_pct(versus['relative'])} "
         f"{_pct_interval(versus['interval'])} vs the user-bias prediction"
     )
 

@@ -126,8 +126,9 @@ def export_serving_files(run_folder: Path, *, neighbours: int) -> None:
     choices made on the run's validation shard. A run that has them already is left as it is."""
     if (run_folder / layout.SERVING_FACTORS_MANIFEST).is_file():
         return
-    titles = parse_title_table(
-        *((run_folder / layout.SERVING / name).read_bytes() for name in layout.TITLE_TABLE_FILES)
+    titles, held_out_titles = (
+        parse_title_table(*((run_folder / layout.SERVING / name).read_bytes() for name in files))
+        for files in (layout.TITLE_TABLE_FILES, layout.HELD_OUT_TITLE_FILES)
     )
     validation = run_folder / layout.VALIDATION
     export_serving_data(
@@ -137,6 +138,7 @@ def export_serving_files(run_folder: Path, *, neighbours: int) -> None:
         validation=_shards(validation) if validation.is_dir() else [],
         test=_shards(run_folder / layout.TEST),
         titles=titles,
+        held_out_titles=held_out_titles,
         output=run_folder,
         neighbours=neighbours,
     )

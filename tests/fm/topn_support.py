@@ -24,13 +24,14 @@ for both customers.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from contract.features import FeatureLayout, TimeTransform
 from contract.index import ServingIndex, load_index, write_index
-from contract.layout import TITLE_TABLE_FILES
+from contract.layout import HELD_OUT_TITLE_FILES, TITLE_TABLE_FILES
 from fm.artifact import FmParameters, write_fm_artifact
 from fm.biases import CustomerBase
 from fm.factors import ServingFactors, base_of, build_factors, rated_pairs, reviewed_products
@@ -125,16 +126,19 @@ def write_run(run: Path, params: FmParameters | None = None) -> ServingIndex:
     return load_index(run / "prep" / "index")
 
 
-def title_table_files(without: str | None = None) -> dict[str, bytes]:
+def title_table_files(
+    without: str | None = None, names: Sequence[str] = TITLE_TABLE_FILES
+) -> dict[str, bytes]:
     """The title table of TITLE_VECTORS (titles.txt, titles.f32, titles.json) as its exporter writes it; a
-    token `without` has no vector."""
+    token `without` has no vector. With names HELD_OUT_TITLE_FILES, the same vectors as the held-out titles'
+    table: every title treated as held out, its vector the one it has in the title table."""
     vectors = {token: vector for token, vector in TITLE_VECTORS.items() if token != without}
     lines = [
         f"{len(vectors)} 2".encode(),
         *(f"{token} {x} {y}".encode() for token, (x, y) in vectors.items()),
     ]
     table = build_title_table(lines, set(TITLE_VECTORS))
-    return dict(zip(TITLE_TABLE_FILES, (table.titles_txt, table.titles_f32, table.titles_json), strict=True))
+    return dict(zip(names, (table.titles_txt, table.titles_f32, table.titles_json), strict=True))
 
 
 def write_export_run(run: Path) -> ServingIndex:
@@ -148,8 +152,9 @@ def write_export_run(run: Path) -> ServingIndex:
         (run / "prep" / folder).mkdir(parents=True)
         (run / "prep" / folder / "part-00000.rio").write_bytes(shard(rows, ratings=ratings))
     (run / "serving").mkdir(parents=True, exist_ok=True)
-    for name, data in title_table_files().items():
-        (run / "serving" / name).write_bytes(data)
+    for files in (TITLE_TABLE_FILES, HELD_OUT_TITLE_FILES):
+        for name, data in title_table_files(names=files).items():
+            (run / "serving" / name).write_bytes(data)
     return index
 
 

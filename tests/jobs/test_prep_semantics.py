@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 
 from contract.documents import Manifest
-from contract.index import load_index
+from contract.index import HELD_OUT_TITLE_SHARE, held_out_title, load_index
 from fm.recordio import read_sparse_records
 from jobs.prep.baselines import BiasSettings, Rows, compute_baselines
 from jobs.prep.job import PrepConfig, run_prep
@@ -133,6 +133,20 @@ def test_corpus_lists_titles_in_date_order(run: tuple[Path, Manifest]) -> None:
     assert (out / "corpus" / "corpus.txt").read_text() == (
         "alpha-show beta--film alpha-show\nbeta--film alpha-show\nalpha-show beta--film\n"
     )
+
+
+def test_a_held_out_title_is_left_out_of_the_corpus_and_counted(tmp_path: Path) -> None:
+    """ "Alpha Show 22" is a held-out title (contract.index.held_out_title): its reviews stay FM rows, its
+    token leaves every corpus line; the manifest counts the titles and products left out."""
+    assert held_out_title("alpha-show-22") and not held_out_title("beta--film")
+    rows = [(c, p, "Alpha Show 22" if p == "B1" else t, r, d) for c, p, t, r, d in ROWS]
+    write_tsv(tmp_path / "in" / "reviews.tsv", tsv_bytes(rows))
+    manifest = run_prep(tmp_path / "in", tmp_path / "out", CONFIG, log=_quiet)
+
+    assert (tmp_path / "out" / "corpus" / "corpus.txt").read_text() == "beta--film\nbeta--film\nbeta--film\n"
+    assert manifest["counts"]["train_rows"] + manifest["counts"]["test_rows"] == 6  # as with the show's title
+    held = manifest["held_out_titles"]
+    assert (held["titles"], held["products"], held["share"]) == (1, 1, HELD_OUT_TITLE_SHARE)
 
 
 def test_baselines_by_hand(run: tuple[Path, Manifest]) -> None:

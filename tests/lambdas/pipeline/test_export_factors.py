@@ -49,9 +49,9 @@ SERVING_FILES = [
 ]
 
 
-def titles(without: str | None = None) -> TitleTable:
-    files = title_table_files(without)
-    return parse_title_table(*(files[name] for name in layout.TITLE_TABLE_FILES))
+def titles(without: str | None = None, names: tuple[str, str, str] = layout.TITLE_TABLE_FILES) -> TitleTable:
+    files = title_table_files(without, names)
+    return parse_title_table(*(files[name] for name in names))
 
 
 def channel(run: Path, folder: str) -> list[Path]:
@@ -66,6 +66,7 @@ def export(run: Path, index: ServingIndex, **overrides: Any) -> dict[str, Any]:
         "validation": channel(run, layout.VALIDATION),
         "test": channel(run, layout.TEST),
         "titles": titles(),
+        "held_out_titles": titles(names=layout.HELD_OUT_TITLE_FILES),
         "output": run,
         "neighbours": 2,
     }
@@ -233,13 +234,13 @@ def test_neighbours_that_do_not_beat_the_user_bias_on_validation_get_no_weight(
     assert document["rmse"] == document["base_rmse"]
     assert document["versus_base"] is None and document["never_loses"] is True
     assert (document["rows"], document["validation_rows"], document["neighbours"]) == (2, 2, 2)
-    assert document["rows_without_title_vector"] == document["rows_without_neighbour"] == 0
+    assert document["rows_not_held_out"] == document["rows_without_neighbour"] == 0
     assert len(document["grid"]) == 45  # 9 alphas x 5 minimum similarities
     full = next(g for g in document["grid"] if g["alpha"] == 0 and g["min_similarity"] == 0)
     errors = (ITEM_C1, 1 + ITEM_C2)
     assert full["rmse"] == pytest.approx(math.hypot(*errors) / math.sqrt(2), abs=1e-5)  # float32 vectors
     assert all("interval" not in g for g in document["grid"])  # none beats the base's RMSE
-    assert "leave-one-out" in document["method"] and "user-bias" in document["base"]
+    assert "held_out_title" in document["method"] and "user-bias" in document["base"]
     assert summary["cold_start"]["alpha"] == 1e9
     base = load_factors(folder / layout.SERVING_FACTORS)
     assert base.base_mean == pytest.approx(4.0) and base.customer_base.tolist() == [4.0, 4.0]
@@ -263,13 +264,26 @@ def test_neighbours_that_beat_the_user_bias_on_every_resample_are_trusted(
     assert summary["cold_start"]["alpha"] == 0.0
 
 
-def test_a_product_whose_title_has_no_vector_is_left_out_of_the_shrinkage(
+def test_only_products_with_a_held_out_title_choose_the_shrinkage(run: tuple[Path, ServingIndex]) -> None:
+    folder, index = run
+    export(folder, index, held_out_titles=titles(without="three", names=layout.HELD_OUT_TITLE_FILES))
+    document = json.loads((folder / layout.COLD_START).read_text())
+    assert (document["rows"], document["rows_not_held_out"]) == (1, 1)
+
+
+def test_without_a_held_out_title_the_cold_start_is_the_user_bias_answer(
     run: tuple[Path, ServingIndex],
 ) -> None:
     folder, index = run
-    export(folder, index, titles=titles(without="three"))
-    document = json.loads((folder / layout.COLD_START).read_text())
-    assert (document["rows"], document["rows_without_title_vector"]) == (1, 1)
+    # The ratings that make the neighbours exact (the test below) do not matter without held-out titles.
+    ratings = [4 + ITEM_C1, 4 + ITEM_C2]
+    validation = [("v.rio", shard(VALIDATION_ROWS, ratings=ratings))]
+    for held in (None, parse_title_table(b"", b"", b'{"dim": 2, "count": 0}')):
+        export(folder, index, validation=validation, held_out_titles=held)
+        document = json.loads((folder / layout.COLD_START).read_text())
+        assert Shrinkage.from_json(json.dumps(document)).alpha == 1e9
+        assert (document["chosen_on"], document["rows"], document["rows_not_held_out"]) == ("default", 0, 2)
+        assert "held-out title" in document["reason"]
 
 
 def test_an_empty_validation_shard_gives_the_cautious_defaults(run: tuple[Path, ServingIndex]) -> None:

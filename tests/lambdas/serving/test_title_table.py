@@ -10,6 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contract import index as contract_index
+from contract.features import TimeTransform
+from contract.index import held_out_title, title_token
 from lambdas.serving.title_table import build_title_table, export_title_table, handler
 from lambdas.serving.vectors import parse_title_table
 from tests.lambdas.serving.support import trained_blazingtext, uri, word_vector, write_index
@@ -35,8 +38,8 @@ def _model_tar_gz(path: Path) -> Path:
     return path
 
 
-def _read(folder: Path) -> tuple[bytes, bytes, bytes]:
-    return tuple((folder / f"titles.{ext}").read_bytes() for ext in ("txt", "f32", "json"))  # type: ignore[return-value]
+def _read(folder: Path, stem: str = "titles") -> tuple[bytes, bytes, bytes]:
+    return tuple((folder / f"{stem}.{ext}").read_bytes() for ext in ("txt", "f32", "json"))  # type: ignore[return-value]
 
 
 def test_export_keeps_the_known_titles_as_unit_rows_and_round_trips(tmp_path: Path) -> None:
@@ -53,6 +56,9 @@ def test_export_keeps_the_known_titles_as_unit_rows_and_round_trips(tmp_path: Pa
         "known_titles": 9,  # 10 products, two share the token sherlock-season-1
         "known_titles_without_vector": 1,  # an-obscure-film is not in the vocabulary
         "zero_vectors": 0,
+        "held_out_titles": 1,  # the-crown-season-1 (contract.index.held_out_title)
+        "held_out_with_vector": 0,  # vectors.txt alone has no n-grams
+        "held_out_problem": f"{uri(trained_blazingtext() / 'vectors.txt')}: no vectors.bin",
     }
     assert json.loads((tmp_path / "serving" / "titles.json").read_text()) == {"dim": 24, "count": 8}
     table = parse_title_table(*_read(tmp_path / "serving"))
@@ -73,6 +79,45 @@ def test_a_model_tar_gz_and_a_folder_give_the_same_table_as_vectors_txt(tmp_path
 
     assert _read(tmp_path / "from-tar") == _read(tmp_path / "from-txt")
     assert _read(tmp_path / "from-folder") == _read(tmp_path / "from-txt")
+    assert _read(tmp_path / "from-tar", "held_out_titles") == _read(
+        tmp_path / "from-folder", "held_out_titles"
+    )
+
+
+def test_the_held_out_titles_get_the_vectors_fasttext_gives_them(tmp_path: Path) -> None:
+    """The held-out table holds each held-out known title with fastText's own vector for it (gensim's reader
+    of the same vectors.bin): from its n-grams alone when the corpus never held it."""
+    from gensim.models.fasttext import load_facebook_vectors  # noqa: PLC0415 (slow import)
+
+    unseen = "Sherlock Season 23"  # held out, and in no corpus line: n-grams only
+    assert held_out_title(title_token(unseen)) and not held_out_title("sherlock-season-1")
+    contract_index.write_index(
+        tmp_path / "index",
+        customer_ids=["C1"],
+        first_review_days=[16000],
+        product_ids=["P-SH1", "P-CR1", "P-SH23", "P-BANG"],
+        titles=["Sherlock Season 1", "The Crown Season 1", unseen, "!"],
+        time_transform=TimeTransform(scale_days=100),
+        global_mean=4.0,
+    )
+    summary = export_title_table(
+        uri(_model_tar_gz(tmp_path / "model.tar.gz")), uri(tmp_path / "index"), uri(tmp_path / "s")
+    )
+
+    assert (summary["held_out_titles"], summary["held_out_with_vector"]) == (2, 2)
+    assert "held_out_problem" not in summary
+    held = parse_title_table(*_read(tmp_path / "s", "held_out_titles"))
+    assert held.tokens == ["sherlock-season-23", "the-crown-season-1"]
+    reference = load_facebook_vectors(str(trained_blazingtext() / "vectors.bin"))
+    assert "sherlock-season-23" not in reference.key_to_index
+    for token in held.tokens:
+        expected = reference[token] / np.linalg.norm(reference[token])
+        assert held.vector(token) == pytest.approx(expected, abs=1e-6)
+    # The known table is unchanged by it: the held-out table is extra.
+    assert sorted(parse_title_table(*_read(tmp_path / "s")).tokens) == [
+        "sherlock-season-1",
+        "the-crown-season-1",
+    ]
 
 
 def test_exact_bytes_of_a_hand_made_table() -> None:

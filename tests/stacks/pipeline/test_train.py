@@ -150,6 +150,9 @@ def test_the_factor_export_reads_the_runs_inputs_and_writes_only_its_serving_dat
             "serving/titles.txt",
             "serving/titles.f32",
             "serving/titles.json",
+            "serving/held_out_titles.txt",
+            "serving/held_out_titles.f32",
+            "serving/held_out_titles.json",
         )
     }
     assert set(grants["s3:GetObject*"]) == {bucket, *reads}
