@@ -160,7 +160,7 @@ def read_model_tables(
     except StorageNotFoundError:
         return ModelTables(table, None, f"{bin_uri}: missing")
     with contextlib.closing(bin_stream):
-        held, problem = _held_out_table(bin_stream, held_out, bin_uri)
+        held, problem = _held_out_table(bin_stream, held_out, uri)
     return _checked(table, held, problem, bin_uri)
 
 
@@ -180,21 +180,22 @@ def _tables_from_archive(
             if name == VECTORS_TXT:
                 table = build_title_table(_lines(extracted), known)
             elif name == VECTORS_BIN:
-                held, problem = _held_out_table(extracted, held_out, f"{uri}: {VECTORS_BIN}")
+                held, problem = _held_out_table(extracted, held_out, uri)
     if table is None:
         raise ValueError(f"{uri}: no {VECTORS_TXT} in the archive")
     return _checked(table, held, problem, f"{uri}: {VECTORS_BIN}")
 
 
 def _held_out_table(
-    stream: IO[bytes], held_out: Sequence[str], name: str
+    stream: IO[bytes], held_out: Sequence[str], where: str
 ) -> tuple[TitleTableFiles | None, str | None]:
-    """The held-out titles' table from a vectors.bin stream, or None and why: a model that is not fastText's
-    gives none (the cold start then answers with the user-bias prediction; nothing that serves needs it)."""
+    """The held-out titles' table from a vectors.bin stream, or None and why (the message after `where`, the
+    model's URI): a model that is not fastText's gives none (the cold start then answers with the user-bias
+    prediction; nothing that serves needs it)."""
     try:
         header, vectors = read_vectors(stream, held_out)
     except FastTextFormatError as exc:
-        return None, f"{name}: {exc}"
+        return None, f"{where}: {exc}"
     return build_vector_table(vectors, header.dim), None
 
 

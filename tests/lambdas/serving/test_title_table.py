@@ -186,3 +186,25 @@ def test_an_archive_without_vectors_or_without_known_titles_is_an_error(tmp_path
     with pytest.raises(ValueError, match="none of the 1 vectors is the title of a known product"):
         export_title_table(uri(other), index, uri(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
+
+
+def test_a_vectors_bin_that_is_not_fasttexts_leaves_the_held_out_table_empty_and_says_why(
+    tmp_path: Path,
+) -> None:
+    write_index(tmp_path / "index")
+    archive = tmp_path / "model.tar.gz"
+    (tmp_path / "vectors.bin").write_bytes(b"not a model")
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "vectors.bin", arcname="vectors.bin")
+        tar.add(trained_blazingtext() / "vectors.txt", arcname="vectors.txt")
+
+    summary = export_title_table(uri(archive), uri(tmp_path / "index"), uri(tmp_path / "s"))
+
+    assert summary["count"] == 8  # the title table is whole: the shims need nothing else
+    assert summary["held_out_with_vector"] == 0
+    assert (
+        summary["held_out_problem"]
+        == f"{uri(archive)}: vectors.bin: magic 544501614, not fastText's 793712314"
+    )
+    held = parse_title_table(*_read(tmp_path / "s", "held_out_titles"))
+    assert (held.tokens, held.dim) == ([], 24)
