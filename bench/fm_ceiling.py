@@ -25,11 +25,11 @@ prep's rows through prep/index (customer and product ids). Its rows:
 
 The learnable model: biased matrix factorization mu + b_u + b_i + <p_u, q_i> by alternating least squares,
 biases regularised as the bias baseline (reg_user, reg_item from the manifest, or a grid's) and factors by
-lam * n^alpha, n the entity's train rows (alpha 0: uniform L2; alpha 1: the weighted-lambda ALS-WR of Zhou
-et al. 2008); bias_alpha 1 regularises the biases by reg * n likewise, the shape of SageMaker FM's weight
-decay (applied to a row's weights each time the row is in a mini-batch). The validation figure after every
-sweep is kept; the best sweep is reported with its number (a choice made on validation, as early stopping
-is). Prints Markdown tables.
+lam * n^alpha (items: lam_item, lam by default), n the entity's train rows (alpha 0: uniform L2; alpha 1:
+the weighted-lambda ALS-WR of Zhou et al. 2008); bias_alpha 1 regularises the biases by reg * n likewise,
+the shape of SageMaker FM's weight decay (applied to a row's weights each time the row is in a
+mini-batch). The validation figure after every sweep is kept; the best sweep is reported with its number (a
+choice made on validation, as early stopping is). Prints Markdown tables.
 """
 
 from __future__ import annotations
@@ -235,6 +235,7 @@ def als(
     lam: float,
     alpha: float,
     sweeps: int,
+    lam_item: float | None = None,
     reg: tuple[float, float],
     bias_alpha: float = 0.0,
     seed: int = 0,
@@ -257,7 +258,9 @@ def als(
     reg_i = np.hstack(
         [
             reg[1] * np.maximum(item_rows, 1.0)[:, None] ** bias_alpha,
-            lam * np.maximum(item_rows, 1.0)[:, None] ** alpha * np.ones((1, k)),
+            (lam if lam_item is None else lam_item)
+            * np.maximum(item_rows, 1.0)[:, None] ** alpha
+            * np.ones((1, k)),
         ]
     )
     item = np.hstack([np.zeros((m, 1)), rng.normal(0.0, 0.1, (m, k))])  # [b_i, q_i]
@@ -281,7 +284,8 @@ def als(
         if best is None or figure.candidate_rmse < best.candidate_rmse:
             best, best_sweep = figure, sweep
     assert best is not None
-    name = f"ALS k {k}, lam {lam:g}, alpha {alpha:g}, bias reg {reg[0]:g} / {reg[1]:g}" + (
+    lams = f"{lam:g}" if lam_item is None else f"{lam:g} / {lam_item:g}"
+    name = f"ALS k {k}, lam {lams}, alpha {alpha:g}, bias reg {reg[0]:g} / {reg[1]:g}" + (
         f" x n^{bias_alpha:g}" if bias_alpha else ""
     )
     return AlsResult(name, best, best_sweep, curve, time.perf_counter() - began)
@@ -302,6 +306,7 @@ def axes(spec: list[str], prep: Prep) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {
         "k": [8.0],
         "lam": [0.1],
+        "lam_item": [-1.0],
         "alpha": [1.0],
         "reg_user": [prep.reg_user],
         "reg_item": [prep.reg_item],
@@ -327,7 +332,7 @@ def parser() -> argparse.ArgumentParser:
         nargs="*",
         default=None,
         metavar="KEY=V1,V2",
-        help="ALS grid: k, lam, alpha, reg_user, reg_item (the bias baseline's)",
+        help="ALS grid: k, lam (users'), lam_item (lam), alpha, reg_user, reg_item (the bias baseline's)",
     )
     p.add_argument("--sweeps", type=int, default=10, help="ALS sweeps (10)")
     return p
@@ -361,8 +366,17 @@ def main(argv: list[str] | None = None) -> int:
             row(name, paired_difference(va.rating, scores, prep.bias_validation), "")
     if args.als is not None:
         grid = axes(args.als, prep)
-        for k, lam, alpha, ru, ri, ba in itertools.product(*grid.values()):
-            r = als(prep, k=int(k), lam=lam, alpha=alpha, sweeps=args.sweeps, reg=(ru, ri), bias_alpha=ba)
+        for k, lam, li, alpha, ru, ri, ba in itertools.product(*grid.values()):
+            r = als(
+                prep,
+                k=int(k),
+                lam=lam,
+                alpha=alpha,
+                sweeps=args.sweeps,
+                reg=(ru, ri),
+                bias_alpha=ba,
+                lam_item=None if li < 0 else li,
+            )
             curve = " ".join(f"{c:.4f}" for c in r.curve)
             row(
                 r.name,
