@@ -25,7 +25,8 @@ Wall times are the local trainer's, relative to the notebook's settings on the s
 
 A candidate is a table of SageMaker FM hyperparameters as cdk.json holds it (contract.algorithms; feature_dim
 and predictor_type are set here), checked as the cloud's training job would be (contract.hyperparameters).
---candidates takes names (CANDIDATES, cdk.json, make-run) or @file.json holding {"name": {...}, ...};
+--candidates takes names (CANDIDATES, cdk.json, make-run, by-rows-per-customer: a table chosen from the run's
+train rows per customer) or @file.json holding {"name": {...}, ...};
 --grid KEY=V1,V2 ... the product of those values over --base. --rule steps=S1,S2 epochs=E1,E2: tables
 computed from the run's size, as the pipeline could from prep's manifest: --base with mini_batch_size
 train_rows / S (S mini-batches an epoch, rounded, at least 1) and the given epochs; with --rule-lr, the
@@ -93,7 +94,43 @@ CANDIDATES: dict[str, dict[str, Any]] = {
         "factors_lr": 0.003,
         "factors_wd": 0.0001,
     },
+    # The best measured at the notebook's scale (synthetic, --signal 8): w0 started at the ratings' level and
+    # not decayed, the linear terms decayed a little more, one epoch more.
+    "bias-init-4-epochs": {
+        "num_factors": 64,
+        "epochs": 4,
+        "mini_batch_size": 1000,
+        "linear_lr": 0.01,
+        "linear_wd": 0.002,
+        "bias_wd": 0.0,
+        "bias_init_method": "constant",
+        "bias_init_value": 4.0,
+        "linear_init_method": "constant",
+        "linear_init_value": 0.0,
+    },
+    # The MovieLens sets' (about 100 train rows a customer): ten epochs, factors learning ten times faster.
+    "256-factors-10-epochs": {
+        "num_factors": 256,
+        "epochs": 10,
+        "mini_batch_size": 1000,
+        "linear_lr": 0.01,
+        "factors_lr": 0.001,
+    },
 }
+
+
+DENSE_ROWS_PER_CUSTOMER = 25.0
+"""by-rows-per-customer's switch: measured sides are about 6 train rows a customer (the notebook's scale) and
+about 100 (the MovieLens sets); nothing was measured in between."""
+BY_ROWS_PER_CUSTOMER = "by-rows-per-customer"
+
+
+def by_rows_per_customer(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A data-size rule from prep's manifest: the MovieLens sets' table where customers have many train rows,
+    the notebook scale's best where they have few."""
+    per_customer = int(manifest["counts"]["train_rows"]) / int(manifest["num_customers"])
+    dense = per_customer >= DENSE_ROWS_PER_CUSTOMER
+    return dict(CANDIDATES["256-factors-10-epochs" if dense else "bias-init-4-epochs"])
 
 
 def named(config: Config) -> dict[str, dict[str, Any]]:
@@ -174,8 +211,11 @@ def candidates_from(args: argparse.Namespace, known: dict[str, dict[str, Any]]) 
     else:
         found = {}
         for name in args.candidates.split(","):
+            if name == BY_ROWS_PER_CUSTOMER:
+                continue  # made once the run's size is known (main)
             if name not in known:
-                raise SystemExit(f"fm_defaults: unknown candidate {name!r}: one of {', '.join(known)}")
+                names = ", ".join([*known, BY_ROWS_PER_CUSTOMER])
+                raise SystemExit(f"fm_defaults: unknown candidate {name!r}: one of {names}")
             found[name] = known[name]
     return checked(found)
 
@@ -387,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
             train_rows = int(data.manifest["counts"]["train_rows"])
             base = base_table(args, known)
             candidates = checked(rules(base, args.rule, train_rows, scale_lr=args.rule_lr))
+        elif BY_ROWS_PER_CUSTOMER in args.candidates.split(","):
+            candidates = checked({**candidates, BY_ROWS_PER_CUSTOMER: by_rows_per_customer(data.manifest)})
         measured: list[Measured] = []
         for name, table in candidates.items():
             measured.append(measure(name, table, data, seeds=seeds, samples=args.samples))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from bench.fm_defaults import rules
+from bench.fm_defaults import CANDIDATES, by_rows_per_customer, rules
 
 BASE = {"num_factors": 64, "epochs": 3, "mini_batch_size": 1000, "linear_lr": 0.01}
 
@@ -32,3 +34,16 @@ def test_a_rule_without_steps_or_with_an_unknown_key_is_refused() -> None:
         rules(BASE, ["epochs=4"], 80_000, scale_lr=False)
     with pytest.raises(SystemExit, match="'batch=4'"):
         rules(BASE, ["batch=4"], 80_000, scale_lr=False)
+
+
+def manifest(train_rows: int, customers: int) -> dict[str, Any]:
+    return {"counts": {"train_rows": train_rows}, "num_customers": customers}
+
+
+def test_by_rows_per_customer_picks_the_dense_table_from_25_train_rows_a_customer() -> None:
+    # The bundled MovieLens slice: 79,896 rows for 610 customers (131 each); the notebook's scale: 901,721
+    # for 141,390 (6.4 each); 25 each is the switch.
+    assert by_rows_per_customer(manifest(79_896, 610)) == CANDIDATES["256-factors-10-epochs"]
+    assert by_rows_per_customer(manifest(901_721, 141_390)) == CANDIDATES["bias-init-4-epochs"]
+    assert by_rows_per_customer(manifest(2_500, 100)) == CANDIDATES["256-factors-10-epochs"]
+    assert by_rows_per_customer(manifest(2_499, 100)) == CANDIDATES["bias-init-4-epochs"]
