@@ -6,6 +6,7 @@ user + item bias baseline on the same rows.
     .venv/bin/python bench/fm_defaults.py --synth-rows 4057147      # the notebook's scale, --signal 8
     .venv/bin/python bench/fm_defaults.py --input DIR --name X      # any folder of Amazon-schema TSV files
     .venv/bin/python bench/fm_defaults.py --grid factors_lr=0.0001,0.001 epochs=3,5   # a search
+    .venv/bin/python bench/fm_defaults.py --rule steps=400,800 epochs=4,6             # data-size rules
 
 Builds a run's prep/ in a temporary folder (or --workdir, reused when it holds one) the way the pipeline
 does: the prep job with cdk.json's thresholds and FM instance count. Each candidate is trained with the local
@@ -24,8 +25,12 @@ Wall times are the local trainer's, relative to the notebook's settings on the s
 
 A candidate is a table of SageMaker FM hyperparameters as cdk.json holds it (contract.algorithms; feature_dim
 and predictor_type are set here), checked as the cloud's training job would be (contract.hyperparameters).
---candidates takes names (CANDIDATES, cdk.json, make-run) or @file.json holding {"name": {...}, ...};
---grid KEY=V1,V2 ... the product of those values over --base. The synthetic file goes under the work folder;
+--candidates takes names (CANDIDATES, cdk.json, make-run, by-rows-per-customer: a table chosen from the run's
+train rows per customer) or @file.json holding {"name": {...}, ...};
+--grid KEY=V1,V2 ... the product of those values over --base. --rule steps=S1,S2 epochs=E1,E2: tables
+computed from the run's size, as the pipeline could from prep's manifest: --base with mini_batch_size
+train_rows / S (S mini-batches an epoch, rounded, at least 1) and the given epochs; with --rule-lr, the
+learning rates also scaled by mini_batch_size / --base's. The synthetic file goes under the work folder;
 nothing is written elsewhere. Prints Markdown tables.
 """
 
@@ -89,7 +94,43 @@ CANDIDATES: dict[str, dict[str, Any]] = {
         "factors_lr": 0.003,
         "factors_wd": 0.0001,
     },
+    # The best measured at the notebook's scale (synthetic, --signal 8): w0 started at the ratings' level and
+    # not decayed, the linear terms decayed a little more, one epoch more.
+    "bias-init-4-epochs": {
+        "num_factors": 64,
+        "epochs": 4,
+        "mini_batch_size": 1000,
+        "linear_lr": 0.01,
+        "linear_wd": 0.002,
+        "bias_wd": 0.0,
+        "bias_init_method": "constant",
+        "bias_init_value": 4.0,
+        "linear_init_method": "constant",
+        "linear_init_value": 0.0,
+    },
+    # The MovieLens sets' (about 100 train rows a customer): ten epochs, factors learning ten times faster.
+    "256-factors-10-epochs": {
+        "num_factors": 256,
+        "epochs": 10,
+        "mini_batch_size": 1000,
+        "linear_lr": 0.01,
+        "factors_lr": 0.001,
+    },
 }
+
+
+DENSE_ROWS_PER_CUSTOMER = 25.0
+"""by-rows-per-customer's switch: measured sides are about 6 train rows a customer (the notebook's scale) and
+about 100 (the MovieLens sets); nothing was measured in between."""
+BY_ROWS_PER_CUSTOMER = "by-rows-per-customer"
+
+
+def by_rows_per_customer(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A data-size rule from prep's manifest: the MovieLens sets' table where customers have many train rows,
+    the notebook scale's best where they have few."""
+    per_customer = int(manifest["counts"]["train_rows"]) / int(manifest["num_customers"])
+    dense = per_customer >= DENSE_ROWS_PER_CUSTOMER
+    return dict(CANDIDATES["256-factors-10-epochs" if dense else "bias-init-4-epochs"])
 
 
 def named(config: Config) -> dict[str, dict[str, Any]]:
@@ -116,24 +157,67 @@ def grid(base: dict[str, Any], axes: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def candidates_from(args: argparse.Namespace, known: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    if args.grid:
-        base = known[args.base] if args.base in known else json.loads(args.base)
-        found = grid(base, args.grid)
-    elif args.candidates.startswith("@"):
-        found = json.loads(Path(args.candidates[1:]).read_text())
-    else:
-        found = {}
-        for name in args.candidates.split(","):
-            if name not in known:
-                raise SystemExit(f"fm_defaults: unknown candidate {name!r}: one of {', '.join(known)}")
-            found[name] = known[name]
+LEARNING_RATES = ("bias_lr", "linear_lr", "factors_lr")
+SAGEMAKER_LR_DEFAULTS = {"bias_lr": 0.1, "linear_lr": 0.001, "factors_lr": 0.0001}
+
+
+def rules(
+    base: dict[str, Any], axes: list[str], train_rows: int, *, scale_lr: bool
+) -> dict[str, dict[str, Any]]:
+    """base with mini_batch_size = train_rows / steps (rounded, >= 1) and epochs, for every steps=... and
+    epochs=... value; scale_lr: each learning rate times the new mini_batch_size / base's."""
+    values: dict[str, list[int]] = {"steps": [], "epochs": [int(base.get("epochs", 1))]}
+    for axis in axes:
+        key, _, listed = axis.partition("=")
+        if key not in values or not listed:
+            raise SystemExit(f"fm_defaults: --rule {axis!r}: expected steps=S1,S2,... or epochs=E1,E2,...")
+        values[key] = [int(v) for v in listed.split(",")]
+    if not values["steps"]:
+        raise SystemExit("fm_defaults: --rule needs steps=S1,S2,...")
+    out: dict[str, dict[str, Any]] = {}
+    base_batch = int(base.get("mini_batch_size", 1000))
+    for steps in values["steps"]:
+        for epochs in values["epochs"]:
+            batch = max(1, round(train_rows / steps))
+            table = {**base, "mini_batch_size": batch, "epochs": epochs}
+            if scale_lr:
+                for key in LEARNING_RATES:
+                    table[key] = float(base.get(key, SAGEMAKER_LR_DEFAULTS[key])) * batch / base_batch
+            out[f"steps {steps}, epochs {epochs}{', lr scaled' if scale_lr else ''}"] = table
+    return out
+
+
+def checked(found: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     for name, table in found.items():
         try:
             check_fm(table)  # what the cloud's training job would be sent
         except ValueError as error:
             raise SystemExit(f"fm_defaults: candidate {name}: {error}") from None
     return found
+
+
+def base_table(args: argparse.Namespace, known: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    table: dict[str, Any] = known[args.base] if args.base in known else json.loads(args.base)
+    return table
+
+
+def candidates_from(args: argparse.Namespace, known: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    if args.rule:
+        return {}  # made once the run's size is known (rules)
+    if args.grid:
+        found = grid(base_table(args, known), args.grid)
+    elif args.candidates.startswith("@"):
+        found = json.loads(Path(args.candidates[1:]).read_text())
+    else:
+        found = {}
+        for name in args.candidates.split(","):
+            if name == BY_ROWS_PER_CUSTOMER:
+                continue  # made once the run's size is known (main)
+            if name not in known:
+                names = ", ".join([*known, BY_ROWS_PER_CUSTOMER])
+                raise SystemExit(f"fm_defaults: unknown candidate {name!r}: one of {names}")
+            found[name] = known[name]
+    return checked(found)
 
 
 @dataclass(frozen=True)
@@ -306,7 +390,13 @@ def parser() -> argparse.ArgumentParser:
         help="comma-separated names (CANDIDATES, cdk.json, make-run) or @file.json of {name: table}",
     )
     p.add_argument("--grid", nargs="*", default=[], metavar="KEY=V1,V2", help="every combination over --base")
-    p.add_argument("--base", default=CDK_JSON, help="--grid's starting table: a name or a JSON object")
+    p.add_argument(
+        "--rule", nargs="*", default=[], metavar="KEY=V1,V2", help="steps=S1,S2 [epochs=E1,E2] over --base"
+    )
+    p.add_argument(
+        "--rule-lr", action="store_true", help="--rule: learning rates scaled with mini_batch_size"
+    )
+    p.add_argument("--base", default=CDK_JSON, help="--grid's and --rule's table: a name or a JSON object")
     p.add_argument("--no-test", action="store_true", help="validation only: never read the test shard")
     p.add_argument(
         "--tested",
@@ -333,6 +423,12 @@ def main(argv: list[str] | None = None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         began = time.perf_counter()
         data = load_data(args, config, work)
+        if args.rule:
+            train_rows = int(data.manifest["counts"]["train_rows"])
+            base = base_table(args, known)
+            candidates = checked(rules(base, args.rule, train_rows, scale_lr=args.rule_lr))
+        elif BY_ROWS_PER_CUSTOMER in args.candidates.split(","):
+            candidates = checked({**candidates, BY_ROWS_PER_CUSTOMER: by_rows_per_customer(data.manifest)})
         measured: list[Measured] = []
         for name, table in candidates.items():
             measured.append(measure(name, table, data, seeds=seeds, samples=args.samples))

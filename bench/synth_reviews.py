@@ -163,30 +163,55 @@ def _catalog(
     )
 
 
-def _ratings(
-    rng: np.random.Generator,
-    *,
-    cust: np.ndarray,
-    prod: np.ndarray,
-    n_cust: int,
-    n_prod: int,
-    shape: Shape,
-    series: np.ndarray | None,
-) -> np.ndarray:
+GLOBAL_MEAN = 4.2
+USER_BIAS_SD = 0.6
+ITEM_BIAS_SD = 0.5
+NOISE_SD = 0.8
+
+
+@dataclass(frozen=True)
+class RatingModel:
+    """The generator's hidden rating model, by its own customer and product numbers (catalog order):
+    rating = clip(rint(mean + N(0, NOISE_SD)), 1, 5), mean = GLOBAL_MEAN + user_bias[c] + item_bias[p]
+    (+ <users[c], items[p]> with a signal)."""
+
+    user_bias: np.ndarray
+    item_bias: np.ndarray
+    users: np.ndarray | None  # (customers, signal), None without a signal
+    items: np.ndarray | None  # (products, signal)
+
+    def mean(self, cust: np.ndarray, prod: np.ndarray, *, interaction: bool = True) -> np.ndarray:
+        """The noiseless score of (customer, product) pairs, before rounding."""
+        out: np.ndarray = GLOBAL_MEAN + self.user_bias[cust] + self.item_bias[prod]
+        if interaction and self.users is not None and self.items is not None:
+            for lo in range(0, len(cust), 1 << 20):  # bounded temporaries at 4M rows
+                hi = lo + (1 << 20)
+                out[lo:hi] += np.einsum("rk,rk->r", self.users[cust[lo:hi]], self.items[prod[lo:hi]])
+        return out
+
+
+def _rating_model(
+    rng: np.random.Generator, *, n_cust: int, n_prod: int, shape: Shape, series: np.ndarray | None
+) -> tuple[RatingModel, np.ndarray]:
+    """The hidden model and the rows' noise, drawn in the generator's order."""
+    user_bias = rng.normal(0.0, USER_BIAS_SD, n_cust)
+    item_bias = rng.normal(0.0, ITEM_BIAS_SD, n_prod)
+    noise = rng.normal(0.0, NOISE_SD, shape.rows)
+    if shape.signal <= 0 or series is None:
+        return RatingModel(user_bias, item_bias, None, None), noise
+    k = shape.signal
+    # q_i: its series' centre plus a little of its own; <p_u, q_i> then has about signal_strength's
+    # standard deviation.
+    centres = rng.normal(0.0, 1.0, (len(_TITLE_WORDS), k))
+    items = (centres[series] + rng.normal(0.0, 0.3, (n_prod, k))) / np.sqrt(1.09 * k)
+    users = rng.normal(0.0, shape.signal_strength, (n_cust, k))
+    return RatingModel(user_bias, item_bias, users, items), noise
+
+
+def _ratings(model: RatingModel, noise: np.ndarray, cust: np.ndarray, prod: np.ndarray) -> np.ndarray:
     """Global mean + user bias + item bias (+ <p_u, q_i>) + noise, rounded into 1..5."""
-    user_bias = rng.normal(0.0, 0.6, n_cust)
-    item_bias = rng.normal(0.0, 0.5, n_prod)
-    score = 4.2 + user_bias[cust] + item_bias[prod] + rng.normal(0.0, 0.8, len(cust))
-    if shape.signal > 0 and series is not None:
-        k = shape.signal
-        # q_i: its series' centre plus a little of its own; <p_u, q_i> then has about signal_strength's
-        # standard deviation.
-        centres = rng.normal(0.0, 1.0, (len(_TITLE_WORDS), k))
-        items = (centres[series] + rng.normal(0.0, 0.3, (n_prod, k))) / np.sqrt(1.09 * k)
-        users = rng.normal(0.0, shape.signal_strength, (n_cust, k))
-        for lo in range(0, len(cust), 1 << 20):  # bounded temporaries at 4M rows
-            hi = lo + (1 << 20)
-            score[lo:hi] += np.einsum("rk,rk->r", users[cust[lo:hi]], items[prod[lo:hi]])
+    score = model.mean(cust, prod)
+    score += noise
     rating: np.ndarray = np.clip(np.rint(score), 1, 5).astype(np.int64)
     return rating
 
@@ -211,8 +236,21 @@ def _dates(rng: np.random.Generator, cust: np.ndarray, shape: Shape) -> tuple[np
     return day, np.argsort(day, kind="stable")
 
 
-def _rows(shape: Shape) -> Iterator[str]:
-    rng = np.random.default_rng(shape.seed)
+@dataclass(frozen=True)
+class Drawn:
+    """What a shape's rows are made of, up to the ratings: each row's customer and product numbers, the
+    catalog (ids by those numbers) and the hidden rating model."""
+
+    cust: np.ndarray
+    prod: np.ndarray
+    catalog: _Catalog
+    model: RatingModel
+    noise: np.ndarray
+
+
+def draw(shape: Shape, rng: np.random.Generator | None = None) -> Drawn:
+    """The first draws of a file (rng: a Generator seeded with shape.seed; the rows continue from it)."""
+    rng = np.random.default_rng(shape.seed) if rng is None else rng
     rows = shape.rows
     cust_counts = _counts(CUSTOMER_QUANTILES, rows, rng)
     prod_counts = _counts(PRODUCT_QUANTILES, rows, rng)
@@ -221,7 +259,17 @@ def _rows(shape: Shape) -> Iterator[str]:
     prod = rng.permutation(np.repeat(np.arange(n_prod), prod_counts))
     series = rng.integers(0, len(_TITLE_WORDS), n_prod) if shape.signal > 0 else None
     catalog = _catalog(rng, n_cust, n_prod, shape, series)
-    rating = _ratings(rng, cust=cust, prod=prod, n_cust=n_cust, n_prod=n_prod, shape=shape, series=series)
+    model, noise = _rating_model(rng, n_cust=n_cust, n_prod=n_prod, shape=shape, series=series)
+    return Drawn(cust, prod, catalog, model, noise)
+
+
+def _rows(shape: Shape) -> Iterator[str]:
+    rng = np.random.default_rng(shape.seed)
+    rows = shape.rows
+    drawn = draw(shape, rng)
+    cust, prod, catalog = drawn.cust, drawn.prod, drawn.catalog
+    rating = _ratings(drawn.model, drawn.noise, cust, prod)
+    del drawn
     day, file_order = _dates(rng, cust, shape)
 
     bodies = _sentences(rng, 20_000, 17.0)
