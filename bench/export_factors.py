@@ -9,8 +9,9 @@ one test row per customer, an index of the same size and a title table of one --
 product. Then runs lambdas.pipeline.export_factors.export_run on the run's file:// URI in a fresh process
 (OPENBLAS_NUM_THREADS=--blas-threads: 1 is what a Lambda of up to 1,769 MB has, one vCPU), the code path of
 the Lambda's handler: list the shards, read them as streams, write serving/ file by file from memory (no
-/tmp). Prints each phase's seconds, the peak resident memory (ru_maxrss) and their ratios to the Lambda's
-limits (900 s; the memory size given by --memory-mb).
+/tmp). Prints each phase's seconds, the peak resident memory (ru_maxrss) and their ratios to the function's
+timeout and memory as the stack declares them (stacks/pipeline/train.py ExportFmFactorsStep; --memory-mb
+compares with another size).
 
 The inputs come from the page cache (just written); a Lambda reads them from S3 (about 100 MB/s for one
 stream: the model and the shards are about 0.6 GB together, a few seconds more). Figures, not assertions:
@@ -30,8 +31,14 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-LAMBDA_TIMEOUT_S = 900.0
-"""The most a Lambda function may run: https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html"""
+
+
+def declared() -> tuple[float, int]:
+    """The step's timeout (s) and memory (MB) as the stack declares them."""
+    sys.path.insert(0, str(ROOT))
+    from stacks.pipeline.train import ExportFmFactorsStep  # noqa: PLC0415 (aws_cdk imports slowly)
+
+    return ExportFmFactorsStep.TIMEOUT.to_seconds(), ExportFmFactorsStep.MEMORY_MB
 
 
 def make_run(folder: Path, args: argparse.Namespace) -> dict[str, float]:
@@ -159,10 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ranking-customers", type=int, default=10_000)
     parser.add_argument("--neighbours", type=int, default=10)
     parser.add_argument("--blas-threads", type=int, default=1)
-    parser.add_argument("--memory-mb", type=int, default=3008, help="the Lambda memory size to compare with")
+    parser.add_argument("--memory-mb", type=int, default=0, help="memory to compare with (the stack's)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(ROOT))
+    timeout_s, memory_mb = declared()
+    memory_mb = args.memory_mb or memory_mb
     with tempfile.TemporaryDirectory(prefix="export-factors-bench-") as temp:
         folder = Path(temp) / "runs" / "bench"
         t0 = time.perf_counter()
@@ -199,12 +207,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {phase:<37} {seconds:7.1f} s")
     print(
         f"  total                                 {r['seconds']:7.1f} s   "
-        f"({r['seconds'] / LAMBDA_TIMEOUT_S:.2f} of the 900 s Lambda timeout), CPU {r['cpu_s']:.0f} s "
+        f"({r['seconds'] / timeout_s:.2f} of the step's {timeout_s:.0f} s timeout), CPU {r['cpu_s']:.0f} s "
         f"({r['cpu_s'] / r['seconds']:.2f} cores busy)"
     )
     print(
-        f"  peak RSS {r['peak_rss_mb']:,.0f} MB ({r['peak_rss_mb'] / args.memory_mb:.2f} of a "
-        f"{args.memory_mb:,} MB function); serving/ written {output:,.0f} MB"
+        f"  peak RSS {r['peak_rss_mb']:,.0f} MB ({r['peak_rss_mb'] / memory_mb:.2f} of a "
+        f"{memory_mb:,} MB function); serving/ written {output:,.0f} MB"
     )
     ranking, cold = s["ranking"], s["cold_start"]
     print(
