@@ -25,6 +25,11 @@ DEFAULT_RECOMMENDATIONS = 10
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _BODY = "body"
+MAX_NESTING = 100
+"""Arrays and objects inside each other a body may open: far more than any request of the API (3), and far
+below the interpreter's recursion limit, which json.loads would otherwise run into. Near that limit there is
+no stack left for anything else, such as a finalizer the garbage collector runs meanwhile."""
+_JSON_STRUCTURE = re.compile(r'["\\\[\]{}]')
 
 
 @dataclass(frozen=True)
@@ -69,12 +74,42 @@ def parse_json_body(raw: str | bytes | None) -> object:
     text = _utf8(raw) if isinstance(raw, bytes) else raw
     if text is None or not text.strip():
         raise RequestError(_BODY, "required: a JSON object")
+    if _too_deep(text, MAX_NESTING):
+        raise RequestError(_BODY, "nested too deeply")
     try:
         return json.loads(text)
     except RecursionError:
         raise RequestError(_BODY, "nested too deeply") from None
     except ValueError as exc:
         raise RequestError(_BODY, f"not valid JSON ({exc})") from None
+
+
+def _too_deep(text: str, limit: int) -> bool:
+    """Whether the text opens more than `limit` arrays or objects inside each other, brackets inside strings
+    not counted: a scan of its quotes, backslashes and brackets, only when it holds more than `limit`."""
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    depth = 0
+    in_string = False
+    escaped_at = -1  # the position right after a backslash in a string: that character is escaped
+    for match in _JSON_STRUCTURE.finditer(text):
+        ch, at = match.group(), match.start()
+        if in_string:
+            if at == escaped_at:
+                continue
+            if ch == "\\":
+                escaped_at = at + 1
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif ch in "]}":
+            depth -= 1
+    return False
 
 
 def json_kind(value: object) -> str:

@@ -13,6 +13,7 @@ import pytest
 from lambdas.kit.errors import ConfigError
 from lambdas.kit.settings import load
 from lambdas.serving.config import ServingConfig
+from lambdas.serving.parsing import MAX_NESTING
 from tests.lambdas.serving.support import (
     World,
     answer,
@@ -292,6 +293,22 @@ def test_a_deeply_nested_body_is_a_bad_request(world: World, raw: str) -> None:
     assert (status, body["error"]["code"]) == (400, "bad_request")
     assert body["error"]["message"] == "body: nested too deeply"
     assert world.server.received(world.fm) == []
+
+
+def test_the_nesting_limit_counts_arrays_and_objects_not_brackets_in_strings(world: World) -> None:
+    deepest = '{"items": ' + "[" * (MAX_NESTING - 1) + "]" * (MAX_NESTING - 1) + "}"
+    too_deep = '{"items": ' + "[" * MAX_NESTING + "]" * MAX_NESTING + "}"
+    _, body = answer(world.handlers.predict_handler(api_event(None, raw=deepest), None))
+    assert body["error"]["message"] == "items[0]: must be a JSON object, got an array"
+    _, body = answer(world.handlers.predict_handler(api_event(None, raw=too_deep), None))
+    assert body["error"]["message"] == "body: nested too deeply"
+    # A title of brackets, escaped quotes and backslashes is text: the request is answered.
+    title = 'Brackets \\" [[[' + "[" * MAX_NESTING + "{" * MAX_NESTING
+    raw = json.dumps({"titles": [title]})
+    status, body = answer(
+        world.handlers.similar_titles_handler(api_event(None, path="/similar-titles", raw=raw), None)
+    )
+    assert status == 200 and body["results"][0]["title"] == title
 
 
 def test_nesting_that_json_reads_reaches_validation(world: World) -> None:
