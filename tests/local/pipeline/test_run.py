@@ -12,8 +12,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from contract import layout
+from contract.index import held_out_title
 from jobs.prep.job import PrepConfig
 from jobs.prep.prepare import Thresholds
+from lambdas.serving.vectors import parse_title_table
 from local.movielens import AMAZON_COLUMNS, convert
 from local.pipeline.cli import main
 from local.pipeline.run import BUNDLED, run_pipeline
@@ -236,6 +239,21 @@ def test_the_cold_start_is_measured_against_the_user_bias(results: dict[str, Any
     nonsense = cold["nonsense_title"]["answer"]
     assert nonsense["answered_from"] == "customer_only"
     assert nonsense["reason"]["code"] == "title_has_no_letter_or_digit"
+
+
+def test_the_shrinkage_is_chosen_on_the_held_out_titles_the_corpus_never_saw(results: dict[str, Any]) -> None:
+    titles, choice = results["title_table"], results["cold_start_choice"]
+    held = results["manifest"]["held_out_titles"]["titles"]
+    assert held > 0 and titles["held_out_titles"] == titles["held_out_with_vector"] == held
+    run = Path(str(results["recommendations_folder"])).parent
+    corpus = set((run / layout.CORPUS_FILE).read_text(encoding="utf-8").split())
+    held_out = parse_title_table(
+        *((run / layout.SERVING / name).read_bytes() for name in layout.HELD_OUT_TITLE_FILES)
+    )
+    assert len(held_out.tokens) == held and corpus.isdisjoint(held_out.tokens)
+    assert all(held_out_title(token) for token in held_out.tokens)
+    assert choice["rows"] + choice["rows_not_held_out"] == choice["validation_rows"] and choice["rows"] > 0
+    assert "held_out_title" in choice["method"] and choice["never_loses"]
 
 
 def test_report_and_plots_exist(results: dict[str, Any]) -> None:
