@@ -27,6 +27,7 @@ from jobs.prep.job import PrepConfig
 from jobs.prep.prepare import Thresholds
 from local.hyperparameters import hyperparameters_argument
 from local.pipeline import PipelineError
+from local.pipeline.evaluation import percent_difference
 from local.pipeline.run import BLAZINGTEXT_OPTION, FM_OPTION, ROOT, Run, load_defaults, run_pipeline
 from stacks.config import Config
 
@@ -227,11 +228,7 @@ def summary(run: Run) -> str:
             lines.append(f"    {name:<52} {score['rmse']:.4f}  [{score['low']:.4f}, {score['high']:.4f}]")
         versus = c.get("versus_user_bias")
         if versus is not None:
-            low, high = versus["interval"]
-            lines.append(
-                f"    vs user bias: {versus['relative'] * 100:+.1f} % "
-                f"[{low * 100:+.1f} %, {high * 100:+.1f} %]"
-            )
+            lines.append(f"    vs user bias: {percent_difference(versus)}")
     lines.append(f"  recommendations: {r['recommendations_folder']}")
     lines.append("  timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in r["timings_s"].items()))
     lines.append(f"  peak RSS {r['peak_rss_mb']:,.0f} MB")

@@ -7,6 +7,7 @@ RMSE is fm.metrics.rmse, the one the prep job scores its baselines with.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -93,3 +94,19 @@ def bias_predictions(
     )
     predicted = mu + b_user[asked.customer] + (b_item[asked.product] if with_item else 0.0)
     return np.clip(predicted, *RATING_RANGE)
+
+
+def percent(value: float) -> str:
+    """A relative difference as the report and the terminal print it: signed, one decimal. A value below 0
+    keeps its sign however small ("-0.0 %": an interval wholly below 0 says so); float noise around an exact
+    tie (within 1e-12) is "+0.0 %"."""
+    return f"{0.0 if abs(value) < 1e-12 else value * 100:+.1f} %"
+
+
+def percent_interval(interval: list[float]) -> str:
+    return f"[{percent(interval[0])}, {percent(interval[1])}]"
+
+
+def percent_difference(difference: Mapping[str, Any]) -> str:
+    """A paired difference ({relative, interval}) as "-3.4 % [-6.5 %, -0.0 %]"."""
+    return f"{percent(difference['relative'])} {percent_interval(difference['interval'])}"

@@ -18,7 +18,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.manifold import TSNE
 
-__all__ = ["rmse_axis", "title_space_verdict", "topn_verdict", "warning_lines", "write_report"]
+from local.pipeline.evaluation import percent_difference
+
+__all__ = [
+    "cold_start_verdict",
+    "rmse_axis",
+    "title_space_verdict",
+    "topn_verdict",
+    "warning_lines",
+    "write_report",
+]
 
 CUTOFF = 10
 
@@ -107,14 +116,6 @@ def _title_map(tokens: list[str], vectors: list[list[float]], path: Path) -> Non
     plt.close(fig)
 
 
-def _pct(value: float) -> str:
-    return f"{value * 100:+.1f} %"
-
-
-def _pct_interval(interval: list[float]) -> str:
-    return f"[{interval[0] * 100:+.1f} %, {interval[1] * 100:+.1f} %]"
-
-
 def _rmse_cell(score: dict[str, float] | None) -> str:
     if score is None:
         return "n/a"
@@ -140,10 +141,8 @@ def _side_by_side(by_split: dict[str, Any]) -> list[str]:
     ]
     for name, difference in test["differences"].items():
         other = validation["differences"].get(name)
-        cell = "n/a" if other is None else f"{_pct(other['relative'])} {_pct_interval(other['interval'])}"
-        lines.append(
-            f"| {name} | {cell} | {_pct(difference['relative'])} {_pct_interval(difference['interval'])} |"
-        )
+        cell = "n/a" if other is None else percent_difference(other)
+        lines.append(f"| {name} | {cell} | {percent_difference(difference)} |")
     return lines
 
 
@@ -171,7 +170,7 @@ def _gate(gate: dict[str, Any], deployed: bool, record: str) -> list[str]:
     for c in gate.get("versus", []):
         lines.append(
             f"| {c['against']} | {c['rows']:,} | {c['candidate_rmse']:.4f} | {c['other_rmse']:.4f} | "
-            f"{_pct(c['relative'])} {_pct_interval(c['interval'])} | {'yes' if c['passed'] else '**no**'} |"
+            f"{percent_difference(c)} | {'yes' if c['passed'] else '**no**'} |"
         )
     lines += ["", "Reasons:", "", *[f"- {reason}" for reason in gate["reasons"]], ""]
     if deployed:
@@ -302,16 +301,10 @@ def _cold_start(c: dict[str, Any], folder: Path) -> list[str]:
         "",
     ]
     if versus is not None:
-        verdict = (
-            "better than"
-            if versus["interval"][1] < 0
-            else "worse than"
-            if versus["interval"][0] > 0
-            else "not measurably different from"
-        )
+        verdict = cold_start_verdict(versus, c["answered_from"])
         lines += [
             f"**Cold start vs the user-bias prediction, same {versus['rows']:,} rows: "
-            f"{_pct(versus['relative'])} {_pct_interval(versus['interval'])} (relative RMSE, paired 95 % "
+            f"{percent_difference(versus)} (relative RMSE, paired 95 % "
             f"interval): {verdict} the user-bias prediction.**",
             "",
         ]
@@ -327,14 +320,23 @@ def _cold_start(c: dict[str, Any], folder: Path) -> list[str]:
     return lines
 
 
+def cold_start_verdict(versus: dict[str, Any], answered_from: dict[str, int]) -> str:
+    """How the cold start compares with the user-bias prediction: by the paired interval, or "the same
+    answers as" when no answer used a neighbour (each one is the user-bias prediction)."""
+    if set(answered_from) == {"customer_only"}:
+        return "the same answers as"
+    if versus["interval"][1] < 0:
+        return "better than"
+    if versus["interval"][0] > 0:
+        return "worse than"
+    return "not measurably different from"
+
+
 def _versus_base(versus: dict[str, Any] | None) -> str:
     """The validation evidence for trusting the neighbours, or why none are trusted."""
     if versus is None:
         return "; no shrinkage beat the user-bias prediction there by a paired interval wholly below 0"
-    return (
-        f"; on those rows {_pct(versus['relative'])} "
-        f"{_pct_interval(versus['interval'])} vs the user-bias prediction"
-    )
+    return f"; on those rows {percent_difference(versus)} vs the user-bias prediction"
 
 
 def _space(space: dict[str, Any]) -> list[str]:

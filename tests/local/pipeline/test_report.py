@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 
-from local.pipeline.report import rmse_axis, title_space_verdict, topn_verdict, warning_lines
+from local.pipeline.evaluation import percent, percent_difference
+from local.pipeline.report import (
+    cold_start_verdict,
+    rmse_axis,
+    title_space_verdict,
+    topn_verdict,
+    warning_lines,
+)
 
 
 def test_every_manifest_warning_is_a_bold_block_quote() -> None:
@@ -54,3 +61,27 @@ def test_the_title_space_verdict_goes_by_the_excess_share_not_the_ratio() -> Non
     assert said is not None and said.endswith("encodes the release year most of all.")
     assert "the release year in 56.7 % (random pairs 10.3 %)" in said
     assert title_space_verdict({"titles": 2}) is None
+
+
+def test_the_cold_start_verdict_says_when_every_answer_is_the_user_bias_prediction() -> None:
+    same = {"relative": -1e-17, "interval": [-1e-17, 0.0]}
+    assert cold_start_verdict(same, {"customer_only": 57}) == "the same answers as"
+    assert (
+        cold_start_verdict(same, {"customer_only": 50, "title_neighbours": 7})
+        == "not measurably different from"
+    )
+    assert cold_start_verdict({"relative": -0.03, "interval": [-0.05, -0.01]}, {"title_neighbours": 9}) == (
+        "better than"
+    )
+    assert cold_start_verdict({"relative": 0.03, "interval": [0.01, 0.05]}, {"title_neighbours": 9}) == (
+        "worse than"
+    )
+
+
+def test_percentages_keep_the_sign_of_a_difference_and_not_of_float_noise() -> None:
+    assert percent(-1e-17) == percent(-0.0) == percent(0.0) == percent(0.0004) == "+0.0 %"
+    assert percent(-0.0004) == "-0.0 %"  # below 0, however little: an interval wholly below 0 shows it
+    assert percent(-0.034) == "-3.4 %" and percent(0.0149) == "+1.5 %"
+    assert (
+        percent_difference({"relative": -0.034, "interval": [-0.065, -0.0001]}) == "-3.4 % [-6.5 %, -0.0 %]"
+    )
