@@ -12,7 +12,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from contract import layout
-from stacks.config import TRAINING_INSTANCE_QUOTA
+from stacks.fm_tuning import TRAINING_INSTANCE_QUOTA
 from stacks.pipeline import asl, paths
 from stacks.pipeline.shared import (
     FM_VOLUME_SIZE_GB,

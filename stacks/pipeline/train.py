@@ -14,7 +14,7 @@ from constructs import Construct
 from contract import layout
 from contract.algorithms import BLAZINGTEXT, FM, MODELS
 from contract.documents import json_path
-from stacks.config import FM_TUNING_OBJECTIVE
+from stacks.fm_tuning import FM_TUNING_OBJECTIVE
 from stacks.pipeline import asl, paths
 from stacks.pipeline.images import algorithm_image
 from stacks.pipeline.shared import (
