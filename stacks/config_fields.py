@@ -33,19 +33,19 @@ def number(key: str, value: object, *, minimum: float, maximum: float) -> float:
     allowed = f"a number from {minimum} to {maximum}"
     if isinstance(value, bool):
         raise fail(key, value, allowed)
-    number: float
+    parsed: float
     if isinstance(value, int | float):
-        number = float(value)
+        parsed = float(value)
     elif isinstance(value, str):
         try:
-            number = float(value)
+            parsed = float(value)
         except ValueError:
             raise fail(key, value, allowed) from None
     else:
         raise fail(key, value, allowed)
-    if not minimum <= number <= maximum:
+    if not minimum <= parsed <= maximum:
         raise fail(key, value, allowed)
-    return number
+    return parsed
 
 
 def boolean(key: str, value: object) -> bool:
