@@ -28,7 +28,8 @@ from jobs.prep.prepare import Thresholds
 from local.hyperparameters import hyperparameters_argument
 from local.pipeline import PipelineError
 from local.pipeline.evaluation import percent_difference
-from local.pipeline.run import BLAZINGTEXT_OPTION, FM_OPTION, ROOT, Run, load_defaults, run_pipeline
+from local.pipeline.run import run_pipeline
+from local.pipeline.start import BLAZINGTEXT_OPTION, FM_OPTION, ROOT, Run, load_defaults
 from stacks.config import Config
 
 PROG = "python -m local.pipeline"

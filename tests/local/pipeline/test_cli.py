@@ -18,11 +18,11 @@ from jobs.prep.__main__ import build_parser as prep_parser
 from jobs.prep.job import PrepConfig
 from jobs.prep.prepare import Thresholds
 from local.movielens import AMAZON_COLUMNS
-from local.pipeline import PipelineError, cli
+from local.pipeline import PipelineError, cli, start
 from local.pipeline import run as run_module
 from local.pipeline.cli import PREP_OPTIONS, PREP_OPTIONS_NOT_TAKEN, main, run_arguments
-from local.pipeline.run import load_defaults, prep_defaults
 from local.pipeline.shims import write_record
+from local.pipeline.start import load_defaults, prep_defaults
 from stacks.config import Config
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -173,7 +173,7 @@ def test_make_runs_fm_hyperparameters_override_the_makefiles_key_by_key(config: 
     arguments = run_arguments(argv, config)
 
     assert arguments["fm_overrides"] == {"num_factors": 256, "epochs": 2, "factors_lr": 0.001, "bias_lr": 0.2}
-    table = run_module.fm_table(config, arguments["fm_overrides"])
+    table = start.fm_table(config, arguments["fm_overrides"])
     assert table == {**config.fm_hyperparameters, **arguments["fm_overrides"]}
     assert table["linear_lr"] == config.fm_hyperparameters["linear_lr"]  # cdk.json's, kept
 
@@ -192,7 +192,7 @@ def test_blazingtext_hyperparameters_merge_over_cdk_json(config: Config) -> None
         '{"epochs": 3}',
     ]
     arguments = run_arguments(argv, config)
-    table = run_module.blazingtext_table(config, arguments["blazingtext_overrides"])
+    table = start.blazingtext_table(config, arguments["blazingtext_overrides"])
     assert table == {**config.blazingtext_hyperparameters, "epochs": 3}
 
 
@@ -351,7 +351,7 @@ def test_a_run_that_fails_half_way_leaves_nothing_behind(
 
 def _failing_run(output: Path, error: BaseException) -> Path:
     """A run that writes its folder and the deployed-run record, then fails with `error`."""
-    with pytest.raises(type(error)), run_module.new_run(output) as run:
+    with pytest.raises(type(error)), start.new_run(output) as run:
         (run.folder / "prep").mkdir()
         (run.folder / "prep" / "manifest.json").write_text("{}")
         write_record(run.record_path, run.folder, run.run_id, METRICS)
@@ -384,7 +384,7 @@ def test_the_first_steps_of_a_good_run_still_run(
     """The checks refuse nothing that is good: the Makefile's own arguments reach prep with its settings."""
     seen: dict[str, Any] = {}
 
-    def prepare(run: run_module.Run, source: Path, prep_config: PrepConfig) -> None:
+    def prepare(run: start.Run, source: Path, prep_config: PrepConfig) -> None:
         seen.update(folder=run.folder, source=source, prep=prep_config)
         raise PipelineError("stopped after the checks")
 

@@ -19,7 +19,8 @@ from jobs.prep.prepare import Thresholds
 from lambdas.serving.vectors import parse_title_table
 from local.movielens import AMAZON_COLUMNS, convert
 from local.pipeline.cli import main
-from local.pipeline.run import BUNDLED, run_pipeline
+from local.pipeline.run import run_pipeline
+from local.pipeline.start import BUNDLED
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

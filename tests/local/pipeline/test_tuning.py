@@ -12,7 +12,7 @@ import pytest
 from local.pipeline import PipelineError
 from local.pipeline.cli import run_arguments
 from local.pipeline.records import write_channel
-from local.pipeline.run import load_defaults
+from local.pipeline.start import load_defaults
 from local.pipeline.tuning import DEFAULT_RANGES, DEFAULT_TRIALS, check_ranges, draw, tune, tuning_space
 from tests.local.pipeline.pipeline_support import rows
 
