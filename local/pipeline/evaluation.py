@@ -98,9 +98,9 @@ def bias_predictions(
 
 def percent(value: float) -> str:
     """A relative difference as the report and the terminal print it: signed, one decimal. A value below 0
-    keeps its sign however small ("-0.0 %": an interval wholly below 0 says so); float noise around an exact
-    tie (within 1e-12) is "+0.0 %"."""
-    return f"{0.0 if abs(value) < 1e-12 else value * 100:+.1f} %"
+    keeps its sign down to 1e-6 ("-0.0 %": an interval wholly below 0 says so); within 1e-6 of 0 it is float
+    noise around a tie (float32 predictions of the same answer) and prints "+0.0 %"."""
+    return f"{0.0 if abs(value) < 1e-6 else value * 100:+.1f} %"
 
 
 def percent_interval(interval: list[float]) -> str:

@@ -79,7 +79,7 @@ def test_the_cold_start_verdict_says_when_every_answer_is_the_user_bias_predicti
 
 
 def test_percentages_keep_the_sign_of_a_difference_and_not_of_float_noise() -> None:
-    assert percent(-1e-17) == percent(-0.0) == percent(0.0) == percent(0.0004) == "+0.0 %"
+    assert percent(-1e-17) == percent(-3e-7) == percent(-0.0) == percent(0.0) == percent(0.0004) == "+0.0 %"
     assert percent(-0.0004) == "-0.0 %"  # below 0, however little: an interval wholly below 0 shows it
     assert percent(-0.034) == "-3.4 %" and percent(0.0149) == "+1.5 %"
     assert (
