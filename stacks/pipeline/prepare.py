@@ -16,12 +16,13 @@ from stacks.fm_tuning import TRAINING_INSTANCE_QUOTA
 from stacks.pipeline import asl, paths
 from stacks.pipeline.shared import (
     FM_VOLUME_SIZE_GB,
-    TAGS,
     Fallible,
     SharedResources,
+    prep_image_job,
+    processing_input,
     run_sagemaker_jobs,
     start_sagemaker_work,
-    volume_key,
+    state_array,
 )
 from stacks.pipeline.steps import LambdaStep
 
@@ -78,7 +79,7 @@ class PrepareData(sfn.StateMachineFragment):
     ) -> None:
         super().__init__(scope, construct_id)
         self._shared = shared
-        config, key = shared.config, shared.storage.key
+        config = shared.config
         self.start_run = StartRunStep(shared)
         start = self.start_run.state(
             self,
@@ -112,52 +113,20 @@ class PrepareData(sfn.StateMachineFragment):
             self,
             "Prepare data",
             asl.integration("sagemaker:createProcessingJob.sync"),
-            {
-                "ProcessingJobName.$": paths.run("names", "prep"),
-                "RoleArn": shared.sagemaker_role.role_arn,
-                "AppSpecification": {
-                    "ImageUri": image.image_uri,
-                    "ContainerArguments.$": "States.Array("
-                    + ", ".join(f"'{argument}'" for argument in arguments)
-                    + f", '--fm-instance-count', {fm_instance_count})",
-                },
-                "ProcessingResources": {
-                    "ClusterConfig": {
-                        "InstanceCount": 1,
-                        "InstanceType": config.prep_instance_type,
-                        "VolumeSizeInGB": config.prep_volume_size_gb,
-                        **volume_key(config.prep_instance_type, key.key_arn),
-                    }
-                },
-                "ProcessingInputs": [
-                    {
-                        "InputName": "reviews",
-                        "S3Input": {
-                            "S3Uri": config.raw_data_uri or RAW_DATA_PLACEHOLDER,
-                            "LocalPath": layout.CONTAINER_INPUT,
-                            "S3DataType": "S3Prefix",
-                            "S3InputMode": "File",
-                            "S3DataDistributionType": "FullyReplicated",
-                        },
-                    }
+            prep_image_job(
+                shared,
+                image_uri=image.image_uri,
+                name=paths.run("names", "prep"),
+                arguments=state_array(arguments, ("--fm-instance-count", fm_instance_count)),
+                inputs=[
+                    processing_input(
+                        "reviews",
+                        layout.CONTAINER_INPUT,
+                        {"S3Uri": config.raw_data_uri or RAW_DATA_PLACEHOLDER},
+                    )
                 ],
-                "ProcessingOutputConfig": {
-                    "KmsKeyId": key.key_arn,
-                    "Outputs": [
-                        {
-                            "OutputName": "prep",
-                            # Processing uploads the output folder's files under this URI: prep/<file>.
-                            "S3Output": {
-                                "S3Uri.$": paths.in_run(layout.PREP.rstrip("/")),
-                                "LocalPath": layout.CONTAINER_OUTPUT,
-                                "S3UploadMode": "EndOfJob",
-                            },
-                        }
-                    ],
-                },
-                "StoppingCondition": {"MaxRuntimeInSeconds": config.training_max_runtime_seconds},
-                "Tags": TAGS,
-            },
+                output=("prep", layout.PREP, layout.CONTAINER_OUTPUT),
+            ),
             result_selector={"job_arn.$": "$.ProcessingJobArn"},
             result_path=paths.PREP,
         )

@@ -13,12 +13,13 @@ from constructs import Construct
 from contract import layout
 from stacks.pipeline import asl, paths
 from stacks.pipeline.shared import (
-    TAGS,
     Fallible,
     SharedResources,
+    prep_image_job,
+    processing_input,
     run_sagemaker_jobs,
     start_sagemaker_work,
-    volume_key,
+    state_array,
 )
 
 RECOMMENDATIONS_PER_CUSTOMER = 10
@@ -42,20 +43,7 @@ def recommend_arguments() -> str:
         layout.CONTAINER_FAILURE_MESSAGE,
     ]
     weight = f"States.Format('{{}}', {paths.export('ranking', 'popularity_weight')})"
-    return "States.Array(" + ", ".join(f"'{a}'" for a in fixed) + f", '--popularity-weight', {weight})"
-
-
-def _input(name: str, path: str, local_path: str) -> dict[str, object]:
-    return {
-        "InputName": name,
-        "S3Input": {
-            "S3Uri.$": paths.in_run(path),
-            "LocalPath": local_path,
-            "S3DataType": "S3Prefix",
-            "S3InputMode": "File",
-            "S3DataDistributionType": "FullyReplicated",
-        },
-    }
+    return state_array(fixed, ("--popularity-weight", weight))
 
 
 class BatchRecommendations(sfn.StateMachineFragment):
@@ -71,48 +59,28 @@ class BatchRecommendations(sfn.StateMachineFragment):
     ) -> None:
         super().__init__(scope, construct_id)
         self._shared = shared
-        config, key = shared.config, shared.storage.key
         self._job = asl.task(
             self,
             "Batch recommendations",
             asl.integration("sagemaker:createProcessingJob.sync"),
-            {
-                "ProcessingJobName.$": paths.run("names", "recommend"),
-                "RoleArn": shared.sagemaker_role.role_arn,
-                "AppSpecification": {
-                    "ImageUri": image.image_uri,
-                    "ContainerEntrypoint": ENTRYPOINT,
-                    "ContainerArguments.$": recommend_arguments(),
-                },
-                "ProcessingResources": {
-                    "ClusterConfig": {
-                        "InstanceCount": 1,
-                        "InstanceType": config.prep_instance_type,
-                        "VolumeSizeInGB": config.prep_volume_size_gb,
-                        **volume_key(config.prep_instance_type, key.key_arn),
-                    }
-                },
-                "ProcessingInputs": [
-                    _input("factors", layout.SERVING_FACTORS, layout.RECOMMEND_CONTAINER_FACTORS),
-                    _input("index", layout.INDEX, layout.RECOMMEND_CONTAINER_INDEX),
+            prep_image_job(
+                shared,
+                image_uri=image.image_uri,
+                name=paths.run("names", "recommend"),
+                entrypoint=ENTRYPOINT,
+                arguments=recommend_arguments(),
+                inputs=[
+                    processing_input(
+                        "factors",
+                        layout.RECOMMEND_CONTAINER_FACTORS,
+                        {"S3Uri.$": paths.in_run(layout.SERVING_FACTORS)},
+                    ),
+                    processing_input(
+                        "index", layout.RECOMMEND_CONTAINER_INDEX, {"S3Uri.$": paths.in_run(layout.INDEX)}
+                    ),
                 ],
-                "ProcessingOutputConfig": {
-                    "KmsKeyId": key.key_arn,
-                    "Outputs": [
-                        {
-                            "OutputName": "recommendations",
-                            # Processing uploads the output folder's files under this URI.
-                            "S3Output": {
-                                "S3Uri.$": paths.in_run(layout.RECOMMENDATIONS.rstrip("/")),
-                                "LocalPath": layout.RECOMMEND_CONTAINER_OUTPUT,
-                                "S3UploadMode": "EndOfJob",
-                            },
-                        }
-                    ],
-                },
-                "StoppingCondition": {"MaxRuntimeInSeconds": config.training_max_runtime_seconds},
-                "Tags": TAGS,
-            },
+                output=("recommendations", layout.RECOMMENDATIONS, layout.RECOMMEND_CONTAINER_OUTPUT),
+            ),
         )
         self.fallible: list[Fallible] = [self._job]
 

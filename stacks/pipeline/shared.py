@@ -21,6 +21,7 @@ from contract.algorithms import RESOURCE_PREFIX, resource_pattern
 from contract.instances import has_local_storage
 from stacks.config import Config
 from stacks.nag import acknowledge, wildcard_finding
+from stacks.pipeline import paths
 from stacks.storage import DataStorage
 
 
@@ -59,6 +60,81 @@ def volume_key(instance_type: str, key_arn: str) -> dict[str, str]:
     storage (contract.instances: SageMaker refuses a key for local storage, which it encrypts itself); types
     a run may override are decided by "Start run"."""
     return {} if has_local_storage(instance_type) else {"VolumeKmsKeyId": key_arn}
+
+
+def processing_input(name: str, local_path: str, uri: dict[str, str]) -> dict[str, object]:
+    """One File-mode S3Prefix input of a Processing job, copied whole to every instance; `uri` is
+    {"S3Uri": <fixed>} or {"S3Uri.$": <a path in the state>}."""
+    return {
+        "InputName": name,
+        "S3Input": {
+            **uri,
+            "LocalPath": local_path,
+            "S3DataType": "S3Prefix",
+            "S3InputMode": "File",
+            "S3DataDistributionType": "FullyReplicated",
+        },
+    }
+
+
+def state_array(fixed: list[str], *computed: tuple[str, str]) -> str:
+    """A container's arguments as States.Array: the fixed strings, then (option, an intrinsic that makes
+    its value) pairs."""
+    items = [f"'{argument}'" for argument in fixed]
+    for option, value in computed:
+        items += [f"'{option}'", value]
+    return "States.Array(" + ", ".join(items) + ")"
+
+
+def prep_image_job(
+    shared: SharedResources,
+    *,
+    image_uri: str,
+    name: str,
+    arguments: str,
+    inputs: list[dict[str, object]],
+    output: tuple[str, str, str],
+    entrypoint: list[str] | None = None,
+) -> dict[str, object]:
+    """CreateProcessingJob's request for a job on the prep image: one instance of prep_instance_type with
+    its volume encrypted by the data key, `arguments` a States.Array expression, and one output
+    (name, the run's path it is uploaded under, the container folder) uploaded at the end under the run."""
+    config, key = shared.config, shared.storage.key
+    output_name, run_path, local_path = output
+    return {
+        "ProcessingJobName.$": name,
+        "RoleArn": shared.sagemaker_role.role_arn,
+        "AppSpecification": {
+            "ImageUri": image_uri,
+            **({"ContainerEntrypoint": entrypoint} if entrypoint else {}),
+            "ContainerArguments.$": arguments,
+        },
+        "ProcessingResources": {
+            "ClusterConfig": {
+                "InstanceCount": 1,
+                "InstanceType": config.prep_instance_type,
+                "VolumeSizeInGB": config.prep_volume_size_gb,
+                **volume_key(config.prep_instance_type, key.key_arn),
+            }
+        },
+        "ProcessingInputs": inputs,
+        "ProcessingOutputConfig": {
+            "KmsKeyId": key.key_arn,
+            "Outputs": [
+                {
+                    "OutputName": output_name,
+                    # Processing uploads the output folder's files under this URI.
+                    "S3Output": {
+                        "S3Uri.$": paths.in_run(run_path.rstrip("/")),
+                        "LocalPath": local_path,
+                        "S3UploadMode": "EndOfJob",
+                    },
+                }
+            ],
+        },
+        "StoppingCondition": {"MaxRuntimeInSeconds": config.training_max_runtime_seconds},
+        "Tags": TAGS,
+    }
 
 
 def sagemaker_arn(resource: str) -> str:
