@@ -39,6 +39,7 @@ raises FactorsFormatError naming the file and the problem.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -149,6 +150,16 @@ class ServingFactors:
         if self.customer_base.shape[0] == 0 and self.customers.shape[0] > 0:
             object.__setattr__(self, "base_mean", float(self.w0))
             object.__setattr__(self, "customer_base", np.full(self.customers.shape[0], self.w0, np.float32))
+
+    def with_reviewed(self, reviewed: ReviewedProducts) -> ServingFactors:
+        """The same parameters with other reviewed products and popularity (e.g. the train rows' alone)."""
+        return dataclasses.replace(
+            self,
+            reviewed_indptr=reviewed.indptr,
+            reviewed_indices=reviewed.indices,
+            popularity=reviewed.popularity,
+            reviewed_rows=reviewed.rows,
+        )
 
     def base(self, customers: npt.ArrayLike) -> F64:
         """The user-bias prediction (unclipped) per customer key; -1 (unknown) gets base_mean."""

@@ -4,7 +4,6 @@ has the step and its inputs."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import numpy as np
@@ -163,14 +162,8 @@ def choose_ranking(
         reason = "the validation shard has no rows: FM's score alone"
         return Ranking(0.0).to_json(chosen_on="default", reason=reason, rows=0), None
     # The same parameters; the reviewed products and popularity of the train rows alone.
-    train_factors = dataclasses.replace(
-        factors,
-        reviewed_indptr=train.indptr,
-        reviewed_indices=train.indices,
-        popularity=train.popularity,
-        reviewed_rows=train.rows,
-    )
-    choice = choose_popularity_weight(train_factors, validation, customers=customers, seed=seed)
+    on_train = factors.with_reviewed(train)
+    choice = choose_popularity_weight(on_train, validation, customers=customers, seed=seed)
     return {**choice.to_json(), "popularity": "train rows"}, choice
 
 
@@ -212,13 +205,7 @@ def ranking_on_test(
     }
     if held.size == 0:
         return {**base, "rankings": {}, "differences": {}}
-    known = dataclasses.replace(
-        factors,
-        reviewed_indptr=seen.indptr,
-        reviewed_indices=seen.indices,
-        popularity=seen.popularity,
-        reviewed_rows=seen.rows,
-    )
+    known = factors.with_reviewed(seen)
     alone, blended = weighted_fm_ranks(known, held, (0.0, popularity_weight))
     popular = popularity_ranks(known, held)
     ranks = {"fm": alone, "fm_popularity": blended, "most_popular": popular, "random": random_ranks(popular)}
