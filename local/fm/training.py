@@ -116,11 +116,7 @@ def fm_gradients(
         return _logistic_gradients(pred, s, v_rows, x, labels, rescale=rescale)
     residual = pred - labels
     e = (rescale * residual).astype(v_rows.dtype, copy=False)
-    xt = x.T.tocsr()
-    x2t = xt.copy()
-    x2t.data = x2t.data * x2t.data
-    g_w: Floats = np.asarray(xt @ e)
-    g_v: Floats = np.asarray(xt @ (e[:, None] * s)) - np.asarray(x2t @ e)[:, None] * v_rows
+    g_w, g_v = _row_gradients(e, s, v_rows, x)
     loss = 0.5 * rescale * float(np.dot(residual.astype(np.float64), residual.astype(np.float64)))
     return FmGradients(pred, loss, float(e.sum(dtype=np.float64)), g_w, g_v)
 
@@ -130,13 +126,20 @@ def _logistic_gradients(
 ) -> FmGradients:
     residual = expit(pred) - labels
     e = (rescale * residual).astype(v_rows.dtype, copy=False)
+    g_w, g_v = _row_gradients(e, s, v_rows, x)
+    loss = rescale * float(_logistic_losses(pred, labels).sum())
+    return FmGradients(pred, loss, float(e.sum(dtype=np.float64)), g_w, g_v)
+
+
+def _row_gradients(e: Floats, s: Floats, v_rows: Floats, x: sp.csr_matrix) -> tuple[Floats, Floats]:
+    """Both losses' gradients of the batch's rows of w and v, from e, the loss's derivative per example
+    (rescaled): dL/dw_j = sum_i e_i x_ij, dL/dv_j = sum_i e_i (x_ij s_i - x_ij^2 v_j)."""
     xt = x.T.tocsr()
     x2t = xt.copy()
     x2t.data = x2t.data * x2t.data
     g_w: Floats = np.asarray(xt @ e)
     g_v: Floats = np.asarray(xt @ (e[:, None] * s)) - np.asarray(x2t @ e)[:, None] * v_rows
-    loss = rescale * float(_logistic_losses(pred, labels).sum())
-    return FmGradients(pred, loss, float(e.sum(dtype=np.float64)), g_w, g_v)
+    return g_w, g_v
 
 
 def _logistic_losses(logits: Floats, labels: Floats) -> npt.NDArray[np.float64]:
