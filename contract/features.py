@@ -18,6 +18,18 @@ NONZEROS_PER_ROW = 3
 """user one-hot, item one-hot, time feature."""
 
 
+def rating_range_of(value: object) -> tuple[float, float] | None:
+    """A rating range as JSON writes it, [lowest, highest] (two numbers, lowest first), or None."""
+    if (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+        and value[0] < value[1]
+    ):
+        return float(value[0]), float(value[1])
+    return None
+
+
 @dataclass(frozen=True)
 class FeatureLayout:
     num_customers: int

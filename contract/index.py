@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contract.features import RATING_RANGE, FeatureLayout, TimeTransform
+from contract.features import RATING_RANGE, FeatureLayout, TimeTransform, rating_range_of
 
 INDEX_SCHEMA_VERSION = 1
 INDEX_FILES = ("index.json", "customers.tsv", "products.tsv")
@@ -250,14 +250,9 @@ def parse_index(index_json: bytes, customers_tsv: bytes, products_tsv: bytes) ->
         transform = TimeTransform.from_json(meta.get("time_transform"))
     except ValueError as exc:
         raise IndexFormatError(f"index.json: {exc}") from None
-    rating_range = meta.get("rating_range")
-    if (
-        not isinstance(rating_range, list)
-        or len(rating_range) != 2
-        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in rating_range)
-        or not rating_range[0] < rating_range[1]
-    ):
-        raise IndexFormatError(f"index.json: rating_range is {rating_range!r}, not [low, high]")
+    rating_range = rating_range_of(meta.get("rating_range"))
+    if rating_range is None:
+        raise IndexFormatError(f"index.json: rating_range is {meta.get('rating_range')!r}, not [low, high]")
     global_mean = _number(meta, "global_mean")
 
     n, m = layout.num_customers, layout.num_products
@@ -282,7 +277,7 @@ def parse_index(index_json: bytes, customers_tsv: bytes, products_tsv: bytes) ->
 
     return ServingIndex(
         features=layout,
-        rating_range=(float(rating_range[0]), float(rating_range[1])),
+        rating_range=rating_range,
         global_mean=global_mean,
         time_transform=transform,
         customer_ids=customer_ids,

@@ -25,6 +25,7 @@ import numpy.typing as npt
 
 from contract import layout
 from contract.documents import BASELINE_COLUMNS, Comparison, GateDecision, RunRecord
+from contract.features import rating_range_of
 from contract.index import INDEX_FILES, IndexFormatError, parse_index
 from fm.metrics import rmse
 from fm.pairs import Rows, read_rows, score_rows
@@ -338,17 +339,14 @@ def gate_run(run_uri: str, rating_range: tuple[float, float], gate: GateSettings
 def _event(event: object) -> tuple[str, tuple[float, float]]:
     if not isinstance(event, dict):
         raise GateInputError('event must be an object with "run_uri" and "rating_range"')
-    run_uri, rating_range = event.get("run_uri"), event.get("rating_range")
+    run_uri, rating_range = event.get("run_uri"), rating_range_of(event.get("rating_range"))
     if not isinstance(run_uri, str) or not run_uri.startswith(("s3://", "file://")):
         raise GateInputError(f"event.run_uri is {run_uri!r}: an s3:// or file:// URI is required")
-    if (
-        not isinstance(rating_range, list)
-        or len(rating_range) != 2
-        or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in rating_range)
-        or not rating_range[0] < rating_range[1]
-    ):
-        raise GateInputError(f"event.rating_range is {rating_range!r}: [lowest, highest] rating is required")
-    return run_uri, (float(rating_range[0]), float(rating_range[1]))
+    if rating_range is None:
+        raise GateInputError(
+            f"event.rating_range is {event.get('rating_range')!r}: [lowest, highest] rating is required"
+        )
+    return run_uri, rating_range
 
 
 @lambda_handler
